@@ -1,1 +1,279 @@
+//! Test harness for Switchyard's black-box tests.
+//!
+//! * [`PrefectServer::shared`] — one real Prefect server per test binary, installed by
+//!   `scripts/prefect-env.sh`, on a free loopback port with a fresh home directory. It is
+//!   killed and its directory removed when the test binary exits (an exit hook), and killed by
+//!   the kernel if the binary dies (parent-death signal).
+//! * [`ChildGuard`] — a child process killed when the guard drops.
+//! * [`wait_until`] — polls a condition against a deadline (tests never sleep a fixed time).
+//! * [`TempDir`], [`free_port`].
 
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound, read, released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+}
+
+/// A directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A new empty directory under the system temp dir.
+    pub fn new(prefix: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        Self(dir)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process that is killed (and reaped) when the guard drops.
+pub struct ChildGuard {
+    child: Option<Child>,
+}
+
+impl ChildGuard {
+    /// Spawns `cmd`, asking the kernel to kill it if this process dies first.
+    pub fn spawn(cmd: &mut Command) -> std::io::Result<Self> {
+        die_with_parent(cmd);
+        Ok(Self { child: Some(cmd.spawn()?) })
+    }
+
+    /// The child, e.g. to take its stdin.
+    pub fn child(&mut self) -> &mut Child {
+        self.child.as_mut().unwrap_or_else(|| unreachable!("child taken only on drop"))
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// Sends a signal (e.g. `libc::SIGINT`).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.pid() as i32, sig);
+        }
+    }
+
+    /// Waits for the child to exit, up to `deadline`; returns its exit code (None if killed
+    /// by a signal). Panics when the deadline passes.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            match self.child().try_wait() {
+                Ok(Some(status)) => return status.code(),
+                Ok(None) if start.elapsed() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) => panic!("process {} did not exit within {deadline:?}", self.pid()),
+                Err(e) => panic!("waiting for {}: {e}", self.pid()),
+            }
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec and only calls the async-signal-safe
+    // prctl(2).
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+/// Polls `cond` every 50 ms until it returns `Some`, or panics with `what` after `deadline`.
+pub fn wait_until<T>(what: &str, deadline: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = cond() {
+            return v;
+        }
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The workspace root (where `scripts/` and `.prefect-venv/` live).
+pub fn workspace_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .find(|p| p.join("scripts").join("prefect-env.sh").exists())
+        .map(Path::to_path_buf)
+        .unwrap_or(here)
+}
+
+/// A real Prefect server started for this test binary.
+pub struct PrefectServer {
+    /// `http://127.0.0.1:PORT/api`.
+    pub api_url: String,
+    /// Its home directory (database, logs).
+    pub home: PathBuf,
+}
+
+static SERVER: OnceLock<PrefectServer> = OnceLock::new();
+static SERVER_PID: AtomicI32 = AtomicI32::new(0);
+static SERVER_HOME: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn stop_server_at_exit() {
+    let pid = SERVER_PID.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: signalling and reaping our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+    if let Some(home) = SERVER_HOME.get() {
+        let _ = std::fs::remove_dir_all(home);
+    }
+}
+
+impl PrefectServer {
+    /// The server for this test binary, started on first use (15-20 s on a fresh database).
+    ///
+    /// The Prefect executable is `$SWITCHYARD_PREFECT` or `.prefect-venv/bin/prefect`
+    /// (install it with `scripts/prefect-env.sh`; the test script does).
+    pub fn shared() -> &'static PrefectServer {
+        SERVER.get_or_init(Self::start)
+    }
+
+    fn start() -> PrefectServer {
+        let prefect = std::env::var_os("SWITCHYARD_PREFECT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join(".prefect-venv/bin/prefect"));
+        assert!(
+            prefect.exists(),
+            "Prefect is not installed at {}: run scripts/prefect-env.sh (scripts/test.sh does it)",
+            prefect.display()
+        );
+        let home = std::env::temp_dir().join(format!("switchyard-prefect-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("cannot create {}: {e}", home.display()));
+        let _ = SERVER_HOME.set(home.clone());
+        let port = free_port();
+        let log_path = home.join("server.log");
+        let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("cannot create server log: {e}"));
+        let log_err = log.try_clone().unwrap_or_else(|e| panic!("cannot clone log handle: {e}"));
+
+        // The keeper thread spawns the server and then waits on it for the life of the
+        // process: PR_SET_PDEATHSIG fires when the *thread* that forked exits, so it must be
+        // a thread that never does.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let home2 = home.clone();
+        std::thread::spawn(move || {
+            let mut cmd = Command::new(&prefect);
+            cmd.args(["server", "start", "--host", "127.0.0.1", "--port", &port.to_string()])
+                .env("PREFECT_HOME", &home2)
+                .env("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+                .env("DO_NOT_TRACK", "1")
+                .env("PREFECT_SERVER_UI_ENABLED", "false")
+                .env("PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED", "false")
+                .env("PREFECT_SERVER_LOG_RETRYABLE_ERRORS", "true")
+                .env_remove("PREFECT_API_URL")
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(log))
+                .stderr(Stdio::from(log_err));
+            die_with_parent(&mut cmd);
+            match cmd.spawn() {
+                Ok(mut child) => {
+                    SERVER_PID.store(child.id() as i32, Ordering::SeqCst);
+                    let _ = tx.send(Ok(()));
+                    let _ = child.wait();
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                }
+            }
+        });
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("cannot start Prefect: {e}"),
+            Err(_) => panic!("Prefect keeper thread died"),
+        }
+        // SAFETY: registering a plain extern "C" function with atexit(3).
+        unsafe {
+            libc::atexit(stop_server_at_exit);
+        }
+
+        let api_url = format!("http://127.0.0.1:{port}/api");
+        let start = Instant::now();
+        loop {
+            if healthy(port) {
+                break;
+            }
+            let pid = SERVER_PID.load(Ordering::SeqCst);
+            // SAFETY: signal 0 only checks that the process exists.
+            let alive = unsafe { libc::kill(pid, 0) } == 0;
+            if !alive || start.elapsed() > Duration::from_secs(120) {
+                let mut log = String::new();
+                let _ = std::fs::File::open(&log_path).and_then(|mut f| f.read_to_string(&mut log));
+                panic!("Prefect did not become healthy on port {port} (alive: {alive}); log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        eprintln!("prefect server up at {api_url} after {:.1}s", start.elapsed().as_secs_f64());
+        PrefectServer { api_url, home }
+    }
+}
+
+/// A name unique within this test binary, for flows and deployments that must not collide.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// `GET /api/health` over plain HTTP/1.0 (usable from sync and async tests alike).
+fn healthy(port: u16) -> bool {
+    use std::io::Write;
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    if stream
+        .write_all(b"GET /api/health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200") && answer.trim_end().ends_with("true")
+}

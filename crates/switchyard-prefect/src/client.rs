@@ -1,0 +1,385 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use crate::retry::{is_transient, retry_after};
+use crate::types::{CreatedRun, Deployment, DeploymentCreate, DeploymentRef, Flow, FlowRun, FlowRunCreate};
+use crate::{PrefectError, RetryPolicy};
+
+/// How to reach Prefect.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// API base, ending in `/api` for a self-hosted server.
+    pub api_url: String,
+    /// Prefect Cloud API key, sent as `Authorization: Bearer`.
+    pub api_key: Option<String>,
+    /// `user:password` for a self-hosted server started with `PREFECT_SERVER_API_AUTH_STRING`,
+    /// sent as Basic auth; takes precedence over `api_key`, as in Prefect's own client.
+    pub auth_string: Option<String>,
+    /// Timeout of one HTTP attempt (default 30 s).
+    pub timeout: Duration,
+    /// Retry of transient failures.
+    pub retry: RetryPolicy,
+    /// Most write calls in flight at once (default 2): a SQLite-backed server answers 503 to
+    /// concurrent writers, and one or two serial callers get the most runs per second.
+    pub max_in_flight: usize,
+}
+
+impl ClientConfig {
+    /// Defaults for the server at `api_url`.
+    pub fn new(api_url: impl Into<String>) -> Self {
+        Self {
+            api_url: api_url.into(),
+            api_key: None,
+            auth_string: None,
+            timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            max_in_flight: 2,
+        }
+    }
+
+    /// `PREFECT_API_URL` (default `http://127.0.0.1:4200/api`), `PREFECT_API_KEY` and
+    /// `PREFECT_API_AUTH_STRING` from the environment.
+    pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let mut cfg = Self::new(var("PREFECT_API_URL").unwrap_or_else(|| "http://127.0.0.1:4200/api".into()));
+        cfg.api_key = var("PREFECT_API_KEY");
+        cfg.auth_string = var("PREFECT_API_AUTH_STRING");
+        cfg
+    }
+}
+
+/// The Prefect REST client. Cheap to clone; clones share the connection pool, the deployment
+/// cache and the in-flight limit.
+#[derive(Clone)]
+pub struct PrefectClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: Url,
+    auth: Option<HeaderValue>,
+    retry: RetryPolicy,
+    writes: Semaphore,
+    deployments: Mutex<HashMap<DeploymentRef, Arc<Deployment>>>,
+}
+
+struct Answer {
+    status: StatusCode,
+    body: Vec<u8>,
+}
+
+impl PrefectClient {
+    /// Builds a client (no request is made).
+    pub fn new(config: ClientConfig) -> Result<Self, PrefectError> {
+        let mut base = Url::parse(config.api_url.trim())
+            .map_err(|e| PrefectError::Client(format!("invalid Prefect API URL {:?}: {e}", config.api_url)))?;
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let auth = match (&config.auth_string, &config.api_key) {
+            (Some(basic), _) => Some(basic_header(basic)?),
+            (None, Some(key)) => Some(
+                HeaderValue::from_str(&format!("Bearer {key}"))
+                    .map_err(|_| PrefectError::Client("PREFECT_API_KEY contains invalid characters".into()))?,
+            ),
+            (None, None) => None,
+        };
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| PrefectError::Client(e.to_string()))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                auth,
+                retry: config.retry,
+                writes: Semaphore::new(config.max_in_flight.max(1)),
+                deployments: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The API base URL.
+    pub fn api_url(&self) -> &Url {
+        &self.inner.base
+    }
+
+    /// `GET /health`: Ok when the server answers `true`.
+    pub async fn health(&self) -> Result<(), PrefectError> {
+        let a = self.call(Method::GET, &["health"], None, false, "health").await?;
+        expect_ok(&a, "health")
+    }
+
+    /// The deployment, from the cache or `GET /deployments/name/{flow}/{deployment}` (or by
+    /// id). Names match exactly.
+    pub async fn resolve(&self, reference: &DeploymentRef) -> Result<Arc<Deployment>, PrefectError> {
+        if let Some(d) = self.cached(reference) {
+            return Ok(d);
+        }
+        let id_string;
+        let path: Vec<&str> = match reference {
+            DeploymentRef::Id(id) => {
+                id_string = id.to_string();
+                vec!["deployments", &id_string]
+            }
+            DeploymentRef::Name { flow, deployment } => vec!["deployments", "name", flow, deployment],
+        };
+        let what = format!("deployment {reference}");
+        let a = self.call(Method::GET, &path, None, false, &what).await?;
+        if a.status == StatusCode::NOT_FOUND {
+            return Err(PrefectError::DeploymentNotFound {
+                reference: reference.to_string(),
+            });
+        }
+        expect_ok(&a, &what)?;
+        let d: Arc<Deployment> = Arc::new(decode(&a, &what)?);
+        self.cache().insert(reference.clone(), Arc::clone(&d));
+        Ok(d)
+    }
+
+    /// Forgets a cached deployment (it was deleted or recreated).
+    pub fn invalidate(&self, reference: &DeploymentRef) {
+        self.cache().remove(reference);
+    }
+
+    /// `POST /deployments/{id}/create_flow_run`. A repeated idempotency key returns the
+    /// existing run with `replayed: true`.
+    pub async fn create_flow_run(&self, deployment_id: &Uuid, body: &FlowRunCreate) -> Result<CreatedRun, PrefectError> {
+        let id = deployment_id.to_string();
+        let body = serde_json::to_value(body).map_err(|e| PrefectError::Client(e.to_string()))?;
+        let what = format!("create_flow_run on deployment {id}");
+        let a = self
+            .call(Method::POST, &["deployments", &id, "create_flow_run"], Some(&body), true, &what)
+            .await?;
+        let replayed = match a.status {
+            StatusCode::CREATED => false,
+            StatusCode::OK => true,
+            StatusCode::NOT_FOUND => return Err(PrefectError::DeploymentNotFound { reference: id }),
+            StatusCode::CONFLICT => return Err(PrefectError::Rejected { detail: detail(&a.body) }),
+            _ => return Err(status_error(&a)),
+        };
+        Ok(CreatedRun {
+            run: decode(&a, &what)?,
+            replayed,
+        })
+    }
+
+    /// Resolves `reference` and creates a run. If a cached name points at a deployment that
+    /// has since been deleted (404), the name is resolved again once.
+    pub async fn run_deployment(&self, reference: &DeploymentRef, body: &FlowRunCreate) -> Result<(Arc<Deployment>, CreatedRun), PrefectError> {
+        let was_cached = self.cached(reference).is_some();
+        let deployment = self.resolve(reference).await?;
+        match self.create_flow_run(&deployment.id, body).await {
+            Err(PrefectError::DeploymentNotFound { .. }) if was_cached => {
+                self.invalidate(reference);
+                let deployment = self.resolve(reference).await?;
+                let run = self.create_flow_run(&deployment.id, body).await?;
+                Ok((deployment, run))
+            }
+            Err(PrefectError::DeploymentNotFound { .. }) => Err(PrefectError::DeploymentNotFound {
+                reference: reference.to_string(),
+            }),
+            other => other.map(|run| (deployment, run)),
+        }
+    }
+
+    /// `GET /flow_runs/{id}`.
+    pub async fn flow_run(&self, id: &Uuid) -> Result<FlowRun, PrefectError> {
+        let id = id.to_string();
+        let what = format!("flow run {id}");
+        let a = self.call(Method::GET, &["flow_runs", &id], None, false, &what).await?;
+        expect_ok(&a, &what)?;
+        decode(&a, &what)
+    }
+
+    /// `POST /flow_runs/filter` with a raw filter body (see Prefect's API docs).
+    pub async fn filter_flow_runs(&self, filter: &Value) -> Result<Vec<FlowRun>, PrefectError> {
+        let a = self
+            .call(Method::POST, &["flow_runs", "filter"], Some(filter), false, "flow_runs/filter")
+            .await?;
+        expect_ok(&a, "flow_runs/filter")?;
+        decode(&a, "flow_runs/filter")
+    }
+
+    /// `POST /flows/` (an upsert by name).
+    pub async fn create_flow(&self, name: &str) -> Result<Flow, PrefectError> {
+        let body = serde_json::json!({ "name": name });
+        let a = self.call(Method::POST, &["flows", ""], Some(&body), true, "create flow").await?;
+        expect_ok(&a, "create flow")?;
+        decode(&a, "create flow")
+    }
+
+    /// `POST /deployments/` (an upsert by flow and name).
+    pub async fn create_deployment(&self, d: &DeploymentCreate) -> Result<Deployment, PrefectError> {
+        let body = serde_json::to_value(d).map_err(|e| PrefectError::Client(e.to_string()))?;
+        let a = self
+            .call(Method::POST, &["deployments", ""], Some(&body), true, "create deployment")
+            .await?;
+        expect_ok(&a, "create deployment")?;
+        decode(&a, "create deployment")
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<DeploymentRef, Arc<Deployment>>> {
+        self.inner.deployments.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn cached(&self, reference: &DeploymentRef) -> Option<Arc<Deployment>> {
+        self.cache().get(reference).cloned()
+    }
+
+    /// One logical call: sends, retries transient failures, returns the final answer.
+    async fn call(&self, method: Method, path: &[&str], body: Option<&Value>, write: bool, what: &str) -> Result<Answer, PrefectError> {
+        let mut url = self.inner.base.clone();
+        {
+            let mut segments = url
+                .path_segments_mut()
+                .map_err(|_| PrefectError::Client(format!("Prefect API URL {} cannot take a path", self.inner.base)))?;
+            segments.pop_if_empty();
+            segments.extend(path);
+        }
+        let policy = self.inner.retry;
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let mut req = self.inner.http.request(method.clone(), url.clone());
+            if let Some(auth) = &self.inner.auth {
+                req = req.header(AUTHORIZATION, auth.clone());
+            }
+            if let Some(body) = body {
+                req = req.json(body);
+            }
+            let outcome = {
+                let _permit = if write { self.inner.writes.acquire().await.ok() } else { None };
+                match req.send().await {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        let headers = resp.headers().clone();
+                        match resp.bytes().await {
+                            Ok(body) => Ok((status, headers, body.to_vec())),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            let (reason, after) = match outcome {
+                Ok((status, headers, body)) if is_transient(status) => {
+                    (format!("HTTP {}: {}", status.as_u16(), detail(&body)), retry_after(&headers))
+                }
+                Ok((status, _, body)) => return Ok(Answer { status, body }),
+                Err(e) if e.is_builder() => return Err(PrefectError::Client(e.to_string())),
+                Err(e) => (transport_reason(&e), None),
+            };
+            if attempt > policy.max_retries {
+                return Err(PrefectError::Unavailable { attempts: attempt, last: reason });
+            }
+            let delay = policy.delay(attempt - 1, after);
+            tracing::warn!(call = what, attempt, delay_ms = delay.as_millis() as u64, %reason, "transient Prefect failure, retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+fn basic_header(auth_string: &str) -> Result<HeaderValue, PrefectError> {
+    let encoded = base64_encode(auth_string.as_bytes());
+    HeaderValue::from_str(&format!("Basic {encoded}"))
+        .map_err(|_| PrefectError::Client("PREFECT_API_AUTH_STRING contains invalid characters".into()))
+}
+
+/// Standard base64 with padding (the one thing this crate needs it for is a Basic header).
+fn base64_encode(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn transport_reason(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+/// The human part of an error body: Prefect's `detail` or `exception_message`, else the text.
+fn detail(body: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        for key in ["detail", "exception_message"] {
+            match v.get(key) {
+                Some(Value::String(s)) => return s.clone(),
+                Some(other) if !other.is_null() => return other.to_string(),
+                _ => {}
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(500) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+fn status_error(a: &Answer) -> PrefectError {
+    let detail = detail(&a.body);
+    match a.status.as_u16() {
+        401 | 403 => PrefectError::Unauthorized { status: a.status.as_u16(), detail },
+        422 => PrefectError::Unprocessable { detail },
+        status => PrefectError::Http { status, detail },
+    }
+}
+
+fn expect_ok(a: &Answer, _what: &str) -> Result<(), PrefectError> {
+    if a.status.is_success() { Ok(()) } else { Err(status_error(a)) }
+}
+
+fn decode<T: DeserializeOwned>(a: &Answer, what: &str) -> Result<T, PrefectError> {
+    serde_json::from_slice(&a.body).map_err(|source| PrefectError::Decode { what: what.to_string(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_reference() {
+        assert_eq!(base64_encode(b"admin:s3cret"), "YWRtaW46czNjcmV0");
+        assert_eq!(base64_encode(b"a"), "YQ==");
+        assert_eq!(base64_encode(b"ab"), "YWI=");
+        assert_eq!(base64_encode(b""), "");
+    }
+
+    #[test]
+    fn error_details() {
+        assert_eq!(detail(br#"{"detail":"Deployment not found"}"#), "Deployment not found");
+        assert_eq!(detail(br#"{"exception_message":"Service Unavailable"}"#), "Service Unavailable");
+        assert_eq!(detail(b"plain"), "plain");
+    }
+}

@@ -1,0 +1,94 @@
+//! Actions: what a route does to the outside world. Each failure says whether it is
+//! retryable.
+
+mod run_deployment;
+
+use serde::Serialize;
+use switchyard_core::Event;
+use switchyard_prefect::{PrefectClient, PrefectError};
+use uuid::Uuid;
+
+use crate::config::ActionConfig;
+
+pub use run_deployment::RunDeployment;
+
+/// A compiled action.
+#[derive(Debug)]
+pub enum Action {
+    /// Create a flow run.
+    RunDeployment(RunDeployment),
+}
+
+/// A flow run that exists for an event.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunCreated {
+    /// The deployment as configured or rendered (`Flow/deployment` or an id).
+    pub deployment: String,
+    /// Its id.
+    pub deployment_id: Uuid,
+    /// The run.
+    pub flow_run_id: Uuid,
+    /// Its name.
+    pub flow_run_name: String,
+    /// True when Prefect returned an existing run for the idempotency key.
+    pub replayed: bool,
+}
+
+/// Why an action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// A template could not be rendered for this event.
+    #[error("cannot render {field}: {message}")]
+    Template {
+        /// Which setting.
+        field: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// The parameters did not render to an object.
+    #[error("parameters must render to a JSON object, got {0}")]
+    ParametersNotObject(String),
+    /// The rendered deployment is not a reference.
+    #[error("{0}")]
+    InvalidDeployment(String),
+    /// Prefect refused or could not be reached.
+    #[error(transparent)]
+    Prefect(#[from] PrefectError),
+}
+
+impl ActionError {
+    /// Whether a later attempt may succeed (Prefect was unavailable); template, schema and
+    /// unknown-deployment failures are permanent.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Prefect(e) if e.is_retryable())
+    }
+}
+
+impl Action {
+    /// Compiles an action; an error is `(key inside the action, message)`.
+    pub fn compile(cfg: &ActionConfig) -> Result<Self, (String, String)> {
+        match cfg {
+            ActionConfig::RunDeployment(c) => RunDeployment::compile(c).map(Self::RunDeployment),
+        }
+    }
+
+    /// Runs the action for one event.
+    pub async fn execute(
+        &self,
+        route: &str,
+        event: &Event,
+        ctx: &minijinja::Value,
+        prefect: &PrefectClient,
+    ) -> Result<RunCreated, ActionError> {
+        match self {
+            Self::RunDeployment(a) => a.execute(route, event, ctx, prefect).await,
+        }
+    }
+
+    /// The deployment reference when it does not depend on the event.
+    pub fn static_deployment(&self) -> Option<&switchyard_prefect::DeploymentRef> {
+        match self {
+            Self::RunDeployment(a) => a.static_deployment(),
+        }
+    }
+}

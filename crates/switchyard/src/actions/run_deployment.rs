@@ -1,0 +1,118 @@
+//! `run_deployment`: create a flow run of a deployment with parameters rendered from the
+//! event, idempotently.
+
+use serde_json::Value;
+use switchyard_core::Event;
+use switchyard_prefect::{DeploymentRef, FlowRunCreate, PrefectClient};
+
+use super::{ActionError, RunCreated};
+use crate::config::RunDeploymentConfig;
+use crate::template::{TextTemplate, ValueTemplate};
+
+/// The compiled action.
+#[derive(Debug)]
+pub struct RunDeployment {
+    deployment: Target,
+    parameters: ValueTemplate,
+    tags: Vec<String>,
+    flow_run_name: Option<TextTemplate>,
+}
+
+#[derive(Debug)]
+enum Target {
+    Static(DeploymentRef),
+    Templated(TextTemplate),
+}
+
+fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+impl RunDeployment {
+    /// Compiles the templates and checks what can be checked without Prefect.
+    pub fn compile(cfg: &RunDeploymentConfig) -> Result<Self, (String, String)> {
+        let deployment = if is_template(&cfg.deployment) {
+            Target::Templated(TextTemplate::compile(&cfg.deployment).map_err(|e| ("deployment".into(), e))?)
+        } else {
+            Target::Static(cfg.deployment.parse().map_err(|e: switchyard_prefect::PrefectError| ("deployment".into(), e.to_string()))?)
+        };
+        let parameters = match &cfg.parameters {
+            Value::Object(_) => ValueTemplate::compile(&cfg.parameters),
+            Value::String(s) if is_template(s) => ValueTemplate::compile(&cfg.parameters),
+            other => {
+                return Err((
+                    "parameters".into(),
+                    format!("expected a map of parameters or a template string rendering to one, got {other}"),
+                ));
+            }
+        }
+        .map_err(|(p, e)| (format!("parameters{p}"), e))?;
+        let flow_run_name = cfg
+            .flow_run_name
+            .as_deref()
+            .map(TextTemplate::compile)
+            .transpose()
+            .map_err(|e| ("flow_run_name".to_string(), e))?;
+        Ok(Self { deployment, parameters, tags: cfg.tags.clone(), flow_run_name })
+    }
+
+    /// The deployment when it does not depend on the event.
+    pub fn static_deployment(&self) -> Option<&DeploymentRef> {
+        match &self.deployment {
+            Target::Static(r) => Some(r),
+            Target::Templated(_) => None,
+        }
+    }
+
+    /// Renders and creates the run. The idempotency key is
+    /// `<deployment id>:<route>:<event id>`, so a redelivered event returns the run it
+    /// already started (Prefect scopes keys per flow, hence the deployment id in it).
+    pub async fn execute(
+        &self,
+        route: &str,
+        event: &Event,
+        ctx: &minijinja::Value,
+        prefect: &PrefectClient,
+    ) -> Result<RunCreated, ActionError> {
+        let reference = match &self.deployment {
+            Target::Static(r) => r.clone(),
+            Target::Templated(t) => {
+                let rendered = t.render(ctx).map_err(|message| ActionError::Template { field: "deployment", message })?;
+                rendered.parse().map_err(|e: switchyard_prefect::PrefectError| {
+                    ActionError::InvalidDeployment(format!("deployment rendered to {rendered:?}: {e}"))
+                })?
+            }
+        };
+        let parameters = match self
+            .parameters
+            .render(ctx)
+            .map_err(|message| ActionError::Template { field: "parameters", message })?
+        {
+            Value::Object(map) => map,
+            other => return Err(ActionError::ParametersNotObject(other.to_string())),
+        };
+        let name = self
+            .flow_run_name
+            .as_ref()
+            .map(|t| t.render(ctx))
+            .transpose()
+            .map_err(|message| ActionError::Template { field: "flow_run_name", message })?;
+        let deployment = prefect.resolve(&reference).await?;
+        let mut tags = vec!["switchyard".to_string(), format!("switchyard.route:{route}")];
+        tags.extend(self.tags.iter().cloned());
+        let body = FlowRunCreate {
+            parameters,
+            tags,
+            idempotency_key: Some(format!("{}:{route}:{}", deployment.id, event.id)),
+            name,
+        };
+        let (deployment, created) = prefect.run_deployment(&reference, &body).await?;
+        Ok(RunCreated {
+            deployment: reference.to_string(),
+            deployment_id: deployment.id,
+            flow_run_id: created.run.id,
+            flow_run_name: created.run.name,
+            replayed: created.replayed,
+        })
+    }
+}

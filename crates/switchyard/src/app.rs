@@ -1,0 +1,167 @@
+//! Wires a loaded configuration into a running router: the Prefect client, the engine with one
+//! collector per route, the sources, and an orderly shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use switchyard_core::engine::{Collector, CollectorQueue, Payload, ShutdownMode, ShutdownReport};
+use switchyard_core::Event;
+use switchyard_prefect::{ClientConfig, PrefectClient, RetryPolicy};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Loaded, PrefectConfig, SourceConfig};
+use crate::routes::{Route, RouteError, RouteOutcome};
+use crate::sources::{self, Dispatcher};
+
+/// How `run` behaves beyond the config file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Shut down once every source has finished (stdin reached end of input and there is no
+    /// webhook), instead of waiting for a signal.
+    pub exit_when_sources_end: bool,
+}
+
+/// The Prefect client for a config: the file's values, else the `PREFECT_*` environment.
+pub fn prefect_client(cfg: &PrefectConfig) -> anyhow::Result<PrefectClient> {
+    let mut c = ClientConfig::from_env();
+    if let Some(url) = &cfg.api_url {
+        c.api_url = url.clone();
+    }
+    if cfg.api_key.is_some() {
+        c.api_key = cfg.api_key.clone();
+    }
+    if cfg.auth_string.is_some() {
+        c.auth_string = cfg.auth_string.clone();
+    }
+    c.max_in_flight = cfg.max_in_flight.get();
+    c.timeout = cfg.request_timeout;
+    c.retry = RetryPolicy { max_retries: cfg.max_retries, ..RetryPolicy::default() };
+    PrefectClient::new(c).context("cannot set up the Prefect client")
+}
+
+fn collector(route: Arc<Route>, prefect: PrefectClient) -> Collector<Event, RouteOutcome> {
+    let topics = route.sources.clone();
+    let name = route.name.clone();
+    Collector::new(name, move |payload: Arc<Payload<Event>>, _ctx| {
+        let route = Arc::clone(&route);
+        let prefect = prefect.clone();
+        async move { route.handle(payload.value(), &prefect).await.map_err(Box::new) }
+    })
+    .with_topics(topics)
+}
+
+/// Runs until `shutdown` resolves (or the sources end, see [`RunOptions`]), then stops the
+/// sources and drains the queue under `engine.shutdown_timeout`.
+pub async fn run(loaded: Loaded, opts: RunOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<ShutdownReport> {
+    let Loaded { path, config, routes, legacy } = loaded;
+    let prefect = prefect_client(&config.prefect)?;
+    tracing::info!(
+        config = %path.display(), legacy, prefect = %prefect.api_url(),
+        sources = config.sources.len(), routes = routes.len(), "switchyard starting"
+    );
+    let collectors = routes.into_iter().map(|r| collector(Arc::new(r), prefect.clone())).collect();
+    let engine = &config.engine;
+    let queue = CollectorQueue::builder(collectors)
+        .name("switchyard")
+        .capacity(engine.queue_capacity.get())
+        .min_consumers(engine.min_consumers.get())
+        .max_consumers(engine.max_consumers.get())
+        .build()
+        .context("cannot build the event queue")?;
+    queue.start().await.context("cannot start the event queue")?;
+    let dispatch = Dispatcher::new(queue.get_publisher());
+
+    let stop = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let mut hooks = Vec::new();
+    for source in &config.sources {
+        match source {
+            SourceConfig::Stdin(cfg) => {
+                let (cfg, d, s) = (cfg.clone(), dispatch.clone(), stop.clone());
+                tasks.spawn(async move { sources::stdin::run(cfg, std::io::stdin(), d, s).await });
+            }
+            SourceConfig::Webhook(cfg) => hooks.push(cfg.clone()),
+        }
+    }
+    let serving_http = !hooks.is_empty();
+    if serving_http {
+        let addr = config.http.listen;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (http.listen)"))?;
+        let names: Vec<String> = hooks.iter().map(|h| format!("/hooks/{}", h.name)).collect();
+        tracing::info!(listen = %listener.local_addr().unwrap_or(addr), hooks = ?names, "webhook server listening");
+        let app = sources::webhook::app(hooks, dispatch.clone(), config.http.max_body_bytes.get());
+        let s = stop.clone();
+        tasks.spawn(async move {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(s.cancelled_owned()).await {
+                tracing::error!(error = %e, "webhook server failed");
+            }
+        });
+    }
+    drop(dispatch);
+
+    let wait_for_end = opts.exit_when_sources_end && !serving_http;
+    tokio::pin!(shutdown);
+    if wait_for_end {
+        tokio::select! {
+            _ = &mut shutdown => tracing::info!("shutdown requested"),
+            _ = async { while tasks.join_next().await.is_some() {} } => tracing::info!("all sources finished"),
+        }
+    } else {
+        shutdown.await;
+        tracing::info!("shutdown requested");
+    }
+    stop.cancel();
+    if tokio::time::timeout(Duration::from_secs(10), async { while tasks.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        tracing::warn!("sources did not stop within 10s; aborting them");
+        tasks.abort_all();
+    }
+    let pending = queue.metrics();
+    tracing::info!(queued = pending.qsize, in_flight = pending.busy, timeout = ?engine.shutdown_timeout, "draining");
+    let report = queue.shutdown(ShutdownMode::Drain { timeout: engine.shutdown_timeout }).await;
+    if report.dropped > 0 {
+        tracing::error!(dropped = report.dropped, "events were not processed before the shutdown deadline");
+    }
+    tracing::info!(events = report.finished, dropped = report.dropped, "switchyard stopped");
+    Ok(report)
+}
+
+/// Whether a route failure is retryable (used by logs and, later, the journal).
+pub fn retryable(err: &(dyn std::error::Error + 'static)) -> bool {
+    err.downcast_ref::<Box<RouteError>>().is_some_and(|e| e.is_retryable())
+}
+
+/// Resolves SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,155 @@
+//! The command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{self, RunOptions};
+use crate::config;
+use crate::telemetry::{self, LogFormat};
+
+/// Switchyard routes events from streaming sources (stdin, webhooks, ...) into Prefect flow
+/// runs, by rules, with parameters rendered from each event.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about, long_about = None, after_help = "\
+Examples:
+  switchyard run examples/webhook.yaml
+  switchyard check --config examples/webhook.yaml
+  echo '{\"flow_name\": \"Test Flow\", \"deployment_name\": \"integration-test\", \"payload\": {}}' \\
+    | PREFECT_API_URL=http://127.0.0.1:4200/api switchyard run examples/prefect-event-router.json
+
+Prefect is reached at PREFECT_API_URL (default http://127.0.0.1:4200/api), with PREFECT_API_KEY
+(Prefect Cloud) or PREFECT_API_AUTH_STRING (self-hosted basic auth) when set.")]
+pub struct Cli {
+    /// Log level or filter (e.g. `debug`, `info,switchyard=debug`); RUST_LOG wins when set.
+    #[arg(long, global = true, default_value = "info", env = "SWITCHYARD_LOG")]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the router until SIGINT or SIGTERM.
+    Run {
+        /// The config file.
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Exit once every source has finished (e.g. stdin reached its end) and the queue is
+        /// drained, instead of waiting for a signal.
+        #[arg(long)]
+        exit_when_sources_end: bool,
+    },
+    /// Validate a config file and print what it defines.
+    Check {
+        /// The config file.
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Also ask Prefect whether each fixed deployment exists.
+        #[arg(long)]
+        online: bool,
+    },
+}
+
+/// `FILE` or `--config FILE`.
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Config file (YAML or JSON).
+    #[arg(value_name = "FILE", conflicts_with = "config")]
+    file: Option<PathBuf>,
+    /// Config file (YAML or JSON).
+    #[arg(long, short = 'c', value_name = "FILE", env = "SWITCHYARD_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn path(&self) -> Result<PathBuf, String> {
+        self.file
+            .clone()
+            .or_else(|| self.config.clone())
+            .ok_or_else(|| "no config file: pass FILE or --config FILE".to_string())
+    }
+}
+
+/// Parses the arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(&cli.log_level, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(execute(cli.command))
+}
+
+async fn execute(command: Command) -> ExitCode {
+    match command {
+        Command::Run { config, exit_when_sources_end } => {
+            let loaded = match config.path().map_err(|e| e.to_string()).and_then(|p| config::load(&p).map_err(|e| e.to_string())) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match app::run(loaded, RunOptions { exit_when_sources_end }, app::shutdown_signal()).await {
+                Ok(report) if report.dropped == 0 => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Check { config, online } => check(config, online).await,
+    }
+}
+
+async fn check(config: ConfigArg, online: bool) -> ExitCode {
+    let loaded = match config.path().map_err(|e| e.to_string()).and_then(|p| config::load(&p).map_err(|e| e.to_string())) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("{}: OK{}", loaded.path.display(), if loaded.legacy { " (prefect-event-router form)" } else { "" });
+    for s in &loaded.config.sources {
+        let kind = match s {
+            config::SourceConfig::Stdin(_) => "stdin".to_string(),
+            config::SourceConfig::Webhook(w) => format!("webhook POST http://{}/hooks/{}", loaded.config.http.listen, w.name),
+        };
+        println!("  source {}: {kind}", s.name());
+    }
+    let mut failed = false;
+    let client = if online { app::prefect_client(&loaded.config.prefect).ok() } else { None };
+    for r in &loaded.routes {
+        let target = r.action.static_deployment().map(|d| d.to_string()).unwrap_or_else(|| "(from the event)".into());
+        println!(
+            "  route {}: from [{}]{} -> run_deployment {target}",
+            r.name,
+            r.sources.join(", "),
+            r.when.as_ref().map(|w| format!(" when {}", w.source())).unwrap_or_default()
+        );
+        if let (Some(client), Some(dep)) = (&client, r.action.static_deployment()) {
+            match client.resolve(dep).await {
+                Ok(d) => println!("    deployment found: {}", d.id),
+                Err(e) => {
+                    println!("    deployment check failed: {e}");
+                    failed = true;
+                }
+            }
+        }
+    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}

@@ -1,0 +1,424 @@
+//! Configuration: typed, validated, in YAML or JSON, with `${VAR}` / `${VAR:-default}`
+//! interpolation. The original prefect-event-router's JSON form (`{"threads": [...]}`) is
+//! accepted unchanged and translated (see [`legacy`]).
+//!
+//! Every error names the file, the key (as a path such as `routes[0].action.deployment`) and
+//! what was expected.
+
+mod interpolate;
+pub mod legacy;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+pub use interpolate::{InterpolationError, interpolate};
+
+use crate::routes::Route;
+
+/// A config file that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// Path of the offending key, when there is one.
+    pub key: Option<String>,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn at(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { file: file.to_path_buf(), key: Some(key.into()), message: message.into() }
+    }
+
+    pub(crate) fn file(file: &Path, message: impl Into<String>) -> Self {
+        Self { file: file.to_path_buf(), key: None, message: message.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config error in {}", self.file.display())?;
+        if let Some(key) = &self.key {
+            write!(f, " at `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How to reach Prefect.
+    #[serde(default)]
+    pub prefect: PrefectConfig,
+    /// The in-process queue between sources and routes.
+    #[serde(default)]
+    pub engine: EngineConfig,
+    /// The HTTP server that hosts webhook sources.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Where events come from.
+    pub sources: Vec<SourceConfig>,
+    /// What to do with them.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Prefect connection. Unset values come from `PREFECT_API_URL`, `PREFECT_API_KEY` and
+/// `PREFECT_API_AUTH_STRING`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefectConfig {
+    /// API base URL, e.g. `http://127.0.0.1:4200/api`.
+    pub api_url: Option<String>,
+    /// Prefect Cloud API key (Bearer).
+    pub api_key: Option<String>,
+    /// `user:password` for a self-hosted server with basic auth.
+    pub auth_string: Option<String>,
+    /// Most `create_flow_run` calls in flight (default 2; a SQLite-backed server answers 503
+    /// to concurrent writers).
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: NonZeroUsize,
+    /// Timeout of one HTTP attempt (default `30s`).
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Retries of a transient failure (503, 429, connection refused...) before giving up
+    /// (default 5).
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+}
+
+impl Default for PrefectConfig {
+    fn default() -> Self {
+        Self {
+            api_url: None,
+            api_key: None,
+            auth_string: None,
+            max_in_flight: default_in_flight(),
+            request_timeout: default_request_timeout(),
+            max_retries: default_retries(),
+        }
+    }
+}
+
+fn default_in_flight() -> NonZeroUsize {
+    NonZeroUsize::MIN.saturating_add(1)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_retries() -> u32 {
+    5
+}
+
+/// The engine: a bounded queue drained by a consumer pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Events held between sources and routes (default 1024). When full, sources wait and
+    /// webhooks answer 503 with `Retry-After`.
+    #[serde(default = "default_capacity")]
+    pub queue_capacity: NonZeroUsize,
+    /// Consumers kept running (default 1).
+    #[serde(default = "default_min_consumers")]
+    pub min_consumers: NonZeroUsize,
+    /// Consumers under load (default 8).
+    #[serde(default = "default_max_consumers")]
+    pub max_consumers: NonZeroUsize,
+    /// How long shutdown waits for queued events to finish (default `30s`).
+    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: default_capacity(),
+            min_consumers: default_min_consumers(),
+            max_consumers: default_max_consumers(),
+            shutdown_timeout: default_shutdown_timeout(),
+        }
+    }
+}
+
+fn default_capacity() -> NonZeroUsize {
+    NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN)
+}
+fn default_min_consumers() -> NonZeroUsize {
+    NonZeroUsize::MIN
+}
+fn default_max_consumers() -> NonZeroUsize {
+    NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN)
+}
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// The HTTP server for webhook sources (started only when there is one).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on (default `127.0.0.1:8080`).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Largest accepted request body in bytes (default 1 MiB); larger gets 413.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: NonZeroUsize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { listen: default_listen(), max_body_bytes: default_max_body() }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_max_body() -> NonZeroUsize {
+    NonZeroUsize::new(1 << 20).unwrap_or(NonZeroUsize::MIN)
+}
+
+/// One source, tagged by `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// JSON lines on standard input.
+    Stdin(StdinConfig),
+    /// `POST /hooks/<name>` on the HTTP server.
+    Webhook(WebhookConfig),
+}
+
+impl SourceConfig {
+    /// The source's name (what routes' `from` refers to).
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Stdin(s) => &s.name,
+            Self::Webhook(s) => &s.name,
+        }
+    }
+}
+
+/// How stdin lines are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StdinFormat {
+    /// Each line is any JSON value; it becomes the event payload.
+    #[default]
+    Json,
+    /// Each line is an original prefect-event-router message
+    /// `{"flow_name", "deployment_name", "payload"}`; others are rejected.
+    PrefectEventRouter,
+}
+
+/// A stdin source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdinConfig {
+    /// Source name.
+    pub name: String,
+    /// Line format (default `json`).
+    #[serde(default)]
+    pub format: StdinFormat,
+    /// Event name given to each line (default `<name>.line`).
+    pub event: Option<String>,
+    /// Longest accepted line in bytes (default 1 MiB); longer lines are reported and skipped.
+    #[serde(default = "default_max_body")]
+    pub max_line_bytes: NonZeroUsize,
+}
+
+/// A webhook source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Source name: the hook is `POST /hooks/<name>`.
+    pub name: String,
+    /// Event name (default `<name>.received`; a `ce-type` header overrides it).
+    pub event: Option<String>,
+}
+
+/// One route: which events, and what to do.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Route name (in logs, tags and idempotency keys).
+    pub name: String,
+    /// Source names this route listens to (default: all).
+    #[serde(default)]
+    pub from: Vec<String>,
+    /// Jinja expression over `event`; the route acts only when it is true.
+    pub when: Option<String>,
+    /// What to do.
+    pub action: ActionConfig,
+}
+
+/// An action, tagged by `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ActionConfig {
+    /// Create a flow run of a deployment.
+    RunDeployment(RunDeploymentConfig),
+}
+
+/// `run_deployment`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunDeploymentConfig {
+    /// `"Flow Name/deployment-name"` or a deployment id; a Jinja template.
+    pub deployment: String,
+    /// Parameters: a map whose string values are Jinja templates (a template that is one
+    /// `{{ expression }}` keeps the expression's JSON type), or one template string that
+    /// renders to an object.
+    #[serde(default = "empty_object")]
+    pub parameters: Value,
+    /// Extra tags on the run.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Run name template (default: Prefect picks one).
+    pub flow_run_name: Option<String>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+/// A loaded, validated configuration with its routes compiled.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Where it came from.
+    pub path: PathBuf,
+    /// The settings.
+    pub config: Config,
+    /// Compiled routes, in file order.
+    pub routes: Vec<Route>,
+    /// Whether it was the original prefect-event-router's form.
+    pub legacy: bool,
+}
+
+/// Reads, interpolates, parses and validates a config file.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::file(path, format!("cannot read the file: {e}")))?;
+    load_str(path, &text, |name| std::env::var(name).ok())
+}
+
+/// [`load`] for text already read, with an explicit environment (tests).
+pub fn load_str(
+    path: &Path,
+    text: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Loaded, ConfigError> {
+    let text = interpolate(text, env).map_err(|e| ConfigError::file(path, e.to_string()))?;
+    let shape: Value = serde_norway::from_str(&text)
+        .map_err(|e| ConfigError::file(path, format!("not valid YAML or JSON: {e}")))?;
+    let (config, legacy) = match &shape {
+        Value::Object(map) if map.contains_key("threads") => (legacy::translate(path, &text)?, true),
+        Value::Object(_) => (parse::<Config>(path, &text)?, false),
+        _ => {
+            return Err(ConfigError::file(
+                path,
+                "expected a mapping with `sources` and `routes` (or the prefect-event-router form with `threads`)",
+            ));
+        }
+    };
+    let routes = validate(path, &config)?;
+    Ok(Loaded { path: path.to_path_buf(), config, routes, legacy })
+}
+
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    let de = serde_norway::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let mut message = e.into_inner().to_string();
+        // serde_norway prefixes its own (shorter) path; the key already says where.
+        if let Some((head, tail)) = message.split_once(": ") {
+            let root = head.split(['[', '.']).next().unwrap_or(head);
+            if !head.contains(' ') && key.starts_with(root) {
+                message = tail.to_string();
+            }
+        }
+        if key == "." || key.is_empty() {
+            ConfigError::file(path, message)
+        } else {
+            ConfigError::at(path, key, message)
+        }
+    })
+}
+
+fn validate(path: &Path, config: &Config) -> Result<Vec<Route>, ConfigError> {
+    if config.sources.is_empty() {
+        return Err(ConfigError::at(path, "sources", "expected at least one source"));
+    }
+    if config.routes.is_empty() {
+        return Err(ConfigError::at(path, "routes", "expected at least one route"));
+    }
+    let mut names = HashSet::new();
+    let mut stdin_count = 0;
+    for (i, s) in config.sources.iter().enumerate() {
+        check_name(path, &format!("sources[{i}].name"), s.name())?;
+        if !names.insert(s.name()) {
+            return Err(ConfigError::at(path, format!("sources[{i}].name"), format!("duplicate source name {:?}", s.name())));
+        }
+        if matches!(s, SourceConfig::Stdin(_)) {
+            stdin_count += 1;
+            if stdin_count > 1 {
+                return Err(ConfigError::at(path, format!("sources[{i}]"), "only one stdin source can exist"));
+            }
+        }
+    }
+    let e = &config.engine;
+    if e.min_consumers > e.max_consumers {
+        return Err(ConfigError::at(
+            path,
+            "engine.min_consumers",
+            format!("expected at most engine.max_consumers ({}), got {}", e.max_consumers, e.min_consumers),
+        ));
+    }
+    let mut known: Vec<&str> = config.sources.iter().map(SourceConfig::name).collect();
+    known.sort_unstable();
+    let mut route_names = HashSet::new();
+    let mut routes = Vec::with_capacity(config.routes.len());
+    for (i, r) in config.routes.iter().enumerate() {
+        check_name(path, &format!("routes[{i}].name"), &r.name)?;
+        if !route_names.insert(r.name.as_str()) {
+            return Err(ConfigError::at(path, format!("routes[{i}].name"), format!("duplicate route name {:?}", r.name)));
+        }
+        for (j, from) in r.from.iter().enumerate() {
+            if !known.contains(&from.as_str()) {
+                return Err(ConfigError::at(
+                    path,
+                    format!("routes[{i}].from[{j}]"),
+                    format!("unknown source {from:?}; expected one of: {}", known.join(", ")),
+                ));
+            }
+        }
+        let all: Vec<String> = known.iter().map(|s| s.to_string()).collect();
+        routes.push(Route::compile(r, if r.from.is_empty() { &all } else { &r.from }).map_err(|(key, message)| {
+            ConfigError::at(path, format!("routes[{i}].{key}"), message)
+        })?);
+    }
+    Ok(routes)
+}
+
+fn check_name(path: &Path, key: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::at(path, key, format!("expected a name of letters, digits, '-', '_' or '.', got {name:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,98 @@
+use std::path::Path;
+
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    (name == "PREFECT_API_URL").then(|| "http://127.0.0.1:4200/api".to_string())
+}
+
+fn load(text: &str) -> Result<Loaded, ConfigError> {
+    load_str(Path::new("switchyard.yaml"), text, env)
+}
+
+fn err(text: &str) -> String {
+    load(text).err().map(|e| e.to_string()).unwrap_or_else(|| "loaded fine".into())
+}
+
+const MINIMAL: &str = r#"
+sources:
+  - {type: webhook, name: orders}
+routes:
+  - name: r
+    action: {type: run_deployment, deployment: "Flow/dep", parameters: {n: "{{ event.payload.n }}"}}
+"#;
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let l = load(MINIMAL).unwrap();
+    assert!(!l.legacy);
+    assert_eq!(l.config.engine.queue_capacity.get(), 1024);
+    assert_eq!(l.config.http.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(l.routes[0].sources, ["orders"]);
+    assert_eq!(l.config.prefect.max_in_flight.get(), 2);
+}
+
+#[test]
+fn legacy_form_is_translated() {
+    let l = load(r#"{"threads":[{"publisher_type":"StdInput"}], "settings": {"anything": 1}}"#).unwrap();
+    assert!(l.legacy);
+    assert!(matches!(&l.config.sources[0], SourceConfig::Stdin(s) if s.format == StdinFormat::PrefectEventRouter));
+    assert_eq!(l.routes[0].name, legacy::LEGACY_ROUTE);
+
+    assert_eq!(
+        err(r#"{"threads":[{"publisher_type":"Kafka"}]}"#),
+        "config error in switchyard.yaml at `threads[0].publisher_type`: unknown publisher_type \"Kafka\"; expected one of: StdInput, AzureStorageQueue"
+    );
+    assert!(err(r#"{"threads":[{"publisher_type":"AzureStorageQueue","storage_account":"a","queue_name":"q"}]}"#)
+        .contains("AzureStorageQueue is recognised, but the Azure Storage Queue source is not available in this build yet"));
+    assert!(err(r#"{"threads":[]}"#).contains("at `threads`: expected at least one thread"));
+}
+
+#[test]
+fn errors_name_the_file_the_key_and_the_expectation() {
+    let cases = [
+        (
+            MINIMAL.replace("name: orders}", "name: orders, colour: red}"),
+            "at `sources[0]`: unknown field `colour`",
+        ),
+        (MINIMAL.replace("type: webhook", "type: kafka"), "unknown variant `kafka`, expected `stdin` or `webhook`"),
+        (format!("engine: {{queue_capacity: 0}}\n{MINIMAL}"), "at `engine.queue_capacity`"),
+        (format!("engine: {{shutdown_timeout: soon}}\n{MINIMAL}"), "at `engine.shutdown_timeout`"),
+        (format!("http: {{listen: 'nowhere'}}\n{MINIMAL}"), "at `http.listen`: invalid socket address syntax"),
+        (MINIMAL.replace("  - name: r\n", "  - name: r\n    from: [ordrs]\n"), "at `routes[0].from[0]`: unknown source \"ordrs\"; expected one of: orders"),
+        (MINIMAL.replace("deployment: \"Flow/dep\"", "deployment: \"just-a-name\""), "at `routes[0].action.deployment`: invalid deployment reference"),
+        (MINIMAL.replace("{n: \"{{ event.payload.n }}\"}", "{n: \"{{ event.payload.n + }}\"}"), "at `routes[0].action.parameters.n`: invalid expression"),
+        (MINIMAL.replace("parameters: {n: \"{{ event.payload.n }}\"}", "parameters: 7"), "at `routes[0].action.parameters`: expected a map of parameters"),
+        (MINIMAL.replace("  - name: r\n", "  - name: r\n    when: \"event.payload.a >\"\n"), "at `routes[0].when`: invalid expression"),
+        (MINIMAL.replace("name: orders}", "name: orders}\n  - {type: webhook, name: orders}"), "at `sources[1].name`: duplicate source name \"orders\""),
+        (MINIMAL.replace("name: orders}", "name: 'bad name'}"), "at `sources[0].name`: expected a name of letters"),
+        ("routes: []\nsources: []\n".to_string(), "at `sources`: expected at least one source"),
+        (MINIMAL.replace("sources:", "sourcez:"), "unknown field `sourcez`"),
+        ("- a\n- b\n".to_string(), "expected a mapping with `sources` and `routes`"),
+        ("a: [1\n".to_string(), "not valid YAML or JSON"),
+        (MINIMAL.replace("Flow/dep", "${DEPLOYMENT}"), "line 6: environment variable DEPLOYMENT is not set"),
+    ];
+    for (text, want) in cases {
+        let got = err(&text);
+        assert!(got.starts_with("config error in switchyard.yaml"), "{got}");
+        assert!(got.contains(want), "wanted {want:?} in {got:?}");
+    }
+}
+
+#[test]
+fn every_example_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(ext) = path.extension().and_then(|e| e.to_str()) else { continue };
+        if !matches!(ext, "yaml" | "yml" | "json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let loaded = load_str(&path, &text, env).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!loaded.routes.is_empty());
+        seen += 1;
+    }
+    assert!(seen >= 4, "expected the example configs, found {seen}");
+}

@@ -1,0 +1,14 @@
+//! # switchyard
+//!
+//! The Switchyard service: config loading, sources, routes and actions on top of
+//! [`switchyard_core`]'s engine and [`switchyard_prefect`]'s client. The binary is a thin
+//! wrapper over [`cli::main`].
+
+pub mod actions;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod routes;
+pub mod sources;
+pub mod telemetry;
+pub mod template;

@@ -1,0 +1,114 @@
+//! Webhooks: `POST /hooks/<source-name>` with a JSON body.
+//!
+//! | answer | when |
+//! |---|---|
+//! | 202 `{"id": ..., "status": "accepted"}` | the event is queued |
+//! | 400 | the body is not JSON |
+//! | 404 | no webhook source has that name |
+//! | 413 | the body is over `http.max_body_bytes` |
+//! | 503 + `Retry-After` | the queue is full, or Switchyard is shutting down |
+//!
+//! A sender's `Idempotency-Key` or CloudEvents `ce-id` header becomes the event id (prefixed
+//! by the hook name), so a retried delivery maps to the same flow run. `ce-type` overrides the
+//! event name and `ce-time` the occurrence time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use switchyard_core::Event;
+
+use super::{Dispatcher, Refused};
+use crate::config::WebhookConfig;
+
+struct HookState {
+    hooks: BTreeMap<String, WebhookConfig>,
+    dispatch: Dispatcher,
+}
+
+/// The HTTP app: the hooks plus `GET /healthz`.
+pub fn app(hooks: Vec<WebhookConfig>, dispatch: Dispatcher, max_body_bytes: usize) -> Router {
+    let state = Arc::new(HookState { hooks: hooks.into_iter().map(|h| (h.name.clone(), h)).collect(), dispatch });
+    Router::new()
+        .route("/hooks/{name}", post(receive))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+fn reply(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+}
+
+async fn receive(
+    State(state): State<Arc<HookState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some(hook) = state.hooks.get(&name) else {
+        tracing::warn!(hook = %name, "request for an unknown hook");
+        return reply(
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("unknown hook {name:?}"), "hooks": state.hooks.keys().collect::<Vec<_>>()}),
+        );
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_))) => {
+            tracing::warn!(source = %name, "request body over the size limit, refused");
+            return reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "request body is over the size limit"}));
+        }
+        Err(e) => {
+            tracing::warn!(source = %name, error = %e, "cannot read the request body");
+            return reply(StatusCode::BAD_REQUEST, json!({"error": format!("cannot read the request body: {e}")}));
+        }
+    };
+    let payload: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(source = %name, error = %e, "malformed JSON body, refused");
+            return reply(StatusCode::BAD_REQUEST, json!({"error": format!("malformed JSON: {e}")}));
+        }
+    };
+    let event_name = header_str(&headers, "ce-type")
+        .map(String::from)
+        .or_else(|| hook.event.clone())
+        .unwrap_or_else(|| format!("{name}.received"));
+    let mut builder = Event::builder(&name, event_name, payload);
+    if let Some(id) = header_str(&headers, "idempotency-key").or_else(|| header_str(&headers, "ce-id")) {
+        builder = builder.id(format!("{name}:{id}"));
+    }
+    if let Some(time) = header_str(&headers, "ce-time").and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) {
+        builder = builder.occurred(time.with_timezone(&chrono::Utc));
+    }
+    if let Some(ct) = header_str(&headers, "content-type") {
+        builder = builder.label("http.content_type", ct);
+    }
+    let event = builder.build();
+    let id = event.id.clone();
+    match state.dispatch.try_dispatch(event) {
+        Ok(_) => {
+            tracing::info!(source = %name, event_id = %id, "event received");
+            reply(StatusCode::ACCEPTED, json!({"id": id, "status": "accepted"}))
+        }
+        Err(refused) => {
+            tracing::warn!(source = %name, event_id = %id, reason = %refused, "event refused, sender should retry");
+            let mut resp = reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": refused.to_string()}));
+            let retry = if refused == Refused::Full { "1" } else { "5" };
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(retry));
+            resp
+        }
+    }
+}

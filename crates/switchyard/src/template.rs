@@ -1,0 +1,270 @@
+//! Jinja templating (minijinja) over the event.
+//!
+//! Templates see `event` with `id`, `source`, `name`, `occurred`, `received` (RFC 3339
+//! strings), `payload` and `labels`.
+//!
+//! * A string that is exactly one `{{ expression }}` keeps the expression's JSON type:
+//!   `"{{ event.payload.n }}"` with `n: 3` renders the integer `3`, an object stays an
+//!   object.
+//! * Any other string renders as text: `"order-{{ event.payload.id }}"`.
+//! * Parameters render strictly: a missing field is an error naming the expression, never an
+//!   empty string passed to a flow.
+//! * Python string and dict methods work as in Prefect's Jinja (`.startswith()`, `.lower()`,
+//!   `.get()`, ...).
+//! * `when` predicates are lenient: a missing field is simply undefined (falsy), so
+//!   `event.payload.amount > 100` is false, not an error, for events without `amount`.
+
+use std::sync::LazyLock;
+
+use minijinja::{Environment, Expression, UndefinedBehavior, Value as JinjaValue};
+use serde_json::{Map, Value};
+use switchyard_core::Event;
+
+static STRICT: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env
+});
+
+static LENIENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Chainable);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env
+});
+
+/// The template context for one event.
+pub fn context(event: &Event) -> JinjaValue {
+    minijinja::context! { event => JinjaValue::from_serialize(event) }
+}
+
+fn describe(e: &minijinja::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+/// A compiled `when` expression.
+pub struct Predicate {
+    source: String,
+    expr: Expression<'static, 'static>,
+}
+
+impl std::fmt::Debug for Predicate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Predicate({:?})", self.source)
+    }
+}
+
+impl Predicate {
+    /// Compiles an expression such as `event.payload.amount > 100`.
+    pub fn compile(source: &str) -> Result<Self, String> {
+        let expr = LENIENT
+            .compile_expression_owned(source.to_string())
+            .map_err(|e| format!("invalid expression {source:?}: {}", describe(&e)))?;
+        Ok(Self { source: source.to_string(), expr })
+    }
+
+    /// The expression text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the expression is truthy for this context.
+    pub fn eval(&self, ctx: &JinjaValue) -> Result<bool, String> {
+        self.expr
+            .eval(ctx)
+            .map(|v| v.is_true())
+            .map_err(|e| format!("`when` {:?} failed: {}", self.source, describe(&e)))
+    }
+}
+
+/// A text template (always renders a string).
+#[derive(Debug, Clone)]
+pub struct TextTemplate {
+    source: String,
+}
+
+impl TextTemplate {
+    /// Checks the syntax.
+    pub fn compile(source: &str) -> Result<Self, String> {
+        STRICT
+            .template_from_str(source)
+            .map_err(|e| format!("invalid template {source:?}: {}", describe(&e)))?;
+        Ok(Self { source: source.to_string() })
+    }
+
+    /// Renders to a string.
+    pub fn render(&self, ctx: &JinjaValue) -> Result<String, String> {
+        STRICT
+            .render_str(&self.source, ctx)
+            .map_err(|e| format!("template {:?} failed: {}", self.source, describe(&e)))
+    }
+
+    /// The template text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+/// A JSON value whose strings are templates.
+#[derive(Debug)]
+pub enum ValueTemplate {
+    /// Used as is.
+    Literal(Value),
+    /// One `{{ expression }}`: keeps the JSON type of the result.
+    Expr {
+        /// The expression text.
+        source: String,
+        /// Compiled.
+        expr: Box<Expression<'static, 'static>>,
+    },
+    /// Text with placeholders.
+    Text(TextTemplate),
+    /// A list of templates.
+    Array(Vec<ValueTemplate>),
+    /// An object of templates.
+    Object(Vec<(String, ValueTemplate)>),
+}
+
+/// The inside of a string that is exactly one `{{ ... }}`.
+fn single_expression(s: &str) -> Option<&str> {
+    let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = inner.strip_prefix('-').unwrap_or(inner);
+    let inner = inner.strip_suffix('-').unwrap_or(inner);
+    let nested = ["{{", "}}", "{%", "%}", "{#"].iter().any(|m| inner.contains(m));
+    (!nested && !inner.trim().is_empty()).then_some(inner.trim())
+}
+
+impl ValueTemplate {
+    /// Compiles every string in `value`; the error names the path inside the value.
+    pub fn compile(value: &Value) -> Result<Self, (String, String)> {
+        Ok(match value {
+            Value::String(s) => match single_expression(s) {
+                Some(expr) => Self::Expr {
+                    source: expr.to_string(),
+                    expr: Box::new(
+                        STRICT
+                            .compile_expression_owned(expr.to_string())
+                            .map_err(|e| (String::new(), format!("invalid expression {expr:?}: {}", describe(&e))))?,
+                    ),
+                },
+                None if s.contains("{{") || s.contains("{%") => {
+                    Self::Text(TextTemplate::compile(s).map_err(|e| (String::new(), e))?)
+                }
+                None => Self::Literal(value.clone()),
+            },
+            Value::Array(items) => Self::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| Self::compile(v).map_err(|(p, e)| (format!("[{i}]{p}"), e)))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Object(map) => Self::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        Self::compile(v).map(|t| (k.clone(), t)).map_err(|(p, e)| (format!(".{k}{p}"), e))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            other => Self::Literal(other.clone()),
+        })
+    }
+
+    /// Renders to JSON.
+    pub fn render(&self, ctx: &JinjaValue) -> Result<Value, String> {
+        match self {
+            Self::Literal(v) => Ok(v.clone()),
+            Self::Text(t) => t.render(ctx).map(Value::String),
+            Self::Expr { source, expr } => {
+                let v = expr
+                    .eval(ctx)
+                    .map_err(|e| format!("`{{{{ {source} }}}}` failed: {}", describe(&e)))?;
+                if v.is_undefined() {
+                    return Err(format!("`{{{{ {source} }}}}` is undefined for this event"));
+                }
+                serde_json::to_value(&v).map_err(|e| format!("`{{{{ {source} }}}}` gave a value that is not JSON: {e}"))
+            }
+            Self::Array(items) => items.iter().map(|t| t.render(ctx)).collect::<Result<Vec<_>, _>>().map(Value::Array),
+            Self::Object(fields) => {
+                let mut out = Map::with_capacity(fields.len());
+                for (k, t) in fields {
+                    out.insert(k.clone(), t.render(ctx)?);
+                }
+                Ok(Value::Object(out))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx() -> JinjaValue {
+        let event = Event::builder("orders", "order.created", json!({
+            "id": 42, "amount": 120.5, "customer": {"name": "Ada", "tier": "gold"}, "items": ["a", "b"], "flag": true
+        }))
+        .id("evt-1")
+        .label("topic", "orders")
+        .build();
+        context(&event)
+    }
+
+    fn render(v: Value) -> Result<Value, String> {
+        ValueTemplate::compile(&v).map_err(|e| e.1)?.render(&ctx())
+    }
+
+    #[test]
+    fn single_expressions_keep_their_type() {
+        assert_eq!(render(json!("{{ event.payload.id }}")).unwrap(), json!(42));
+        assert_eq!(render(json!("{{event.payload.amount}}")).unwrap(), json!(120.5));
+        assert_eq!(render(json!(" {{- event.payload.flag -}} ")).unwrap(), json!(true));
+        assert_eq!(render(json!("{{ event.payload.customer }}")).unwrap(), json!({"name": "Ada", "tier": "gold"}));
+        assert_eq!(render(json!("{{ event.payload.items }}")).unwrap(), json!(["a", "b"]));
+        assert_eq!(render(json!("{{ event.payload.id * 2 }}")).unwrap(), json!(84));
+        assert_eq!(render(json!("{{ event.labels.topic }}")).unwrap(), json!("orders"));
+        assert_eq!(render(json!("{{ event.id }}")).unwrap(), json!("evt-1"));
+    }
+
+    #[test]
+    fn text_nested_and_literals() {
+        let out = render(json!({
+            "name": "order-{{ event.payload.id }}",
+            "who": "{{ event.payload.customer.name }} ({{ event.payload.customer.tier }})",
+            "n": 5, "plain": "no templates", "list": ["{{ event.payload.id }}", 1]
+        }))
+        .unwrap();
+        assert_eq!(out, json!({"name": "order-42", "who": "Ada (gold)", "n": 5, "plain": "no templates", "list": [42, 1]}));
+    }
+
+    #[test]
+    fn strict_rendering_names_the_missing_field() {
+        let err = render(json!("{{ event.payload.missing }}")).unwrap_err();
+        assert!(err.contains("event.payload.missing") && err.contains("undefined"), "{err}");
+        let err = render(json!("x-{{ event.payload.missing.deeper }}")).unwrap_err();
+        assert!(err.contains("undefined"), "{err}");
+        let err = ValueTemplate::compile(&json!({"a": {"b": "{{ oops("}})).unwrap_err();
+        assert_eq!(err.0, ".a.b");
+    }
+
+    #[test]
+    fn predicates_are_lenient_about_missing_fields() {
+        let p = |s: &str| Predicate::compile(s).unwrap().eval(&ctx());
+        assert_eq!(p("event.payload.amount > 100"), Ok(true));
+        assert_eq!(p("event.payload.customer.tier == 'silver'"), Ok(false));
+        assert_eq!(p("event.payload.nothing.here"), Ok(false));
+        assert_eq!(p("event.payload.nothing is defined"), Ok(false));
+        assert_eq!(p("'b' in event.payload.items and event.name.startswith('order.')"), Ok(true));
+        assert!(Predicate::compile("event.payload.amount >").is_err());
+        assert!(p("event.payload.customer.name + 1 > 0").is_err());
+    }
+}

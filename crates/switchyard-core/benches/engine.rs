@@ -33,7 +33,9 @@ async fn pump(consumers: usize, queue_type: QueueType) {
     }
     publisher.wait().await;
     queue
-        .shutdown(ShutdownMode::Drain { timeout: Duration::from_secs(5) })
+        .shutdown(ShutdownMode::Drain {
+            timeout: Duration::from_secs(5),
+        })
         .await;
 }
 

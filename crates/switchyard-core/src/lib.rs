@@ -19,8 +19,8 @@ mod event;
 
 pub use engine::{
     BoxError, Collector, CollectorEvent, CollectorQueue, CollectorQueueBuilder, CollectorResult,
-    Context, DefaultRouter, Delivery, EngineError, EventPublisher, Lifecycle, Metrics, Payload,
-    ProcessError, Processor, QueueType, ResultList, Router, SendError, ShutdownMode,
-    ShutdownReport, TrySendError, DEFAULT_PRIORITY,
+    Context, DEFAULT_PRIORITY, DefaultRouter, Delivery, EngineError, EventPublisher, Lifecycle,
+    Metrics, Payload, ProcessError, Processor, QueueType, ResultList, Router, SendError,
+    ShutdownMode, ShutdownReport, TrySendError,
 };
 pub use event::{Event, EventBuilder};

@@ -32,7 +32,10 @@ fn recorder(key: &str, topics: &[&str], log: &Log) -> Collector<u32, String> {
 async fn eventually(deadline: Duration, mut cond: impl FnMut() -> bool) {
     let start = tokio::time::Instant::now();
     while !cond() {
-        assert!(start.elapsed() < deadline, "condition not met within {deadline:?}");
+        assert!(
+            start.elapsed() < deadline,
+            "condition not met within {deadline:?}"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
@@ -56,10 +59,18 @@ async fn results_per_collector_and_empty_deliveries() {
             assert!(ev.service_time().is_some() && ev.wait_time().is_some());
 
             let ev = publisher.send(Payload::to_keys(2, ["b"])).await.unwrap();
-            let keys: Vec<_> = ev.wait().await.iter().map(|r| r.collector.to_string()).collect();
+            let keys: Vec<_> = ev
+                .wait()
+                .await
+                .iter()
+                .map(|r| r.collector.to_string())
+                .collect();
             assert_eq!(keys, ["b"]);
 
-            for unmatched in [Payload::to_keys(3, ["nobody"]), Payload::to_topics(3, ["nothing"])] {
+            for unmatched in [
+                Payload::to_keys(3, ["nobody"]),
+                Payload::to_topics(3, ["nothing"]),
+            ] {
                 let ev = publisher.send(unmatched).await.unwrap();
                 let results = ev.wait().await;
                 assert!(results.is_empty() && results.all_ok());
@@ -79,7 +90,10 @@ async fn errors_and_panics_become_results_and_the_queue_keeps_going() {
             n => Ok::<u32, BoxError>(n * 10),
         }
     });
-    let queue = CollectorQueue::builder(vec![c]).max_consumers(1).build().unwrap();
+    let queue = CollectorQueue::builder(vec![c])
+        .max_consumers(1)
+        .build()
+        .unwrap();
     queue
         .run(|publisher| async move {
             let e0 = publisher.send(Payload::new(0)).await.unwrap();
@@ -132,21 +146,41 @@ async fn a_full_queue_makes_send_wait_and_try_send_fail() {
     let p2 = publisher.clone();
     let blocked = tokio::spawn(async move { p2.send(Payload::new(4)).await.map(|e| e.id()) });
     tokio::task::yield_now().await;
-    assert!(!blocked.is_finished(), "send must wait while the queue is full");
+    assert!(
+        !blocked.is_finished(),
+        "send must wait while the queue is full"
+    );
     gate.add_permits(10);
     blocked.await.unwrap().unwrap();
     publisher.wait().await;
     assert_eq!(*seen.lock().unwrap(), ["1", "2", "3", "4"]);
-    let report = queue.shutdown(ShutdownMode::Drain { timeout: Duration::from_secs(1) }).await;
-    assert_eq!(report, ShutdownReport { finished: 4, dropped: 0, timed_out: false });
-    assert!(matches!(publisher.send(Payload::new(5)).await, Err(SendError(_))));
+    let report = queue
+        .shutdown(ShutdownMode::Drain {
+            timeout: Duration::from_secs(1),
+        })
+        .await;
+    assert_eq!(
+        report,
+        ShutdownReport {
+            finished: 4,
+            dropped: 0,
+            timed_out: false
+        }
+    );
+    assert!(matches!(
+        publisher.send(Payload::new(5)).await,
+        Err(SendError(_))
+    ));
 }
 
 #[tokio::test(start_paused = true)]
 async fn abort_and_drain_timeout_complete_every_waiter_as_dropped() {
     let gate = Arc::new(Semaphore::new(0));
     let seen: Log = Arc::default();
-    let queue = CollectorQueue::builder(vec![gated(&gate, &seen)]).max_consumers(1).build().unwrap();
+    let queue = CollectorQueue::builder(vec![gated(&gate, &seen)])
+        .max_consumers(1)
+        .build()
+        .unwrap();
     queue.start().await.unwrap();
     let publisher = queue.get_publisher();
     let mut events = Vec::new();
@@ -154,15 +188,24 @@ async fn abort_and_drain_timeout_complete_every_waiter_as_dropped() {
         events.push(publisher.send(Payload::new(i)).await.unwrap());
     }
     eventually(Duration::from_secs(5), || queue.metrics().busy == 1).await;
-    let report = queue.shutdown(ShutdownMode::Drain { timeout: Duration::from_millis(200) }).await;
+    let report = queue
+        .shutdown(ShutdownMode::Drain {
+            timeout: Duration::from_millis(200),
+        })
+        .await;
     assert!(report.timed_out);
     assert_eq!(report.dropped, 3, "one in flight and two queued");
     for ev in &events {
-        assert!(matches!(ev.wait().await.first(), Err(ProcessError::Dropped(_))));
+        assert!(matches!(
+            ev.wait().await.first(),
+            Err(ProcessError::Dropped(_))
+        ));
     }
     assert!(seen.lock().unwrap().is_empty());
 
-    let queue = CollectorQueue::builder(vec![gated(&gate, &seen)]).build().unwrap();
+    let queue = CollectorQueue::builder(vec![gated(&gate, &seen)])
+        .build()
+        .unwrap();
     queue.start().await.unwrap();
     let ev = queue.get_publisher().send(Payload::new(9)).await.unwrap();
     let report = queue.shutdown(ShutdownMode::Abort).await;
@@ -179,7 +222,10 @@ struct Recorded {
 impl Lifecycle for Recorded {
     fn setup<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move {
-            self.log.lock().unwrap().push(format!("setup {}", self.name));
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("setup {}", self.name));
             if self.fail {
                 return Err("cannot connect".into());
             }
@@ -188,15 +234,26 @@ impl Lifecycle for Recorded {
         })
     }
     fn teardown<'a>(&'a self, _ctx: &'a Context) -> BoxFuture<'a, ()> {
-        Box::pin(async move { self.log.lock().unwrap().push(format!("teardown {}", self.name)) })
+        Box::pin(async move {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("teardown {}", self.name))
+        })
     }
 }
 
 fn with_lifecycle(name: &'static str, log: &Log, fail: bool) -> Collector<u32, String> {
     Collector::new(name, |_: Arc<Payload<u32>>, ctx: Context| async move {
-        ctx.get::<String>().map(|s| s.to_string()).ok_or_else(|| BoxError::from("no resource"))
+        ctx.get::<String>()
+            .map(|s| s.to_string())
+            .ok_or_else(|| BoxError::from("no resource"))
     })
-    .with_lifecycle(Recorded { name, log: Arc::clone(log), fail })
+    .with_lifecycle(Recorded {
+        name,
+        log: Arc::clone(log),
+        fail,
+    })
 }
 
 #[tokio::test]
@@ -209,11 +266,23 @@ async fn lifecycles_wrap_the_queue_life_in_order() {
     .build()
     .unwrap();
     let seen = queue
-        .run(|p| async move { p.send(Payload::to_keys(0, ["b"])).await.unwrap().wait().await.first().unwrap().clone() })
+        .run(|p| async move {
+            p.send(Payload::to_keys(0, ["b"]))
+                .await
+                .unwrap()
+                .wait()
+                .await
+                .first()
+                .unwrap()
+                .clone()
+        })
         .await
         .unwrap();
     assert_eq!(seen, "resource of b");
-    assert_eq!(*log.lock().unwrap(), ["setup a", "setup b", "teardown b", "teardown a"]);
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["setup a", "setup b", "teardown b", "teardown a"]
+    );
 
     let log: Log = Arc::default();
     let queue = CollectorQueue::builder(vec![
@@ -224,20 +293,41 @@ async fn lifecycles_wrap_the_queue_life_in_order() {
     .build()
     .unwrap();
     let err = queue.start().await.unwrap_err();
-    assert_eq!(err.to_string(), "setup of collector \"b\" failed: cannot connect");
+    assert_eq!(
+        err.to_string(),
+        "setup of collector \"b\" failed: cannot connect"
+    );
     assert_eq!(*log.lock().unwrap(), ["setup a", "setup b", "teardown a"]);
 }
 
 #[test]
 fn invalid_configurations_are_rejected() {
-    let noop = || Collector::new("x", |_: Arc<Payload<()>>, _: Context| async { Ok::<_, BoxError>(()) });
+    let noop = || {
+        Collector::new("x", |_: Arc<Payload<()>>, _: Context| async {
+            Ok::<_, BoxError>(())
+        })
+    };
     let err = |b: CollectorQueueBuilder<(), ()>| b.build().err().map(|e| e.to_string());
-    assert_eq!(err(CollectorQueue::builder(vec![noop(), noop()])), Some("two collectors share the key \"x\"".into()));
-    assert!(err(CollectorQueue::builder(vec![noop()]).min_consumers(3).max_consumers(2)).unwrap().contains("min_consumers (3)"));
+    assert_eq!(
+        err(CollectorQueue::builder(vec![noop(), noop()])),
+        Some("two collectors share the key \"x\"".into())
+    );
+    assert!(
+        err(CollectorQueue::builder(vec![noop()])
+            .min_consumers(3)
+            .max_consumers(2))
+        .unwrap()
+        .contains("min_consumers (3)")
+    );
     assert!(err(CollectorQueue::builder(vec![noop()]).min_consumers(0)).is_some());
     assert!(err(CollectorQueue::builder(vec![noop()]).capacity(0)).is_some());
-    let empty = Collector::new("", |_: Arc<Payload<()>>, _: Context| async { Ok::<_, BoxError>(()) });
-    assert_eq!(err(CollectorQueue::builder(vec![empty])), Some("a collector has an empty key".into()));
+    let empty = Collector::new("", |_: Arc<Payload<()>>, _: Context| async {
+        Ok::<_, BoxError>(())
+    });
+    assert_eq!(
+        err(CollectorQueue::builder(vec![empty])),
+        Some("a collector has an empty key".into())
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -269,7 +359,11 @@ async fn the_pool_grows_under_load_and_shrinks_when_idle() {
     }
     eventually(Duration::from_secs(5), || queue.consumer_count() == 6).await;
     publisher.wait().await;
-    assert_eq!(peak.load(Ordering::SeqCst), 6, "concurrency reaches the maximum and never passes it");
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        6,
+        "concurrency reaches the maximum and never passes it"
+    );
     eventually(Duration::from_secs(10), || queue.consumer_count() == 2).await;
     let m = queue.metrics();
     assert_eq!((m.qsize, m.busy, m.event_count, m.arrived), (0, 0, 60, 60));
@@ -282,7 +376,10 @@ async fn metrics_report_rates() {
         tokio::time::sleep(Duration::from_millis(10)).await;
         Ok::<_, BoxError>(())
     });
-    let queue = CollectorQueue::builder(vec![c]).max_consumers(1).build().unwrap();
+    let queue = CollectorQueue::builder(vec![c])
+        .max_consumers(1)
+        .build()
+        .unwrap();
     queue.start().await.unwrap();
     let publisher = queue.get_publisher();
     for i in 0..200 {
@@ -297,7 +394,11 @@ async fn metrics_report_rates() {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
 }
 
 #[derive(Debug, Clone)]

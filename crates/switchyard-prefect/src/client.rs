@@ -10,7 +10,9 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::retry::{is_transient, retry_after};
-use crate::types::{CreatedRun, Deployment, DeploymentCreate, DeploymentRef, Flow, FlowRun, FlowRunCreate};
+use crate::types::{
+    CreatedRun, Deployment, DeploymentCreate, DeploymentRef, Flow, FlowRun, FlowRunCreate,
+};
 use crate::{PrefectError, RetryPolicy};
 
 /// How to reach Prefect.
@@ -49,7 +51,8 @@ impl ClientConfig {
     /// `PREFECT_API_AUTH_STRING` from the environment.
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let mut cfg = Self::new(var("PREFECT_API_URL").unwrap_or_else(|| "http://127.0.0.1:4200/api".into()));
+        let mut cfg =
+            Self::new(var("PREFECT_API_URL").unwrap_or_else(|| "http://127.0.0.1:4200/api".into()));
         cfg.api_key = var("PREFECT_API_KEY");
         cfg.auth_string = var("PREFECT_API_AUTH_STRING");
         cfg
@@ -80,17 +83,17 @@ struct Answer {
 impl PrefectClient {
     /// Builds a client (no request is made).
     pub fn new(config: ClientConfig) -> Result<Self, PrefectError> {
-        let mut base = Url::parse(config.api_url.trim())
-            .map_err(|e| PrefectError::Client(format!("invalid Prefect API URL {:?}: {e}", config.api_url)))?;
+        let mut base = Url::parse(config.api_url.trim()).map_err(|e| {
+            PrefectError::Client(format!("invalid Prefect API URL {:?}: {e}", config.api_url))
+        })?;
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
         let auth = match (&config.auth_string, &config.api_key) {
             (Some(basic), _) => Some(basic_header(basic)?),
-            (None, Some(key)) => Some(
-                HeaderValue::from_str(&format!("Bearer {key}"))
-                    .map_err(|_| PrefectError::Client("PREFECT_API_KEY contains invalid characters".into()))?,
-            ),
+            (None, Some(key)) => Some(HeaderValue::from_str(&format!("Bearer {key}")).map_err(
+                |_| PrefectError::Client("PREFECT_API_KEY contains invalid characters".into()),
+            )?),
             (None, None) => None,
         };
         let http = reqwest::Client::builder()
@@ -118,13 +121,18 @@ impl PrefectClient {
 
     /// `GET /health`: Ok when the server answers `true`.
     pub async fn health(&self) -> Result<(), PrefectError> {
-        let a = self.call(Method::GET, &["health"], None, false, "health").await?;
+        let a = self
+            .call(Method::GET, &["health"], None, false, "health")
+            .await?;
         expect_ok(&a, "health")
     }
 
     /// The deployment, from the cache or `GET /deployments/name/{flow}/{deployment}` (or by
     /// id). Names match exactly.
-    pub async fn resolve(&self, reference: &DeploymentRef) -> Result<Arc<Deployment>, PrefectError> {
+    pub async fn resolve(
+        &self,
+        reference: &DeploymentRef,
+    ) -> Result<Arc<Deployment>, PrefectError> {
         if let Some(d) = self.cached(reference) {
             return Ok(d);
         }
@@ -134,7 +142,9 @@ impl PrefectClient {
                 id_string = id.to_string();
                 vec!["deployments", &id_string]
             }
-            DeploymentRef::Name { flow, deployment } => vec!["deployments", "name", flow, deployment],
+            DeploymentRef::Name { flow, deployment } => {
+                vec!["deployments", "name", flow, deployment]
+            }
         };
         let what = format!("deployment {reference}");
         let a = self.call(Method::GET, &path, None, false, &what).await?;
@@ -156,18 +166,34 @@ impl PrefectClient {
 
     /// `POST /deployments/{id}/create_flow_run`. A repeated idempotency key returns the
     /// existing run with `replayed: true`.
-    pub async fn create_flow_run(&self, deployment_id: &Uuid, body: &FlowRunCreate) -> Result<CreatedRun, PrefectError> {
+    pub async fn create_flow_run(
+        &self,
+        deployment_id: &Uuid,
+        body: &FlowRunCreate,
+    ) -> Result<CreatedRun, PrefectError> {
         let id = deployment_id.to_string();
         let body = serde_json::to_value(body).map_err(|e| PrefectError::Client(e.to_string()))?;
         let what = format!("create_flow_run on deployment {id}");
         let a = self
-            .call(Method::POST, &["deployments", &id, "create_flow_run"], Some(&body), true, &what)
+            .call(
+                Method::POST,
+                &["deployments", &id, "create_flow_run"],
+                Some(&body),
+                true,
+                &what,
+            )
             .await?;
         let replayed = match a.status {
             StatusCode::CREATED => false,
             StatusCode::OK => true,
-            StatusCode::NOT_FOUND => return Err(PrefectError::DeploymentNotFound { reference: id }),
-            StatusCode::CONFLICT => return Err(PrefectError::Rejected { detail: detail(&a.body) }),
+            StatusCode::NOT_FOUND => {
+                return Err(PrefectError::DeploymentNotFound { reference: id });
+            }
+            StatusCode::CONFLICT => {
+                return Err(PrefectError::Rejected {
+                    detail: detail(&a.body),
+                });
+            }
             _ => return Err(status_error(&a)),
         };
         Ok(CreatedRun {
@@ -178,7 +204,11 @@ impl PrefectClient {
 
     /// Resolves `reference` and creates a run. If a cached name points at a deployment that
     /// has since been deleted (404), the name is resolved again once.
-    pub async fn run_deployment(&self, reference: &DeploymentRef, body: &FlowRunCreate) -> Result<(Arc<Deployment>, CreatedRun), PrefectError> {
+    pub async fn run_deployment(
+        &self,
+        reference: &DeploymentRef,
+        body: &FlowRunCreate,
+    ) -> Result<(Arc<Deployment>, CreatedRun), PrefectError> {
         let was_cached = self.cached(reference).is_some();
         let deployment = self.resolve(reference).await?;
         match self.create_flow_run(&deployment.id, body).await {
@@ -199,7 +229,9 @@ impl PrefectClient {
     pub async fn flow_run(&self, id: &Uuid) -> Result<FlowRun, PrefectError> {
         let id = id.to_string();
         let what = format!("flow run {id}");
-        let a = self.call(Method::GET, &["flow_runs", &id], None, false, &what).await?;
+        let a = self
+            .call(Method::GET, &["flow_runs", &id], None, false, &what)
+            .await?;
         expect_ok(&a, &what)?;
         decode(&a, &what)
     }
@@ -207,7 +239,13 @@ impl PrefectClient {
     /// `POST /flow_runs/filter` with a raw filter body (see Prefect's API docs).
     pub async fn filter_flow_runs(&self, filter: &Value) -> Result<Vec<FlowRun>, PrefectError> {
         let a = self
-            .call(Method::POST, &["flow_runs", "filter"], Some(filter), false, "flow_runs/filter")
+            .call(
+                Method::POST,
+                &["flow_runs", "filter"],
+                Some(filter),
+                false,
+                "flow_runs/filter",
+            )
             .await?;
         expect_ok(&a, "flow_runs/filter")?;
         decode(&a, "flow_runs/filter")
@@ -216,23 +254,43 @@ impl PrefectClient {
     /// `POST /flows/` (an upsert by name).
     pub async fn create_flow(&self, name: &str) -> Result<Flow, PrefectError> {
         let body = serde_json::json!({ "name": name });
-        let a = self.call(Method::POST, &["flows", ""], Some(&body), true, "create flow").await?;
+        let a = self
+            .call(
+                Method::POST,
+                &["flows", ""],
+                Some(&body),
+                true,
+                "create flow",
+            )
+            .await?;
         expect_ok(&a, "create flow")?;
         decode(&a, "create flow")
     }
 
     /// `POST /deployments/` (an upsert by flow and name).
-    pub async fn create_deployment(&self, d: &DeploymentCreate) -> Result<Deployment, PrefectError> {
+    pub async fn create_deployment(
+        &self,
+        d: &DeploymentCreate,
+    ) -> Result<Deployment, PrefectError> {
         let body = serde_json::to_value(d).map_err(|e| PrefectError::Client(e.to_string()))?;
         let a = self
-            .call(Method::POST, &["deployments", ""], Some(&body), true, "create deployment")
+            .call(
+                Method::POST,
+                &["deployments", ""],
+                Some(&body),
+                true,
+                "create deployment",
+            )
             .await?;
         expect_ok(&a, "create deployment")?;
         decode(&a, "create deployment")
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<DeploymentRef, Arc<Deployment>>> {
-        self.inner.deployments.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .deployments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn cached(&self, reference: &DeploymentRef) -> Option<Arc<Deployment>> {
@@ -240,12 +298,22 @@ impl PrefectClient {
     }
 
     /// One logical call: sends, retries transient failures, returns the final answer.
-    async fn call(&self, method: Method, path: &[&str], body: Option<&Value>, write: bool, what: &str) -> Result<Answer, PrefectError> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &[&str],
+        body: Option<&Value>,
+        write: bool,
+        what: &str,
+    ) -> Result<Answer, PrefectError> {
         let mut url = self.inner.base.clone();
         {
-            let mut segments = url
-                .path_segments_mut()
-                .map_err(|_| PrefectError::Client(format!("Prefect API URL {} cannot take a path", self.inner.base)))?;
+            let mut segments = url.path_segments_mut().map_err(|_| {
+                PrefectError::Client(format!(
+                    "Prefect API URL {} cannot take a path",
+                    self.inner.base
+                ))
+            })?;
             segments.pop_if_empty();
             segments.extend(path);
         }
@@ -261,7 +329,11 @@ impl PrefectClient {
                 req = req.json(body);
             }
             let outcome = {
-                let _permit = if write { self.inner.writes.acquire().await.ok() } else { None };
+                let _permit = if write {
+                    self.inner.writes.acquire().await.ok()
+                } else {
+                    None
+                };
                 match req.send().await {
                     Ok(resp) => {
                         let status = resp.status();
@@ -275,15 +347,19 @@ impl PrefectClient {
                 }
             };
             let (reason, after) = match outcome {
-                Ok((status, headers, body)) if is_transient(status) => {
-                    (format!("HTTP {}: {}", status.as_u16(), detail(&body)), retry_after(&headers))
-                }
+                Ok((status, headers, body)) if is_transient(status) => (
+                    format!("HTTP {}: {}", status.as_u16(), detail(&body)),
+                    retry_after(&headers),
+                ),
                 Ok((status, _, body)) => return Ok(Answer { status, body }),
                 Err(e) if e.is_builder() => return Err(PrefectError::Client(e.to_string())),
                 Err(e) => (transport_reason(&e), None),
             };
             if attempt > policy.max_retries {
-                return Err(PrefectError::Unavailable { attempts: attempt, last: reason });
+                return Err(PrefectError::Unavailable {
+                    attempts: attempt,
+                    last: reason,
+                });
             }
             let delay = policy.delay(attempt - 1, after);
             tracing::warn!(call = what, attempt, delay_ms = delay.as_millis() as u64, %reason, "transient Prefect failure, retrying");
@@ -294,8 +370,9 @@ impl PrefectClient {
 
 fn basic_header(auth_string: &str) -> Result<HeaderValue, PrefectError> {
     let encoded = base64_encode(auth_string.as_bytes());
-    HeaderValue::from_str(&format!("Basic {encoded}"))
-        .map_err(|_| PrefectError::Client("PREFECT_API_AUTH_STRING contains invalid characters".into()))
+    HeaderValue::from_str(&format!("Basic {encoded}")).map_err(|_| {
+        PrefectError::Client("PREFECT_API_AUTH_STRING contains invalid characters".into())
+    })
 }
 
 /// Standard base64 with padding (the one thing this crate needs it for is a Basic header).
@@ -303,7 +380,11 @@ fn base64_encode(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -350,18 +431,28 @@ fn detail(body: &[u8]) -> String {
 fn status_error(a: &Answer) -> PrefectError {
     let detail = detail(&a.body);
     match a.status.as_u16() {
-        401 | 403 => PrefectError::Unauthorized { status: a.status.as_u16(), detail },
+        401 | 403 => PrefectError::Unauthorized {
+            status: a.status.as_u16(),
+            detail,
+        },
         422 => PrefectError::Unprocessable { detail },
         status => PrefectError::Http { status, detail },
     }
 }
 
 fn expect_ok(a: &Answer, _what: &str) -> Result<(), PrefectError> {
-    if a.status.is_success() { Ok(()) } else { Err(status_error(a)) }
+    if a.status.is_success() {
+        Ok(())
+    } else {
+        Err(status_error(a))
+    }
 }
 
 fn decode<T: DeserializeOwned>(a: &Answer, what: &str) -> Result<T, PrefectError> {
-    serde_json::from_slice(&a.body).map_err(|source| PrefectError::Decode { what: what.to_string(), source })
+    serde_json::from_slice(&a.body).map_err(|source| PrefectError::Decode {
+        what: what.to_string(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -378,8 +469,14 @@ mod tests {
 
     #[test]
     fn error_details() {
-        assert_eq!(detail(br#"{"detail":"Deployment not found"}"#), "Deployment not found");
-        assert_eq!(detail(br#"{"exception_message":"Service Unavailable"}"#), "Service Unavailable");
+        assert_eq!(
+            detail(br#"{"detail":"Deployment not found"}"#),
+            "Deployment not found"
+        );
+        assert_eq!(
+            detail(br#"{"exception_message":"Service Unavailable"}"#),
+            "Service Unavailable"
+        );
         assert_eq!(detail(b"plain"), "plain");
     }
 }

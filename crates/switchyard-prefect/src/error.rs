@@ -2,7 +2,9 @@
 #[derive(Debug, thiserror::Error)]
 pub enum PrefectError {
     /// The deployment reference is neither a UUID nor `"flow/deployment"`.
-    #[error("invalid deployment reference {0:?}: expected a deployment id or \"Flow Name/deployment-name\"")]
+    #[error(
+        "invalid deployment reference {0:?}: expected a deployment id or \"Flow Name/deployment-name\""
+    )]
     InvalidReference(String),
     /// No such deployment (HTTP 404).
     #[error("deployment {reference} not found")]
@@ -23,7 +25,9 @@ pub enum PrefectError {
         detail: String,
     },
     /// Credentials missing or wrong (HTTP 401/403).
-    #[error("Prefect refused the credentials (HTTP {status}): {detail}; set PREFECT_API_AUTH_STRING or PREFECT_API_KEY")]
+    #[error(
+        "Prefect refused the credentials (HTTP {status}): {detail}; set PREFECT_API_AUTH_STRING or PREFECT_API_KEY"
+    )]
     Unauthorized {
         /// 401 or 403.
         status: u16,

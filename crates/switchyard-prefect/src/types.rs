@@ -41,7 +41,9 @@ impl FromStr for DeploymentRef {
             return Ok(Self::Id(id));
         }
         match s.split_once('/') {
-            Some((flow, dep)) if !flow.trim().is_empty() && !dep.trim().is_empty() && !dep.contains('/') => {
+            Some((flow, dep))
+                if !flow.trim().is_empty() && !dep.trim().is_empty() && !dep.contains('/') =>
+            {
                 Ok(Self::name(flow, dep))
             }
             _ => Err(PrefectError::InvalidReference(s.to_string())),
@@ -182,9 +184,14 @@ mod tests {
     #[test]
     fn parses_references() {
         let id = "0bc436f1-d7c3-48db-a748-251d9c8c4ca4";
-        assert_eq!(id.parse::<DeploymentRef>().unwrap(), DeploymentRef::Id(Uuid::parse_str(id).unwrap()));
         assert_eq!(
-            "Test Flow/integration-test".parse::<DeploymentRef>().unwrap(),
+            id.parse::<DeploymentRef>().unwrap(),
+            DeploymentRef::Id(Uuid::parse_str(id).unwrap())
+        );
+        assert_eq!(
+            "Test Flow/integration-test"
+                .parse::<DeploymentRef>()
+                .unwrap(),
             DeploymentRef::name("Test Flow", "integration-test")
         );
         for bad in ["", "no-slash", "/dep", "flow/", "a/b/c"] {

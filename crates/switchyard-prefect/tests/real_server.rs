@@ -49,7 +49,11 @@ async fn creates_runs_idempotently() {
     assert_eq!(first.run.parameters["count"], 3);
     assert_eq!(first.run.deployment_id, Some(deployment.id));
 
-    let again = FlowRunCreate { parameters: params(json!({"name": "bob"})), name: Some("second".into()), ..body.clone() };
+    let again = FlowRunCreate {
+        parameters: params(json!({"name": "bob"})),
+        name: Some("second".into()),
+        ..body.clone()
+    };
     let (_, second) = client.run_deployment(&reference, &again).await.unwrap();
     assert!(second.replayed, "same key → same run");
     assert_eq!(second.run.id, first.run.id);
@@ -58,7 +62,9 @@ async fn creates_runs_idempotently() {
     let fetched = client.flow_run(&first.run.id).await.unwrap();
     assert_eq!(fetched.state_type.as_deref(), Some("SCHEDULED"));
     let found = client
-        .filter_flow_runs(&json!({"flow_runs": {"idempotency_key": {"any_": [body.idempotency_key]}}}))
+        .filter_flow_runs(
+            &json!({"flow_runs": {"idempotency_key": {"any_": [body.idempotency_key]}}}),
+        )
         .await
         .unwrap();
     assert_eq!(found.len(), 1);
@@ -68,14 +74,26 @@ async fn creates_runs_idempotently() {
 async fn schema_rejection_and_unknown_names_are_permanent_errors() {
     let (client, flow, dep) = setup(true).await;
     let reference = DeploymentRef::name(&flow, &dep);
-    let bad = FlowRunCreate { parameters: params(json!({"name": "x", "count": "three"})), ..Default::default() };
+    let bad = FlowRunCreate {
+        parameters: params(json!({"name": "x", "count": "three"})),
+        ..Default::default()
+    };
     let err = client.run_deployment(&reference, &bad).await.unwrap_err();
-    assert!(matches!(&err, PrefectError::Rejected { detail } if detail.contains("'three' is not of type 'integer'")), "{err}");
+    assert!(
+        matches!(&err, PrefectError::Rejected { detail } if detail.contains("'three' is not of type 'integer'")),
+        "{err}"
+    );
     assert!(!err.is_retryable());
 
     // Exact names: a prefix of an existing flow name is not that flow.
     let short = DeploymentRef::name(&flow[..flow.len() - 2], &dep);
-    let err = client.run_deployment(&short, &FlowRunCreate::default()).await.unwrap_err();
-    assert!(matches!(err, PrefectError::DeploymentNotFound { .. }), "{err}");
+    let err = client
+        .run_deployment(&short, &FlowRunCreate::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PrefectError::DeploymentNotFound { .. }),
+        "{err}"
+    );
     assert_eq!(err.to_string(), format!("deployment {short} not found"));
 }

@@ -38,7 +38,8 @@ impl TempDir {
             N.fetch_add(1, Ordering::SeqCst)
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         Self(dir)
     }
 
@@ -63,12 +64,16 @@ impl ChildGuard {
     /// Spawns `cmd`, asking the kernel to kill it if this process dies first.
     pub fn spawn(cmd: &mut Command) -> std::io::Result<Self> {
         die_with_parent(cmd);
-        Ok(Self { child: Some(cmd.spawn()?) })
+        Ok(Self {
+            child: Some(cmd.spawn()?),
+        })
     }
 
     /// The child, e.g. to take its stdin.
     pub fn child(&mut self) -> &mut Child {
-        self.child.as_mut().unwrap_or_else(|| unreachable!("child taken only on drop"))
+        self.child
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("child taken only on drop"))
     }
 
     /// Its pid.
@@ -91,7 +96,9 @@ impl ChildGuard {
         loop {
             match self.child().try_wait() {
                 Ok(Some(status)) => return status.code(),
-                Ok(None) if start.elapsed() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) if start.elapsed() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 Ok(None) => panic!("process {} did not exit within {deadline:?}", self.pid()),
                 Err(e) => panic!("waiting for {}: {e}", self.pid()),
             }
@@ -126,7 +133,10 @@ pub fn wait_until<T>(what: &str, deadline: Duration, mut cond: impl FnMut() -> O
         if let Some(v) = cond() {
             return v;
         }
-        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -186,12 +196,16 @@ impl PrefectServer {
         );
         let home = std::env::temp_dir().join(format!("switchyard-prefect-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&home);
-        std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("cannot create {}: {e}", home.display()));
+        std::fs::create_dir_all(&home)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", home.display()));
         let _ = SERVER_HOME.set(home.clone());
         let port = free_port();
         let log_path = home.join("server.log");
-        let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("cannot create server log: {e}"));
-        let log_err = log.try_clone().unwrap_or_else(|e| panic!("cannot clone log handle: {e}"));
+        let log = std::fs::File::create(&log_path)
+            .unwrap_or_else(|e| panic!("cannot create server log: {e}"));
+        let log_err = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot clone log handle: {e}"));
 
         // The keeper thread spawns the server and then waits on it for the life of the
         // process: PR_SET_PDEATHSIG fires when the *thread* that forked exits, so it must be
@@ -200,17 +214,24 @@ impl PrefectServer {
         let home2 = home.clone();
         std::thread::spawn(move || {
             let mut cmd = Command::new(&prefect);
-            cmd.args(["server", "start", "--host", "127.0.0.1", "--port", &port.to_string()])
-                .env("PREFECT_HOME", &home2)
-                .env("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-                .env("DO_NOT_TRACK", "1")
-                .env("PREFECT_SERVER_UI_ENABLED", "false")
-                .env("PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED", "false")
-                .env("PREFECT_SERVER_LOG_RETRYABLE_ERRORS", "true")
-                .env_remove("PREFECT_API_URL")
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(log))
-                .stderr(Stdio::from(log_err));
+            cmd.args([
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
+            .env("PREFECT_HOME", &home2)
+            .env("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+            .env("DO_NOT_TRACK", "1")
+            .env("PREFECT_SERVER_UI_ENABLED", "false")
+            .env("PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED", "false")
+            .env("PREFECT_SERVER_LOG_RETRYABLE_ERRORS", "true")
+            .env_remove("PREFECT_API_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err));
             die_with_parent(&mut cmd);
             match cmd.spawn() {
                 Ok(mut child) => {
@@ -245,11 +266,16 @@ impl PrefectServer {
             if !alive || start.elapsed() > Duration::from_secs(120) {
                 let mut log = String::new();
                 let _ = std::fs::File::open(&log_path).and_then(|mut f| f.read_to_string(&mut log));
-                panic!("Prefect did not become healthy on port {port} (alive: {alive}); log:\n{log}");
+                panic!(
+                    "Prefect did not become healthy on port {port} (alive: {alive}); log:\n{log}"
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        eprintln!("prefect server up at {api_url} after {:.1}s", start.elapsed().as_secs_f64());
+        eprintln!(
+            "prefect server up at {api_url} after {:.1}s",
+            start.elapsed().as_secs_f64()
+        );
         PrefectServer { api_url, home }
     }
 }
@@ -257,7 +283,11 @@ impl PrefectServer {
 /// A name unique within this test binary, for flows and deployments that must not collide.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// `GET /api/health` over plain HTTP/1.0 (usable from sync and async tests alike).

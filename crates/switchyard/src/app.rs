@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use switchyard_core::engine::{Collector, CollectorQueue, Payload, ShutdownMode, ShutdownReport};
 use switchyard_core::Event;
+use switchyard_core::engine::{Collector, CollectorQueue, Payload, ShutdownMode, ShutdownReport};
 use switchyard_prefect::{ClientConfig, PrefectClient, RetryPolicy};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +38,10 @@ pub fn prefect_client(cfg: &PrefectConfig) -> anyhow::Result<PrefectClient> {
     }
     c.max_in_flight = cfg.max_in_flight.get();
     c.timeout = cfg.request_timeout;
-    c.retry = RetryPolicy { max_retries: cfg.max_retries, ..RetryPolicy::default() };
+    c.retry = RetryPolicy {
+        max_retries: cfg.max_retries,
+        ..RetryPolicy::default()
+    };
     PrefectClient::new(c).context("cannot set up the Prefect client")
 }
 
@@ -48,21 +51,38 @@ fn collector(route: Arc<Route>, prefect: PrefectClient) -> Collector<Event, Rout
     Collector::new(name, move |payload: Arc<Payload<Event>>, _ctx| {
         let route = Arc::clone(&route);
         let prefect = prefect.clone();
-        async move { route.handle(payload.value(), &prefect).await.map_err(Box::new) }
+        async move {
+            route
+                .handle(payload.value(), &prefect)
+                .await
+                .map_err(Box::new)
+        }
     })
     .with_topics(topics)
 }
 
 /// Runs until `shutdown` resolves (or the sources end, see [`RunOptions`]), then stops the
 /// sources and drains the queue under `engine.shutdown_timeout`.
-pub async fn run(loaded: Loaded, opts: RunOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<ShutdownReport> {
-    let Loaded { path, config, routes, legacy } = loaded;
+pub async fn run(
+    loaded: Loaded,
+    opts: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<ShutdownReport> {
+    let Loaded {
+        path,
+        config,
+        routes,
+        legacy,
+    } = loaded;
     let prefect = prefect_client(&config.prefect)?;
     tracing::info!(
         config = %path.display(), legacy, prefect = %prefect.api_url(),
         sources = config.sources.len(), routes = routes.len(), "switchyard starting"
     );
-    let collectors = routes.into_iter().map(|r| collector(Arc::new(r), prefect.clone())).collect();
+    let collectors = routes
+        .into_iter()
+        .map(|r| collector(Arc::new(r), prefect.clone()))
+        .collect();
     let engine = &config.engine;
     let queue = CollectorQueue::builder(collectors)
         .name("switchyard")
@@ -71,7 +91,10 @@ pub async fn run(loaded: Loaded, opts: RunOptions, shutdown: impl Future<Output 
         .max_consumers(engine.max_consumers.get())
         .build()
         .context("cannot build the event queue")?;
-    queue.start().await.context("cannot start the event queue")?;
+    queue
+        .start()
+        .await
+        .context("cannot start the event queue")?;
     let dispatch = Dispatcher::new(queue.get_publisher());
 
     let stop = CancellationToken::new();
@@ -97,7 +120,10 @@ pub async fn run(loaded: Loaded, opts: RunOptions, shutdown: impl Future<Output 
         let app = sources::webhook::app(hooks, dispatch.clone(), config.http.max_body_bytes.get());
         let s = stop.clone();
         tasks.spawn(async move {
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(s.cancelled_owned()).await {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(s.cancelled_owned())
+                .await
+            {
                 tracing::error!(error = %e, "webhook server failed");
             }
         });
@@ -116,26 +142,40 @@ pub async fn run(loaded: Loaded, opts: RunOptions, shutdown: impl Future<Output 
         tracing::info!("shutdown requested");
     }
     stop.cancel();
-    if tokio::time::timeout(Duration::from_secs(10), async { while tasks.join_next().await.is_some() {} })
-        .await
-        .is_err()
+    if tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
     {
         tracing::warn!("sources did not stop within 10s; aborting them");
         tasks.abort_all();
     }
     let pending = queue.metrics();
     tracing::info!(queued = pending.qsize, in_flight = pending.busy, timeout = ?engine.shutdown_timeout, "draining");
-    let report = queue.shutdown(ShutdownMode::Drain { timeout: engine.shutdown_timeout }).await;
+    let report = queue
+        .shutdown(ShutdownMode::Drain {
+            timeout: engine.shutdown_timeout,
+        })
+        .await;
     if report.dropped > 0 {
-        tracing::error!(dropped = report.dropped, "events were not processed before the shutdown deadline");
+        tracing::error!(
+            dropped = report.dropped,
+            "events were not processed before the shutdown deadline"
+        );
     }
-    tracing::info!(events = report.finished, dropped = report.dropped, "switchyard stopped");
+    tracing::info!(
+        events = report.finished,
+        dropped = report.dropped,
+        "switchyard stopped"
+    );
     Ok(report)
 }
 
 /// Whether a route failure is retryable (used by logs and, later, the journal).
 pub fn retryable(err: &(dyn std::error::Error + 'static)) -> bool {
-    err.downcast_ref::<Box<RouteError>>().is_some_and(|e| e.is_retryable())
+    err.downcast_ref::<Box<RouteError>>()
+        .is_some_and(|e| e.is_retryable())
 }
 
 /// Resolves SIGINT or SIGTERM.

@@ -81,7 +81,10 @@ impl ConfigArg {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(&cli.log_level, cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -93,15 +96,30 @@ pub fn main() -> ExitCode {
 
 async fn execute(command: Command) -> ExitCode {
     match command {
-        Command::Run { config, exit_when_sources_end } => {
-            let loaded = match config.path().map_err(|e| e.to_string()).and_then(|p| config::load(&p).map_err(|e| e.to_string())) {
+        Command::Run {
+            config,
+            exit_when_sources_end,
+        } => {
+            let loaded = match config
+                .path()
+                .map_err(|e| e.to_string())
+                .and_then(|p| config::load(&p).map_err(|e| e.to_string()))
+            {
                 Ok(l) => l,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::from(2);
                 }
             };
-            match app::run(loaded, RunOptions { exit_when_sources_end }, app::shutdown_signal()).await {
+            match app::run(
+                loaded,
+                RunOptions {
+                    exit_when_sources_end,
+                },
+                app::shutdown_signal(),
+            )
+            .await
+            {
                 Ok(report) if report.dropped == 0 => ExitCode::SUCCESS,
                 Ok(_) => ExitCode::FAILURE,
                 Err(e) => {
@@ -116,30 +134,56 @@ async fn execute(command: Command) -> ExitCode {
 }
 
 async fn check(config: ConfigArg, online: bool) -> ExitCode {
-    let loaded = match config.path().map_err(|e| e.to_string()).and_then(|p| config::load(&p).map_err(|e| e.to_string())) {
+    let loaded = match config
+        .path()
+        .map_err(|e| e.to_string())
+        .and_then(|p| config::load(&p).map_err(|e| e.to_string()))
+    {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    println!("{}: OK{}", loaded.path.display(), if loaded.legacy { " (prefect-event-router form)" } else { "" });
+    println!(
+        "{}: OK{}",
+        loaded.path.display(),
+        if loaded.legacy {
+            " (prefect-event-router form)"
+        } else {
+            ""
+        }
+    );
     for s in &loaded.config.sources {
         let kind = match s {
             config::SourceConfig::Stdin(_) => "stdin".to_string(),
-            config::SourceConfig::Webhook(w) => format!("webhook POST http://{}/hooks/{}", loaded.config.http.listen, w.name),
+            config::SourceConfig::Webhook(w) => format!(
+                "webhook POST http://{}/hooks/{}",
+                loaded.config.http.listen, w.name
+            ),
         };
         println!("  source {}: {kind}", s.name());
     }
     let mut failed = false;
-    let client = if online { app::prefect_client(&loaded.config.prefect).ok() } else { None };
+    let client = if online {
+        app::prefect_client(&loaded.config.prefect).ok()
+    } else {
+        None
+    };
     for r in &loaded.routes {
-        let target = r.action.static_deployment().map(|d| d.to_string()).unwrap_or_else(|| "(from the event)".into());
+        let target = r
+            .action
+            .static_deployment()
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "(from the event)".into());
         println!(
             "  route {}: from [{}]{} -> run_deployment {target}",
             r.name,
             r.sources.join(", "),
-            r.when.as_ref().map(|w| format!(" when {}", w.source())).unwrap_or_default()
+            r.when
+                .as_ref()
+                .map(|w| format!(" when {}", w.source()))
+                .unwrap_or_default()
         );
         if let (Some(client), Some(dep)) = (&client, r.action.static_deployment()) {
             match client.resolve(dep).await {
@@ -151,5 +195,9 @@ async fn check(config: ConfigArg, online: bool) -> ExitCode {
             }
         }
     }
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

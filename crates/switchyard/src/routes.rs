@@ -65,18 +65,29 @@ impl Route {
             .transpose()
             .map_err(|e| ("when".to_string(), e))?;
         let action = Action::compile(&cfg.action).map_err(|(k, e)| (format!("action.{k}"), e))?;
-        Ok(Self { name: cfg.name.clone(), sources: sources.to_vec(), when, action })
+        Ok(Self {
+            name: cfg.name.clone(),
+            sources: sources.to_vec(),
+            when,
+            action,
+        })
     }
 
     /// Applies the route to one event, logging the decision and its result.
-    pub async fn handle(&self, event: &Event, prefect: &PrefectClient) -> Result<RouteOutcome, RouteError> {
+    pub async fn handle(
+        &self,
+        event: &Event,
+        prefect: &PrefectClient,
+    ) -> Result<RouteOutcome, RouteError> {
         let ctx = template::context(event);
         if let Some(when) = &self.when {
             match when.eval(&ctx) {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::debug!(event_id = %event.id, route = %self.name, when = when.source(), "route skipped: `when` is false");
-                    return Ok(RouteOutcome::Skipped { reason: format!("`when` {:?} is false", when.source()) });
+                    return Ok(RouteOutcome::Skipped {
+                        reason: format!("`when` {:?} is false", when.source()),
+                    });
                 }
                 Err(e) => {
                     tracing::error!(event_id = %event.id, route = %self.name, error = %e, "route failed");

@@ -68,7 +68,10 @@ impl Predicate {
         let expr = LENIENT
             .compile_expression_owned(source.to_string())
             .map_err(|e| format!("invalid expression {source:?}: {}", describe(&e)))?;
-        Ok(Self { source: source.to_string(), expr })
+        Ok(Self {
+            source: source.to_string(),
+            expr,
+        })
     }
 
     /// The expression text.
@@ -97,7 +100,9 @@ impl TextTemplate {
         STRICT
             .template_from_str(source)
             .map_err(|e| format!("invalid template {source:?}: {}", describe(&e)))?;
-        Ok(Self { source: source.to_string() })
+        Ok(Self {
+            source: source.to_string(),
+        })
     }
 
     /// Renders to a string.
@@ -138,7 +143,9 @@ fn single_expression(s: &str) -> Option<&str> {
     let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
     let inner = inner.strip_prefix('-').unwrap_or(inner);
     let inner = inner.strip_suffix('-').unwrap_or(inner);
-    let nested = ["{{", "}}", "{%", "%}", "{#"].iter().any(|m| inner.contains(m));
+    let nested = ["{{", "}}", "{%", "%}", "{#"]
+        .iter()
+        .any(|m| inner.contains(m));
     (!nested && !inner.trim().is_empty()).then_some(inner.trim())
 }
 
@@ -149,11 +156,14 @@ impl ValueTemplate {
             Value::String(s) => match single_expression(s) {
                 Some(expr) => Self::Expr {
                     source: expr.to_string(),
-                    expr: Box::new(
-                        STRICT
-                            .compile_expression_owned(expr.to_string())
-                            .map_err(|e| (String::new(), format!("invalid expression {expr:?}: {}", describe(&e))))?,
-                    ),
+                    expr: Box::new(STRICT.compile_expression_owned(expr.to_string()).map_err(
+                        |e| {
+                            (
+                                String::new(),
+                                format!("invalid expression {expr:?}: {}", describe(&e)),
+                            )
+                        },
+                    )?),
                 },
                 None if s.contains("{{") || s.contains("{%") => {
                     Self::Text(TextTemplate::compile(s).map_err(|e| (String::new(), e))?)
@@ -170,7 +180,9 @@ impl ValueTemplate {
             Value::Object(map) => Self::Object(
                 map.iter()
                     .map(|(k, v)| {
-                        Self::compile(v).map(|t| (k.clone(), t)).map_err(|(p, e)| (format!(".{k}{p}"), e))
+                        Self::compile(v)
+                            .map(|t| (k.clone(), t))
+                            .map_err(|(p, e)| (format!(".{k}{p}"), e))
                     })
                     .collect::<Result<_, _>>()?,
             ),
@@ -190,9 +202,14 @@ impl ValueTemplate {
                 if v.is_undefined() {
                     return Err(format!("`{{{{ {source} }}}}` is undefined for this event"));
                 }
-                serde_json::to_value(&v).map_err(|e| format!("`{{{{ {source} }}}}` gave a value that is not JSON: {e}"))
+                serde_json::to_value(&v)
+                    .map_err(|e| format!("`{{{{ {source} }}}}` gave a value that is not JSON: {e}"))
             }
-            Self::Array(items) => items.iter().map(|t| t.render(ctx)).collect::<Result<Vec<_>, _>>().map(Value::Array),
+            Self::Array(items) => items
+                .iter()
+                .map(|t| t.render(ctx))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
             Self::Object(fields) => {
                 let mut out = Map::with_capacity(fields.len());
                 for (k, t) in fields {
@@ -226,12 +243,30 @@ mod tests {
     #[test]
     fn single_expressions_keep_their_type() {
         assert_eq!(render(json!("{{ event.payload.id }}")).unwrap(), json!(42));
-        assert_eq!(render(json!("{{event.payload.amount}}")).unwrap(), json!(120.5));
-        assert_eq!(render(json!(" {{- event.payload.flag -}} ")).unwrap(), json!(true));
-        assert_eq!(render(json!("{{ event.payload.customer }}")).unwrap(), json!({"name": "Ada", "tier": "gold"}));
-        assert_eq!(render(json!("{{ event.payload.items }}")).unwrap(), json!(["a", "b"]));
-        assert_eq!(render(json!("{{ event.payload.id * 2 }}")).unwrap(), json!(84));
-        assert_eq!(render(json!("{{ event.labels.topic }}")).unwrap(), json!("orders"));
+        assert_eq!(
+            render(json!("{{event.payload.amount}}")).unwrap(),
+            json!(120.5)
+        );
+        assert_eq!(
+            render(json!(" {{- event.payload.flag -}} ")).unwrap(),
+            json!(true)
+        );
+        assert_eq!(
+            render(json!("{{ event.payload.customer }}")).unwrap(),
+            json!({"name": "Ada", "tier": "gold"})
+        );
+        assert_eq!(
+            render(json!("{{ event.payload.items }}")).unwrap(),
+            json!(["a", "b"])
+        );
+        assert_eq!(
+            render(json!("{{ event.payload.id * 2 }}")).unwrap(),
+            json!(84)
+        );
+        assert_eq!(
+            render(json!("{{ event.labels.topic }}")).unwrap(),
+            json!("orders")
+        );
         assert_eq!(render(json!("{{ event.id }}")).unwrap(), json!("evt-1"));
     }
 
@@ -243,13 +278,19 @@ mod tests {
             "n": 5, "plain": "no templates", "list": ["{{ event.payload.id }}", 1]
         }))
         .unwrap();
-        assert_eq!(out, json!({"name": "order-42", "who": "Ada (gold)", "n": 5, "plain": "no templates", "list": [42, 1]}));
+        assert_eq!(
+            out,
+            json!({"name": "order-42", "who": "Ada (gold)", "n": 5, "plain": "no templates", "list": [42, 1]})
+        );
     }
 
     #[test]
     fn strict_rendering_names_the_missing_field() {
         let err = render(json!("{{ event.payload.missing }}")).unwrap_err();
-        assert!(err.contains("event.payload.missing") && err.contains("undefined"), "{err}");
+        assert!(
+            err.contains("event.payload.missing") && err.contains("undefined"),
+            "{err}"
+        );
         let err = render(json!("x-{{ event.payload.missing.deeper }}")).unwrap_err();
         assert!(err.contains("undefined"), "{err}");
         let err = ValueTemplate::compile(&json!({"a": {"b": "{{ oops("}})).unwrap_err();
@@ -263,7 +304,10 @@ mod tests {
         assert_eq!(p("event.payload.customer.tier == 'silver'"), Ok(false));
         assert_eq!(p("event.payload.nothing.here"), Ok(false));
         assert_eq!(p("event.payload.nothing is defined"), Ok(false));
-        assert_eq!(p("'b' in event.payload.items and event.name.startswith('order.')"), Ok(true));
+        assert_eq!(
+            p("'b' in event.payload.items and event.name.startswith('order.')"),
+            Ok(true)
+        );
         assert!(Predicate::compile("event.payload.amount >").is_err());
         assert!(p("event.payload.customer.name + 1 > 0").is_err());
     }

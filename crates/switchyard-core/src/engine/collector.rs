@@ -16,7 +16,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// with `E: Into<BoxError>`, so a plain `async fn` or an `async move` closure is a processor.
 pub trait Processor<T, R>: Send + Sync + 'static {
     /// Handles one payload.
-    fn process(&self, payload: Arc<Payload<T>>, ctx: Context) -> BoxFuture<'static, Result<R, BoxError>>;
+    fn process(
+        &self,
+        payload: Arc<Payload<T>>,
+        ctx: Context,
+    ) -> BoxFuture<'static, Result<R, BoxError>>;
 }
 
 impl<T, R, E, F, Fut> Processor<T, R> for F
@@ -25,7 +29,11 @@ where
     Fut: Future<Output = Result<R, E>> + Send + 'static,
     E: Into<BoxError>,
 {
-    fn process(&self, payload: Arc<Payload<T>>, ctx: Context) -> BoxFuture<'static, Result<R, BoxError>> {
+    fn process(
+        &self,
+        payload: Arc<Payload<T>>,
+        ctx: Context,
+    ) -> BoxFuture<'static, Result<R, BoxError>> {
         let fut = self(payload, ctx);
         Box::pin(async move { fut.await.map_err(Into::into) })
     }

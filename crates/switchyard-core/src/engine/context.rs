@@ -62,7 +62,10 @@ impl Context {
 
     /// Number of stored values.
     pub fn len(&self) -> usize {
-        self.values.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.values
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether nothing is stored.
@@ -73,6 +76,8 @@ impl Context {
 
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context").field("values", &self.len()).finish()
+        f.debug_struct("Context")
+            .field("values", &self.len())
+            .finish()
     }
 }

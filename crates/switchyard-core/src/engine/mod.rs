@@ -46,7 +46,7 @@ mod queue;
 mod result;
 mod router;
 
-pub use buffer::{QueueType, DEFAULT_PRIORITY};
+pub use buffer::{DEFAULT_PRIORITY, QueueType};
 pub use collector::{BoxError, Collector, Lifecycle, Processor};
 pub use context::Context;
 pub use event::CollectorEvent;

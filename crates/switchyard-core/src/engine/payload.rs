@@ -62,7 +62,10 @@ impl<T> Payload<T> {
         S: Into<String>,
     {
         let mut p = Self::new(value);
-        p.set_delivery(Delivery::Topics, topics.into_iter().map(Into::into).collect());
+        p.set_delivery(
+            Delivery::Topics,
+            topics.into_iter().map(Into::into).collect(),
+        );
         p
     }
 

@@ -13,7 +13,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::buffer::{Buffer, QueueType, DEFAULT_PRIORITY};
+use super::buffer::{Buffer, DEFAULT_PRIORITY, QueueType};
 use super::collector::{BoxError, Collector};
 use super::event::{CollectorEvent, EventState};
 use super::metrics::{Metrics, Stats};
@@ -254,9 +254,8 @@ impl<T: Send + Sync + 'static, R: Send + Sync + 'static> CollectorQueueBuilder<T
             Some(factory) => factory(&self.collectors),
             None => Box::new(DefaultRouter::new(&self.collectors)),
         };
-        let window = (self.scale_down_window.as_secs_f64()
-            / self.monitor_interval.as_secs_f64())
-        .ceil() as usize;
+        let window = (self.scale_down_window.as_secs_f64() / self.monitor_interval.as_secs_f64())
+            .ceil() as usize;
         let shared = Arc::new(Shared {
             name: self.name,
             router,
@@ -405,7 +404,9 @@ impl<T: Send + Sync + 'static, R: Send + Sync + 'static> CollectorQueue<T, R> {
             spawn_consumer(shared);
         }
         let monitor = Arc::clone(shared);
-        shared.tracker.spawn(async move { monitor_load(monitor).await });
+        shared
+            .tracker
+            .spawn(async move { monitor_load(monitor).await });
         *lock(&self.state) = RunState::Running;
         tracing::debug!(queue = %shared.name, consumers = initial, "collector queue started");
         Ok(())
@@ -441,18 +442,18 @@ impl<T: Send + Sync + 'static, R: Send + Sync + 'static> CollectorQueue<T, R> {
         let shared = &self.shared;
         shared.slots.close();
         let mut timed_out = false;
-        if was == RunState::Running {
-            if let ShutdownMode::Drain { timeout } = mode {
-                timed_out = tokio::time::timeout(timeout, shared.wait_idle())
-                    .await
-                    .is_err();
-                if timed_out {
-                    tracing::warn!(
-                        queue = %shared.name,
-                        unfinished = shared.unfinished.load(Ordering::SeqCst),
-                        "drain timed out; dropping what is left"
-                    );
-                }
+        if was == RunState::Running
+            && let ShutdownMode::Drain { timeout } = mode
+        {
+            timed_out = tokio::time::timeout(timeout, shared.wait_idle())
+                .await
+                .is_err();
+            if timed_out {
+                tracing::warn!(
+                    queue = %shared.name,
+                    unfinished = shared.unfinished.load(Ordering::SeqCst),
+                    "drain timed out; dropping what is left"
+                );
             }
         }
         shared.root.cancel();
@@ -649,8 +650,10 @@ struct InFlight<'a, T, R> {
 
 impl<T, R> Drop for InFlight<'_, T, R> {
     fn drop(&mut self) {
-        self.shared
-            .finish_dropped(&self.event, "the queue was aborted while the event was processed");
+        self.shared.finish_dropped(
+            &self.event,
+            "the queue was aborted while the event was processed",
+        );
         self.shared.busy.fetch_sub(1, Ordering::SeqCst);
         self.shared.event_done();
     }
@@ -699,7 +702,8 @@ async fn process<T: Send + Sync + 'static, R: Send + Sync + 'static>(
 ) -> ResultList<R> {
     event.start();
     let payload = &event.payload;
-    let targets = match std::panic::catch_unwind(AssertUnwindSafe(|| shared.router.route(payload))) {
+    let targets = match std::panic::catch_unwind(AssertUnwindSafe(|| shared.router.route(payload)))
+    {
         Ok(t) => t,
         Err(panic) => {
             return ResultList::new(vec![CollectorResult {
@@ -751,7 +755,9 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-async fn monitor_load<T: Send + Sync + 'static, R: Send + Sync + 'static>(shared: Arc<Shared<T, R>>) {
+async fn monitor_load<T: Send + Sync + 'static, R: Send + Sync + 'static>(
+    shared: Arc<Shared<T, R>>,
+) {
     let mut tick = tokio::time::interval(shared.monitor_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_report = tokio::time::Instant::now();
@@ -790,25 +796,27 @@ async fn monitor_load<T: Send + Sync + 'static, R: Send + Sync + 'static>(shared
                 && consumers > target
                 && avg_load.is_some_and(|avg| avg < REDUCTION_THRESHOLD)
             {
-                shared.retire.fetch_add(consumers - target, Ordering::SeqCst);
+                shared
+                    .retire
+                    .fetch_add(consumers - target, Ordering::SeqCst);
                 shared.retire_notify.notify_waiters();
             } else if shared.retire.load(Ordering::SeqCst) > 0 {
                 // Wake idle consumers again in case one missed the first call.
                 shared.retire_notify.notify_waiters();
             }
         }
-        if let Some(every) = shared.report_interval {
-            if last_report.elapsed() >= every {
-                last_report = tokio::time::Instant::now();
-                let m = shared.metrics();
-                tracing::info!(
-                    queue = %shared.name, qsize = m.qsize, busy = m.busy, consumers = m.consumers,
-                    load = m.load, avg_load = m.avg_load, service_time = m.service_time,
-                    wait_time = m.wait_time, arrival_rate = m.arrival_rate,
-                    departure_rate = m.departure_rate, event_count = m.event_count,
-                    "collector queue metrics"
-                );
-            }
+        if let Some(every) = shared.report_interval
+            && last_report.elapsed() >= every
+        {
+            last_report = tokio::time::Instant::now();
+            let m = shared.metrics();
+            tracing::info!(
+                queue = %shared.name, qsize = m.qsize, busy = m.busy, consumers = m.consumers,
+                load = m.load, avg_load = m.avg_load, service_time = m.service_time,
+                wait_time = m.wait_time, arrival_rate = m.arrival_rate,
+                departure_rate = m.departure_rate, event_count = m.event_count,
+                "collector queue metrics"
+            );
         }
     }
 }

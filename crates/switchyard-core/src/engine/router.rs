@@ -61,7 +61,10 @@ impl<T: 'static, R: 'static> DefaultRouter<T, R> {
         // Collector order, each once, whatever order or repetition the payload used.
         indexes.sort_unstable();
         indexes.dedup();
-        indexes.into_iter().map(|i| self.collectors[i].clone()).collect()
+        indexes
+            .into_iter()
+            .map(|i| self.collectors[i].clone())
+            .collect()
     }
 }
 

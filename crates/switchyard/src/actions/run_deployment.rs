@@ -32,9 +32,13 @@ impl RunDeployment {
     /// Compiles the templates and checks what can be checked without Prefect.
     pub fn compile(cfg: &RunDeploymentConfig) -> Result<Self, (String, String)> {
         let deployment = if is_template(&cfg.deployment) {
-            Target::Templated(TextTemplate::compile(&cfg.deployment).map_err(|e| ("deployment".into(), e))?)
+            Target::Templated(
+                TextTemplate::compile(&cfg.deployment).map_err(|e| ("deployment".into(), e))?,
+            )
         } else {
-            Target::Static(cfg.deployment.parse().map_err(|e: switchyard_prefect::PrefectError| ("deployment".into(), e.to_string()))?)
+            Target::Static(cfg.deployment.parse().map_err(
+                |e: switchyard_prefect::PrefectError| ("deployment".into(), e.to_string()),
+            )?)
         };
         let parameters = match &cfg.parameters {
             Value::Object(_) => ValueTemplate::compile(&cfg.parameters),
@@ -53,7 +57,12 @@ impl RunDeployment {
             .map(TextTemplate::compile)
             .transpose()
             .map_err(|e| ("flow_run_name".to_string(), e))?;
-        Ok(Self { deployment, parameters, tags: cfg.tags.clone(), flow_run_name })
+        Ok(Self {
+            deployment,
+            parameters,
+            tags: cfg.tags.clone(),
+            flow_run_name,
+        })
     }
 
     /// The deployment when it does not depend on the event.
@@ -77,28 +86,44 @@ impl RunDeployment {
         let reference = match &self.deployment {
             Target::Static(r) => r.clone(),
             Target::Templated(t) => {
-                let rendered = t.render(ctx).map_err(|message| ActionError::Template { field: "deployment", message })?;
-                rendered.parse().map_err(|e: switchyard_prefect::PrefectError| {
-                    ActionError::InvalidDeployment(format!("deployment rendered to {rendered:?}: {e}"))
-                })?
+                let rendered = t.render(ctx).map_err(|message| ActionError::Template {
+                    field: "deployment",
+                    message,
+                })?;
+                rendered
+                    .parse()
+                    .map_err(|e: switchyard_prefect::PrefectError| {
+                        ActionError::InvalidDeployment(format!(
+                            "deployment rendered to {rendered:?}: {e}"
+                        ))
+                    })?
             }
         };
-        let parameters = match self
-            .parameters
-            .render(ctx)
-            .map_err(|message| ActionError::Template { field: "parameters", message })?
-        {
-            Value::Object(map) => map,
-            other => return Err(ActionError::ParametersNotObject(other.to_string())),
-        };
+        let parameters =
+            match self
+                .parameters
+                .render(ctx)
+                .map_err(|message| ActionError::Template {
+                    field: "parameters",
+                    message,
+                })? {
+                Value::Object(map) => map,
+                other => return Err(ActionError::ParametersNotObject(other.to_string())),
+            };
         let name = self
             .flow_run_name
             .as_ref()
             .map(|t| t.render(ctx))
             .transpose()
-            .map_err(|message| ActionError::Template { field: "flow_run_name", message })?;
+            .map_err(|message| ActionError::Template {
+                field: "flow_run_name",
+                message,
+            })?;
         let deployment = prefect.resolve(&reference).await?;
-        let mut tags = vec!["switchyard".to_string(), format!("switchyard.route:{route}")];
+        let mut tags = vec![
+            "switchyard".to_string(),
+            format!("switchyard.route:{route}"),
+        ];
         tags.extend(self.tags.iter().cloned());
         let body = FlowRunCreate {
             parameters,

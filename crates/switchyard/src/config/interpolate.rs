@@ -26,7 +26,10 @@ pub fn interpolate(
             rest = escaped;
         } else if let Some(body) = after.strip_prefix('{') {
             let Some(end) = body.find('}') else {
-                return Err(InterpolationError { line, message: "unclosed ${ (write $${ for a literal ${)".into() });
+                return Err(InterpolationError {
+                    line,
+                    message: "unclosed ${ (write $${ for a literal ${)".into(),
+                });
             };
             let expr = &body[..end];
             let (name, default) = match expr.split_once(":-") {
@@ -39,7 +42,9 @@ pub fn interpolate(
             if !valid {
                 return Err(InterpolationError {
                     line,
-                    message: format!("invalid variable reference ${{{expr}}}: expected ${{NAME}} or ${{NAME:-default}}"),
+                    message: format!(
+                        "invalid variable reference ${{{expr}}}: expected ${{NAME}} or ${{NAME:-default}}"
+                    ),
                 });
             }
             match (lookup(name), default) {
@@ -49,7 +54,9 @@ pub fn interpolate(
                 (None, None) => {
                     return Err(InterpolationError {
                         line,
-                        message: format!("environment variable {name} is not set (write ${{{name}:-default}} to give a default)"),
+                        message: format!(
+                            "environment variable {name} is not set (write ${{{name}:-default}} to give a default)"
+                        ),
                     });
                 }
             }
@@ -77,18 +84,41 @@ mod tests {
 
     #[test]
     fn substitutes() {
-        assert_eq!(interpolate("url: http://${HOST}:4200", env).unwrap(), "url: http://prefect.local:4200");
+        assert_eq!(
+            interpolate("url: http://${HOST}:4200", env).unwrap(),
+            "url: http://prefect.local:4200"
+        );
         assert_eq!(interpolate("p: ${PORT:-8080}", env).unwrap(), "p: 8080");
-        assert_eq!(interpolate("e: ${EMPTY:-x} ${EMPTY}.", env).unwrap(), "e: x .");
-        assert_eq!(interpolate("lit: $${HOST} $5 {{ a }}", env).unwrap(), "lit: ${HOST} $5 {{ a }}");
+        assert_eq!(
+            interpolate("e: ${EMPTY:-x} ${EMPTY}.", env).unwrap(),
+            "e: x ."
+        );
+        assert_eq!(
+            interpolate("lit: $${HOST} $5 {{ a }}", env).unwrap(),
+            "lit: ${HOST} $5 {{ a }}"
+        );
     }
 
     #[test]
     fn reports_line_and_name() {
         let err = interpolate("a: 1\nb: ${MISSING}\n", env).unwrap_err();
         assert_eq!(err.line, 2);
-        assert!(err.to_string().contains("environment variable MISSING is not set"), "{err}");
-        assert!(interpolate("x: ${BAD NAME}", env).unwrap_err().message.contains("invalid variable reference"));
-        assert!(interpolate("x: ${OPEN", env).unwrap_err().message.contains("unclosed"));
+        assert!(
+            err.to_string()
+                .contains("environment variable MISSING is not set"),
+            "{err}"
+        );
+        assert!(
+            interpolate("x: ${BAD NAME}", env)
+                .unwrap_err()
+                .message
+                .contains("invalid variable reference")
+        );
+        assert!(
+            interpolate("x: ${OPEN", env)
+                .unwrap_err()
+                .message
+                .contains("unclosed")
+        );
     }
 }

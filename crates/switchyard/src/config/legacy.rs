@@ -59,7 +59,11 @@ pub const LEGACY_ROUTE: &str = "prefect-event-router";
 pub(super) fn translate(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let legacy: LegacyConfig = parse(path, text)?;
     if legacy.threads.is_empty() {
-        return Err(ConfigError::at(path, "threads", "expected at least one thread"));
+        return Err(ConfigError::at(
+            path,
+            "threads",
+            "expected at least one thread",
+        ));
     }
     let mut sources = Vec::new();
     for (i, t) in legacy.threads.iter().enumerate() {
@@ -88,7 +92,10 @@ pub(super) fn translate(path: &Path, text: &str) -> Result<Config, ConfigError> 
                 return Err(ConfigError::at(
                     path,
                     format!("threads[{i}].publisher_type"),
-                    format!("unknown publisher_type {other:?}; expected one of: {}", PUBLISHER_TYPES.join(", ")),
+                    format!(
+                        "unknown publisher_type {other:?}; expected one of: {}",
+                        PUBLISHER_TYPES.join(", ")
+                    ),
                 ));
             }
         }
@@ -103,7 +110,8 @@ pub(super) fn translate(path: &Path, text: &str) -> Result<Config, ConfigError> 
             from: Vec::new(),
             when: None,
             action: ActionConfig::RunDeployment(RunDeploymentConfig {
-                deployment: "{{ event.payload.flow_name }}/{{ event.payload.deployment_name }}".into(),
+                deployment: "{{ event.payload.flow_name }}/{{ event.payload.deployment_name }}"
+                    .into(),
                 parameters: Value::String("{{ event.payload.payload }}".into()),
                 tags: vec!["prefect-event-router".into()],
                 flow_run_name: None,

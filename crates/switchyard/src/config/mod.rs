@@ -35,11 +35,19 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub(crate) fn at(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { file: file.to_path_buf(), key: Some(key.into()), message: message.into() }
+        Self {
+            file: file.to_path_buf(),
+            key: Some(key.into()),
+            message: message.into(),
+        }
     }
 
     pub(crate) fn file(file: &Path, message: impl Into<String>) -> Self {
-        Self { file: file.to_path_buf(), key: None, message: message.into() }
+        Self {
+            file: file.to_path_buf(),
+            key: None,
+            message: message.into(),
+        }
     }
 }
 
@@ -178,7 +186,10 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: default_listen(), max_body_bytes: default_max_body() }
+        Self {
+            listen: default_listen(),
+            max_body_bytes: default_max_body(),
+        }
     }
 }
 
@@ -322,7 +333,9 @@ pub fn load_str(
     let shape: Value = serde_norway::from_str(&text)
         .map_err(|e| ConfigError::file(path, format!("not valid YAML or JSON: {e}")))?;
     let (config, legacy) = match &shape {
-        Value::Object(map) if map.contains_key("threads") => (legacy::translate(path, &text)?, true),
+        Value::Object(map) if map.contains_key("threads") => {
+            (legacy::translate(path, &text)?, true)
+        }
         Value::Object(_) => (parse::<Config>(path, &text)?, false),
         _ => {
             return Err(ConfigError::file(
@@ -332,10 +345,18 @@ pub fn load_str(
         }
     };
     let routes = validate(path, &config)?;
-    Ok(Loaded { path: path.to_path_buf(), config, routes, legacy })
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        config,
+        routes,
+        legacy,
+    })
 }
 
-pub(crate) fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
     let de = serde_norway::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
@@ -357,22 +378,38 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> 
 
 fn validate(path: &Path, config: &Config) -> Result<Vec<Route>, ConfigError> {
     if config.sources.is_empty() {
-        return Err(ConfigError::at(path, "sources", "expected at least one source"));
+        return Err(ConfigError::at(
+            path,
+            "sources",
+            "expected at least one source",
+        ));
     }
     if config.routes.is_empty() {
-        return Err(ConfigError::at(path, "routes", "expected at least one route"));
+        return Err(ConfigError::at(
+            path,
+            "routes",
+            "expected at least one route",
+        ));
     }
     let mut names = HashSet::new();
     let mut stdin_count = 0;
     for (i, s) in config.sources.iter().enumerate() {
         check_name(path, &format!("sources[{i}].name"), s.name())?;
         if !names.insert(s.name()) {
-            return Err(ConfigError::at(path, format!("sources[{i}].name"), format!("duplicate source name {:?}", s.name())));
+            return Err(ConfigError::at(
+                path,
+                format!("sources[{i}].name"),
+                format!("duplicate source name {:?}", s.name()),
+            ));
         }
         if matches!(s, SourceConfig::Stdin(_)) {
             stdin_count += 1;
             if stdin_count > 1 {
-                return Err(ConfigError::at(path, format!("sources[{i}]"), "only one stdin source can exist"));
+                return Err(ConfigError::at(
+                    path,
+                    format!("sources[{i}]"),
+                    "only one stdin source can exist",
+                ));
             }
         }
     }
@@ -381,7 +418,10 @@ fn validate(path: &Path, config: &Config) -> Result<Vec<Route>, ConfigError> {
         return Err(ConfigError::at(
             path,
             "engine.min_consumers",
-            format!("expected at most engine.max_consumers ({}), got {}", e.max_consumers, e.min_consumers),
+            format!(
+                "expected at most engine.max_consumers ({}), got {}",
+                e.max_consumers, e.min_consumers
+            ),
         ));
     }
     let mut known: Vec<&str> = config.sources.iter().map(SourceConfig::name).collect();
@@ -391,32 +431,47 @@ fn validate(path: &Path, config: &Config) -> Result<Vec<Route>, ConfigError> {
     for (i, r) in config.routes.iter().enumerate() {
         check_name(path, &format!("routes[{i}].name"), &r.name)?;
         if !route_names.insert(r.name.as_str()) {
-            return Err(ConfigError::at(path, format!("routes[{i}].name"), format!("duplicate route name {:?}", r.name)));
+            return Err(ConfigError::at(
+                path,
+                format!("routes[{i}].name"),
+                format!("duplicate route name {:?}", r.name),
+            ));
         }
         for (j, from) in r.from.iter().enumerate() {
             if !known.contains(&from.as_str()) {
                 return Err(ConfigError::at(
                     path,
                     format!("routes[{i}].from[{j}]"),
-                    format!("unknown source {from:?}; expected one of: {}", known.join(", ")),
+                    format!(
+                        "unknown source {from:?}; expected one of: {}",
+                        known.join(", ")
+                    ),
                 ));
             }
         }
         let all: Vec<String> = known.iter().map(|s| s.to_string()).collect();
-        routes.push(Route::compile(r, if r.from.is_empty() { &all } else { &r.from }).map_err(|(key, message)| {
-            ConfigError::at(path, format!("routes[{i}].{key}"), message)
-        })?);
+        routes.push(
+            Route::compile(r, if r.from.is_empty() { &all } else { &r.from }).map_err(
+                |(key, message)| ConfigError::at(path, format!("routes[{i}].{key}"), message),
+            )?,
+        );
     }
     Ok(routes)
 }
 
 fn check_name(path: &Path, key: &str, name: &str) -> Result<(), ConfigError> {
     let ok = !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {
-        Err(ConfigError::at(path, key, format!("expected a name of letters, digits, '-', '_' or '.', got {name:?}")))
+        Err(ConfigError::at(
+            path,
+            key,
+            format!("expected a name of letters, digits, '-', '_' or '.', got {name:?}"),
+        ))
     }
 }
 

@@ -11,7 +11,10 @@ fn load(text: &str) -> Result<Loaded, ConfigError> {
 }
 
 fn err(text: &str) -> String {
-    load(text).err().map(|e| e.to_string()).unwrap_or_else(|| "loaded fine".into())
+    load(text)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| "loaded fine".into())
 }
 
 const MINIMAL: &str = r#"
@@ -34,9 +37,12 @@ fn minimal_config_gets_defaults() {
 
 #[test]
 fn legacy_form_is_translated() {
-    let l = load(r#"{"threads":[{"publisher_type":"StdInput"}], "settings": {"anything": 1}}"#).unwrap();
+    let l = load(r#"{"threads":[{"publisher_type":"StdInput"}], "settings": {"anything": 1}}"#)
+        .unwrap();
     assert!(l.legacy);
-    assert!(matches!(&l.config.sources[0], SourceConfig::Stdin(s) if s.format == StdinFormat::PrefectEventRouter));
+    assert!(
+        matches!(&l.config.sources[0], SourceConfig::Stdin(s) if s.format == StdinFormat::PrefectEventRouter)
+    );
     assert_eq!(l.routes[0].name, legacy::LEGACY_ROUTE);
 
     assert_eq!(
@@ -55,22 +61,79 @@ fn errors_name_the_file_the_key_and_the_expectation() {
             MINIMAL.replace("name: orders}", "name: orders, colour: red}"),
             "at `sources[0]`: unknown field `colour`",
         ),
-        (MINIMAL.replace("type: webhook", "type: kafka"), "unknown variant `kafka`, expected `stdin` or `webhook`"),
-        (format!("engine: {{queue_capacity: 0}}\n{MINIMAL}"), "at `engine.queue_capacity`"),
-        (format!("engine: {{shutdown_timeout: soon}}\n{MINIMAL}"), "at `engine.shutdown_timeout`"),
-        (format!("http: {{listen: 'nowhere'}}\n{MINIMAL}"), "at `http.listen`: invalid socket address syntax"),
-        (MINIMAL.replace("  - name: r\n", "  - name: r\n    from: [ordrs]\n"), "at `routes[0].from[0]`: unknown source \"ordrs\"; expected one of: orders"),
-        (MINIMAL.replace("deployment: \"Flow/dep\"", "deployment: \"just-a-name\""), "at `routes[0].action.deployment`: invalid deployment reference"),
-        (MINIMAL.replace("{n: \"{{ event.payload.n }}\"}", "{n: \"{{ event.payload.n + }}\"}"), "at `routes[0].action.parameters.n`: invalid expression"),
-        (MINIMAL.replace("parameters: {n: \"{{ event.payload.n }}\"}", "parameters: 7"), "at `routes[0].action.parameters`: expected a map of parameters"),
-        (MINIMAL.replace("  - name: r\n", "  - name: r\n    when: \"event.payload.a >\"\n"), "at `routes[0].when`: invalid expression"),
-        (MINIMAL.replace("name: orders}", "name: orders}\n  - {type: webhook, name: orders}"), "at `sources[1].name`: duplicate source name \"orders\""),
-        (MINIMAL.replace("name: orders}", "name: 'bad name'}"), "at `sources[0].name`: expected a name of letters"),
-        ("routes: []\nsources: []\n".to_string(), "at `sources`: expected at least one source"),
-        (MINIMAL.replace("sources:", "sourcez:"), "unknown field `sourcez`"),
-        ("- a\n- b\n".to_string(), "expected a mapping with `sources` and `routes`"),
+        (
+            MINIMAL.replace("type: webhook", "type: kafka"),
+            "unknown variant `kafka`, expected `stdin` or `webhook`",
+        ),
+        (
+            format!("engine: {{queue_capacity: 0}}\n{MINIMAL}"),
+            "at `engine.queue_capacity`",
+        ),
+        (
+            format!("engine: {{shutdown_timeout: soon}}\n{MINIMAL}"),
+            "at `engine.shutdown_timeout`",
+        ),
+        (
+            format!("http: {{listen: 'nowhere'}}\n{MINIMAL}"),
+            "at `http.listen`: invalid socket address syntax",
+        ),
+        (
+            MINIMAL.replace("  - name: r\n", "  - name: r\n    from: [ordrs]\n"),
+            "at `routes[0].from[0]`: unknown source \"ordrs\"; expected one of: orders",
+        ),
+        (
+            MINIMAL.replace("deployment: \"Flow/dep\"", "deployment: \"just-a-name\""),
+            "at `routes[0].action.deployment`: invalid deployment reference",
+        ),
+        (
+            MINIMAL.replace(
+                "{n: \"{{ event.payload.n }}\"}",
+                "{n: \"{{ event.payload.n + }}\"}",
+            ),
+            "at `routes[0].action.parameters.n`: invalid expression",
+        ),
+        (
+            MINIMAL.replace(
+                "parameters: {n: \"{{ event.payload.n }}\"}",
+                "parameters: 7",
+            ),
+            "at `routes[0].action.parameters`: expected a map of parameters",
+        ),
+        (
+            MINIMAL.replace(
+                "  - name: r\n",
+                "  - name: r\n    when: \"event.payload.a >\"\n",
+            ),
+            "at `routes[0].when`: invalid expression",
+        ),
+        (
+            MINIMAL.replace(
+                "name: orders}",
+                "name: orders}\n  - {type: webhook, name: orders}",
+            ),
+            "at `sources[1].name`: duplicate source name \"orders\"",
+        ),
+        (
+            MINIMAL.replace("name: orders}", "name: 'bad name'}"),
+            "at `sources[0].name`: expected a name of letters",
+        ),
+        (
+            "routes: []\nsources: []\n".to_string(),
+            "at `sources`: expected at least one source",
+        ),
+        (
+            MINIMAL.replace("sources:", "sourcez:"),
+            "unknown field `sourcez`",
+        ),
+        (
+            "- a\n- b\n".to_string(),
+            "expected a mapping with `sources` and `routes`",
+        ),
         ("a: [1\n".to_string(), "not valid YAML or JSON"),
-        (MINIMAL.replace("Flow/dep", "${DEPLOYMENT}"), "line 6: environment variable DEPLOYMENT is not set"),
+        (
+            MINIMAL.replace("Flow/dep", "${DEPLOYMENT}"),
+            "line 6: environment variable DEPLOYMENT is not set",
+        ),
     ];
     for (text, want) in cases {
         let got = err(&text);
@@ -85,7 +148,9 @@ fn every_example_parses() {
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        let Some(ext) = path.extension().and_then(|e| e.to_str()) else { continue };
+        let Some(ext) = path.extension().and_then(|e| e.to_str()) else {
+            continue;
+        };
         if !matches!(ext, "yaml" | "yml" | "json") {
             continue;
         }

@@ -5,8 +5,8 @@
 pub mod stdin;
 pub mod webhook;
 
-use switchyard_core::engine::{CollectorEvent, EventPublisher, Payload, ResultList, TrySendError};
 use switchyard_core::Event;
+use switchyard_core::engine::{CollectorEvent, EventPublisher, Payload, ResultList, TrySendError};
 
 use crate::routes::RouteOutcome;
 
@@ -51,14 +51,21 @@ impl Dispatcher {
 
     /// Queues an event, waiting while the queue is full (backpressure on the source).
     pub async fn dispatch(&self, event: Event) -> Result<Pending, Refused> {
-        self.publisher.send(Self::payload(event)).await.map(Pending).map_err(|_| Refused::ShuttingDown)
+        self.publisher
+            .send(Self::payload(event))
+            .await
+            .map(Pending)
+            .map_err(|_| Refused::ShuttingDown)
     }
 
     /// Queues an event only if there is room now.
     pub fn try_dispatch(&self, event: Event) -> Result<Pending, Refused> {
-        self.publisher.try_send(Self::payload(event)).map(Pending).map_err(|e| match e {
-            TrySendError::Full(_) => Refused::Full,
-            TrySendError::Closed(_) => Refused::ShuttingDown,
-        })
+        self.publisher
+            .try_send(Self::payload(event))
+            .map(Pending)
+            .map_err(|e| match e {
+                TrySendError::Full(_) => Refused::Full,
+                TrySendError::Closed(_) => Refused::ShuttingDown,
+            })
     }
 }

@@ -23,15 +23,25 @@ enum Line {
 }
 
 /// Reads `input` until end of input or shutdown.
-pub async fn run<R: Read + Send + 'static>(cfg: StdinConfig, input: R, dispatch: Dispatcher, shutdown: CancellationToken) {
+pub async fn run<R: Read + Send + 'static>(
+    cfg: StdinConfig,
+    input: R,
+    dispatch: Dispatcher,
+    shutdown: CancellationToken,
+) {
     let (tx, mut rx) = mpsc::channel::<Line>(16);
     let max = cfg.max_line_bytes.get();
     std::thread::Builder::new()
         .name("stdin-reader".into())
         .spawn(move || read_lines(BufReader::new(input), max, &tx))
-        .map_err(|e| tracing::error!(source = %cfg.name, error = %e, "cannot start the stdin reader"))
+        .map_err(
+            |e| tracing::error!(source = %cfg.name, error = %e, "cannot start the stdin reader"),
+        )
         .ok();
-    let event_name = cfg.event.clone().unwrap_or_else(|| format!("{}.line", cfg.name));
+    let event_name = cfg
+        .event
+        .clone()
+        .unwrap_or_else(|| format!("{}.line", cfg.name));
     tracing::info!(source = %cfg.name, format = ?cfg.format, "reading events from standard input");
     loop {
         let line = tokio::select! {
@@ -64,7 +74,9 @@ pub async fn run<R: Read + Send + 'static>(cfg: StdinConfig, input: R, dispatch:
                 continue;
             }
         };
-        let event = Event::builder(&cfg.name, &event_name, payload).label("stdin.line", n.to_string()).build();
+        let event = Event::builder(&cfg.name, &event_name, payload)
+            .label("stdin.line", n.to_string())
+            .build();
         let id = event.id.clone();
         tokio::select! {
             _ = shutdown.cancelled() => {
@@ -166,7 +178,10 @@ mod tests {
 
     #[test]
     fn bounded_numbered_lines() {
-        assert_eq!(lines("a\n\nbcdefgh\nxy", 4), ["1:a", "2:", "3:too long 8", "4:xy"]);
+        assert_eq!(
+            lines("a\n\nbcdefgh\nxy", 4),
+            ["1:a", "2:", "3:too long 8", "4:xy"]
+        );
         assert_eq!(lines("", 4), Vec::<String>::new());
     }
 
@@ -174,10 +189,27 @@ mod tests {
     fn legacy_messages_are_checked() {
         let ok = r#"{"flow_name": "Test Flow", "deployment_name": "d", "payload": {"a": 1}}"#;
         assert!(parse(StdinFormat::PrefectEventRouter, ok).is_ok());
-        let err = parse(StdinFormat::PrefectEventRouter, r#"{"deployment_name": "d"}"#).unwrap_err();
+        let err = parse(
+            StdinFormat::PrefectEventRouter,
+            r#"{"deployment_name": "d"}"#,
+        )
+        .unwrap_err();
         assert!(err.contains("missing field `flow_name`"), "{err}");
-        assert!(parse(StdinFormat::PrefectEventRouter, r#"{"flow_name": "f", "deployment_name": "d", "payload": 3}"#).is_err());
-        assert!(parse(StdinFormat::Json, "{oops").unwrap_err().starts_with("not valid JSON"));
-        assert_eq!(parse(StdinFormat::Json, "[1]").unwrap(), serde_json::json!([1]));
+        assert!(
+            parse(
+                StdinFormat::PrefectEventRouter,
+                r#"{"flow_name": "f", "deployment_name": "d", "payload": 3}"#
+            )
+            .is_err()
+        );
+        assert!(
+            parse(StdinFormat::Json, "{oops")
+                .unwrap_err()
+                .starts_with("not valid JSON")
+        );
+        assert_eq!(
+            parse(StdinFormat::Json, "[1]").unwrap(),
+            serde_json::json!([1])
+        );
     }
 }

@@ -35,7 +35,10 @@ struct HookState {
 
 /// The HTTP app: the hooks plus `GET /healthz`.
 pub fn app(hooks: Vec<WebhookConfig>, dispatch: Dispatcher, max_body_bytes: usize) -> Router {
-    let state = Arc::new(HookState { hooks: hooks.into_iter().map(|h| (h.name.clone(), h)).collect(), dispatch });
+    let state = Arc::new(HookState {
+        hooks: hooks.into_iter().map(|h| (h.name.clone(), h)).collect(),
+        dispatch,
+    });
     Router::new()
         .route("/hooks/{name}", post(receive))
         .route("/healthz", get(|| async { "ok" }))
@@ -48,7 +51,11 @@ fn reply(status: StatusCode, body: Value) -> Response {
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
 async fn receive(
@@ -68,18 +75,27 @@ async fn receive(
         Ok(b) => b,
         Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_))) => {
             tracing::warn!(source = %name, "request body over the size limit, refused");
-            return reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "request body is over the size limit"}));
+            return reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": "request body is over the size limit"}),
+            );
         }
         Err(e) => {
             tracing::warn!(source = %name, error = %e, "cannot read the request body");
-            return reply(StatusCode::BAD_REQUEST, json!({"error": format!("cannot read the request body: {e}")}));
+            return reply(
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("cannot read the request body: {e}")}),
+            );
         }
     };
     let payload: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
             tracing::warn!(source = %name, error = %e, "malformed JSON body, refused");
-            return reply(StatusCode::BAD_REQUEST, json!({"error": format!("malformed JSON: {e}")}));
+            return reply(
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("malformed JSON: {e}")}),
+            );
         }
     };
     let event_name = header_str(&headers, "ce-type")
@@ -87,10 +103,14 @@ async fn receive(
         .or_else(|| hook.event.clone())
         .unwrap_or_else(|| format!("{name}.received"));
     let mut builder = Event::builder(&name, event_name, payload);
-    if let Some(id) = header_str(&headers, "idempotency-key").or_else(|| header_str(&headers, "ce-id")) {
+    if let Some(id) =
+        header_str(&headers, "idempotency-key").or_else(|| header_str(&headers, "ce-id"))
+    {
         builder = builder.id(format!("{name}:{id}"));
     }
-    if let Some(time) = header_str(&headers, "ce-time").and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) {
+    if let Some(time) =
+        header_str(&headers, "ce-time").and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    {
         builder = builder.occurred(time.with_timezone(&chrono::Utc));
     }
     if let Some(ct) = header_str(&headers, "content-type") {
@@ -101,13 +121,20 @@ async fn receive(
     match state.dispatch.try_dispatch(event) {
         Ok(_) => {
             tracing::info!(source = %name, event_id = %id, "event received");
-            reply(StatusCode::ACCEPTED, json!({"id": id, "status": "accepted"}))
+            reply(
+                StatusCode::ACCEPTED,
+                json!({"id": id, "status": "accepted"}),
+            )
         }
         Err(refused) => {
             tracing::warn!(source = %name, event_id = %id, reason = %refused, "event refused, sender should retry");
-            let mut resp = reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": refused.to_string()}));
+            let mut resp = reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": refused.to_string()}),
+            );
             let retry = if refused == Refused::Full { "1" } else { "5" };
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(retry));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(retry));
             resp
         }
     }

@@ -1,0 +1,142 @@
+//! The webhook source's answers, over a real socket: 202, 400, 404, 413, and 503 with
+//! `Retry-After` when the queue is full.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use switchyard::config::WebhookConfig;
+use switchyard::routes::RouteOutcome;
+use switchyard::sources::{Dispatcher, webhook};
+use switchyard_core::Event;
+use switchyard_core::engine::{BoxError, Collector, CollectorQueue, Payload};
+
+/// A queue that is never started, so nothing drains: capacity is exactly what it holds.
+fn stalled_queue(capacity: usize) -> CollectorQueue<Event, RouteOutcome> {
+    let c = Collector::new("r", |_: Arc<Payload<Event>>, _| async {
+        Ok::<_, BoxError>(RouteOutcome::Skipped {
+            reason: "test".into(),
+        })
+    })
+    .with_topics(["orders"]);
+    CollectorQueue::builder(vec![c])
+        .capacity(capacity)
+        .build()
+        .unwrap()
+}
+
+async fn serve(queue: &CollectorQueue<Event, RouteOutcome>, max_body: usize) -> String {
+    let hooks = vec![WebhookConfig {
+        name: "orders".into(),
+        event: Some("order.created".into()),
+    }];
+    let app = webhook::app(hooks, Dispatcher::new(queue.get_publisher()), max_body);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+async fn post(
+    url: &str,
+    body: impl Into<reqwest::Body>,
+    headers: &[(&str, &str)],
+) -> (u16, Value, Option<String>) {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, resp.json().await.unwrap_or(Value::Null), retry)
+}
+
+#[tokio::test]
+async fn answers_each_kind_of_request() {
+    let queue = stalled_queue(10);
+    let base = serve(&queue, 1024).await;
+    let hook = format!("{base}/hooks/orders");
+
+    let (status, body, _) = post(&hook, r#"{"id": 1}"#, &[("idempotency-key", "abc")]).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body, json!({"id": "orders:abc", "status": "accepted"}));
+
+    let (status, body, _) = post(&hook, "{not json", &[]).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed JSON"),
+        "{body}"
+    );
+
+    let big = format!(r#"{{"blob": "{}"}}"#, "x".repeat(2000));
+    let (status, body, _) = post(&hook, big, &[]).await;
+    assert_eq!(status, 413, "{body}");
+
+    let (status, body, _) = post(&format!("{base}/hooks/nope"), "{}", &[]).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        body,
+        json!({"error": "unknown hook \"nope\"", "hooks": ["orders"]})
+    );
+
+    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    assert_eq!(
+        queue.get_publisher().queued(),
+        1,
+        "only the valid event was queued"
+    );
+}
+
+#[tokio::test]
+async fn ce_headers_set_the_event_identity() {
+    let queue = stalled_queue(10);
+    let base = serve(&queue, 1024).await;
+    let (status, body, _) = post(
+        &format!("{base}/hooks/orders"),
+        "{}",
+        &[
+            ("ce-id", "42"),
+            ("ce-type", "com.example.order"),
+            ("ce-time", "2026-01-02T03:04:05Z"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(body["id"], "orders:42");
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_with_retry_after_and_keeps_serving() {
+    let queue = stalled_queue(2);
+    let base = serve(&queue, 1024).await;
+    let hook = format!("{base}/hooks/orders");
+    let results = futures::future::join_all((0..6).map(|i| {
+        let hook = hook.clone();
+        async move { post(&hook, format!(r#"{{"n": {i}}}"#), &[]).await }
+    }))
+    .await;
+    let accepted = results.iter().filter(|r| r.0 == 202).count();
+    let refused: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
+    assert_eq!(accepted, 2, "{results:?}");
+    assert_eq!(refused.len(), 4);
+    for (_, body, retry) in refused {
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert_eq!(body["error"], "the event queue is full");
+    }
+    // Once there is room again, the same hook accepts.
+    queue.start().await.unwrap();
+    let publisher = queue.get_publisher();
+    publisher.wait().await;
+    let (status, _, _) = post(&hook, "{}", &[]).await;
+    assert_eq!(status, 202);
+}

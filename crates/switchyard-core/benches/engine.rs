@@ -39,6 +39,28 @@ async fn pump(consumers: usize, queue_type: QueueType) {
         .await;
 }
 
+/// Baseline: the least an awaitable-result queue must do — a bounded channel to one task and
+/// a oneshot reply per event.
+async fn bare_channel() {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, tokio::sync::oneshot::Sender<u64>)>(1024);
+    let worker = tokio::spawn(async move {
+        while let Some((v, reply)) = rx.recv().await {
+            let _ = reply.send(v + 1);
+        }
+    });
+    let mut replies = Vec::with_capacity(EVENTS as usize);
+    for i in 0..EVENTS {
+        let (rtx, rrx) = tokio::sync::oneshot::channel();
+        tx.send((i, rtx)).await.expect("open");
+        replies.push(rrx);
+    }
+    drop(tx);
+    for r in replies {
+        r.await.expect("reply");
+    }
+    worker.await.expect("worker");
+}
+
 fn throughput(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -48,6 +70,7 @@ fn throughput(c: &mut Criterion) {
     let mut group = c.benchmark_group("collector_queue");
     group.throughput(Throughput::Elements(EVENTS));
     group.sample_size(20);
+    group.bench_function("baseline_mpsc_oneshot/1", |b| b.to_async(&rt).iter(bare_channel));
     for consumers in [1usize, 4, 16, 64] {
         group.bench_with_input(BenchmarkId::new("fifo", consumers), &consumers, |b, &n| {
             b.to_async(&rt).iter(|| pump(n, QueueType::Fifo));

@@ -84,7 +84,7 @@ impl Route {
             match when.eval(&ctx) {
                 Ok(true) => {}
                 Ok(false) => {
-                    tracing::debug!(event_id = %event.id, route = %self.name, when = when.source(), "route skipped: `when` is false");
+                    tracing::info!(event_id = %event.id, route = %self.name, when = when.source(), "route skipped: `when` is false");
                     return Ok(RouteOutcome::Skipped {
                         reason: format!("`when` {:?} is false", when.source()),
                     });

@@ -70,7 +70,9 @@ fn throughput(c: &mut Criterion) {
     let mut group = c.benchmark_group("collector_queue");
     group.throughput(Throughput::Elements(EVENTS));
     group.sample_size(20);
-    group.bench_function("baseline_mpsc_oneshot/1", |b| b.to_async(&rt).iter(bare_channel));
+    group.bench_function("baseline_mpsc_oneshot/1", |b| {
+        b.to_async(&rt).iter(bare_channel)
+    });
     for consumers in [1usize, 4, 16, 64] {
         group.bench_with_input(BenchmarkId::new("fifo", consumers), &consumers, |b, &n| {
             b.to_async(&rt).iter(|| pump(n, QueueType::Fifo));

@@ -21,6 +21,6 @@ pub use engine::{
     BoxError, Collector, CollectorEvent, CollectorQueue, CollectorQueueBuilder, CollectorResult,
     Context, DEFAULT_PRIORITY, DefaultRouter, Delivery, EngineError, EventPublisher, Lifecycle,
     Metrics, Payload, ProcessError, Processor, QueueType, ResultList, Router, SendError,
-    ShutdownMode, ShutdownReport, TrySendError,
+    SendPermit, ShutdownMode, ShutdownReport, TrySendError,
 };
 pub use event::{Event, EventBuilder};

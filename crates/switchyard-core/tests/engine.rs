@@ -546,3 +546,34 @@ proptest! {
         prop_assert!(peak.load(Ordering::SeqCst) <= max);
     }
 }
+
+#[tokio::test]
+async fn reserved_places_count_against_capacity_and_come_back_when_unused() {
+    let gate = Arc::new(Semaphore::new(0));
+    let seen: Log = Arc::default();
+    let queue = CollectorQueue::builder(vec![gated(&gate, &seen)])
+        .capacity(2)
+        .build()
+        .unwrap();
+    let publisher = queue.get_publisher();
+    let first = publisher.try_reserve().unwrap();
+    let second = publisher.reserve().await.unwrap();
+    assert!(matches!(
+        publisher.try_reserve(),
+        Err(TrySendError::Full(_))
+    ));
+    drop(second);
+    let again = publisher.try_reserve().unwrap();
+    let ev = first.send(Payload::new(7));
+    again.send(Payload::new(8));
+    assert!(matches!(
+        publisher.try_send(Payload::new(9)),
+        Err(TrySendError::Full(_))
+    ));
+    queue.start().await.unwrap();
+    gate.add_permits(2);
+    assert_eq!(*ev.wait().await.first().unwrap(), 7);
+    publisher.wait().await;
+    queue.shutdown(ShutdownMode::Abort).await;
+    assert!(publisher.try_reserve().is_err());
+}

@@ -2,26 +2,30 @@
 //! collector per route, the sources, and an orderly shutdown.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use switchyard_core::Event;
 use switchyard_core::engine::{Collector, CollectorQueue, Payload, ShutdownMode, ShutdownReport};
 use switchyard_prefect::{ClientConfig, PrefectClient, RetryPolicy};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{Loaded, PrefectConfig, SourceConfig};
-use crate::routes::{Route, RouteError, RouteOutcome};
-use crate::sources::{self, Dispatcher};
+use crate::journal::{Retention, SqliteStore, Store};
+use crate::routes::{DeliveryPolicy, Route, RouteEnv, RouteOutcome};
+use crate::sources::{self, Dispatcher, Inbound};
 
 /// How `run` behaves beyond the config file.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Shut down once every source has finished (stdin reached end of input and there is no
     /// webhook), instead of waiting for a signal.
     pub exit_when_sources_end: bool,
+    /// Journal file, overriding `journal.path`.
+    pub journal: Option<PathBuf>,
 }
 
 /// The Prefect client for a config: the file's values, else the `PREFECT_*` environment.
@@ -45,24 +49,20 @@ pub fn prefect_client(cfg: &PrefectConfig) -> anyhow::Result<PrefectClient> {
     PrefectClient::new(c).context("cannot set up the Prefect client")
 }
 
-fn collector(route: Arc<Route>, prefect: PrefectClient) -> Collector<Event, RouteOutcome> {
+fn collector(route: Arc<Route>, env: RouteEnv) -> Collector<Inbound, RouteOutcome> {
     let topics = route.sources.clone();
     let name = route.name.clone();
-    Collector::new(name, move |payload: Arc<Payload<Event>>, _ctx| {
+    Collector::new(name, move |payload: Arc<Payload<Inbound>>, _ctx| {
         let route = Arc::clone(&route);
-        let prefect = prefect.clone();
-        async move {
-            route
-                .handle(payload.value(), &prefect)
-                .await
-                .map_err(Box::new)
-        }
+        let env = env.clone();
+        async move { route.handle(payload.value(), &env).await.map_err(Box::new) }
     })
     .with_topics(topics)
 }
 
 /// Runs until `shutdown` resolves (or the sources end, see [`RunOptions`]), then stops the
-/// sources and drains the queue under `engine.shutdown_timeout`.
+/// sources and drains the queue under `engine.shutdown_timeout`. Events still unfinished then
+/// stay pending in the journal and are resumed by the next start.
 pub async fn run(
     loaded: Loaded,
     opts: RunOptions,
@@ -74,14 +74,26 @@ pub async fn run(
         routes,
         legacy,
     } = loaded;
+    let journal_path = opts
+        .journal
+        .clone()
+        .unwrap_or_else(|| config.journal.path.clone());
+    let journal: Arc<dyn Store> = Arc::new(SqliteStore::open(&journal_path)?);
     let prefect = prefect_client(&config.prefect)?;
     tracing::info!(
-        config = %path.display(), legacy, prefect = %prefect.api_url(),
+        config = %path.display(), legacy, prefect = %prefect.api_url(), journal = %journal_path.display(),
         sources = config.sources.len(), routes = routes.len(), "switchyard starting"
     );
+    let interrupt = CancellationToken::new();
+    let env = RouteEnv {
+        prefect,
+        journal: Arc::clone(&journal),
+        delivery: DeliveryPolicy::from(&config.delivery),
+        interrupt: interrupt.clone(),
+    };
     let collectors = routes
         .into_iter()
-        .map(|r| collector(Arc::new(r), prefect.clone()))
+        .map(|r| collector(Arc::new(r), env.clone()))
         .collect();
     let engine = &config.engine;
     let queue = CollectorQueue::builder(collectors)
@@ -95,16 +107,60 @@ pub async fn run(
         .start()
         .await
         .context("cannot start the event queue")?;
-    let dispatch = Dispatcher::new(queue.get_publisher());
+    let finishers = TaskTracker::new();
+    let dispatch = Dispatcher::new(
+        queue.get_publisher(),
+        Arc::clone(&journal),
+        finishers.clone(),
+    );
 
     let stop = CancellationToken::new();
-    let mut tasks = JoinSet::new();
+    let mut background = JoinSet::new();
+    let pending = journal
+        .pending()
+        .await
+        .context("cannot read pending events from the journal")?;
+    if !pending.is_empty() {
+        tracing::info!(
+            events = pending.len(),
+            "resuming events accepted before the last stop"
+        );
+        let d = dispatch.clone();
+        background.spawn(async move {
+            for p in pending {
+                if d.resume(p.event, p.settled).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let retention = Retention {
+        max_age: config.journal.retention.max_age,
+        max_events: config.journal.retention.max_events,
+    };
+    let (j, s) = (Arc::clone(&journal), stop.clone());
+    background.spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = s.cancelled() => break,
+                _ = every.tick() => match j.prune(retention).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "journal retention: finished events pruned"),
+                    Err(e) => tracing::warn!(error = %e, "journal retention failed"),
+                },
+            }
+        }
+    });
+
+    let mut sources = JoinSet::new();
     let mut hooks = Vec::new();
     for source in &config.sources {
         match source {
             SourceConfig::Stdin(cfg) => {
                 let (cfg, d, s) = (cfg.clone(), dispatch.clone(), stop.clone());
-                tasks.spawn(async move { sources::stdin::run(cfg, std::io::stdin(), d, s).await });
+                sources
+                    .spawn(async move { sources::stdin::run(cfg, std::io::stdin(), d, s).await });
             }
             SourceConfig::Webhook(cfg) => hooks.push(cfg.clone()),
         }
@@ -119,7 +175,7 @@ pub async fn run(
         tracing::info!(listen = %listener.local_addr().unwrap_or(addr), hooks = ?names, "webhook server listening");
         let app = sources::webhook::app(hooks, dispatch.clone(), config.http.max_body_bytes.get());
         let s = stop.clone();
-        tasks.spawn(async move {
+        sources.spawn(async move {
             if let Err(e) = axum::serve(listener, app)
                 .with_graceful_shutdown(s.cancelled_owned())
                 .await
@@ -135,21 +191,24 @@ pub async fn run(
     if wait_for_end {
         tokio::select! {
             _ = &mut shutdown => tracing::info!("shutdown requested"),
-            _ = async { while tasks.join_next().await.is_some() {} } => tracing::info!("all sources finished"),
+            _ = async { while sources.join_next().await.is_some() {} } => tracing::info!("all sources finished"),
         }
     } else {
         shutdown.await;
         tracing::info!("shutdown requested");
     }
     stop.cancel();
-    if tokio::time::timeout(Duration::from_secs(10), async {
-        while tasks.join_next().await.is_some() {}
+    // Routes waiting to retry stop waiting: their events stay pending in the journal.
+    interrupt.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), async {
+        while sources.join_next().await.is_some() {}
+        while background.join_next().await.is_some() {}
     })
-    .await
-    .is_err()
-    {
+    .await;
+    if stopped.is_err() {
         tracing::warn!("sources did not stop within 10s; aborting them");
-        tasks.abort_all();
+        sources.abort_all();
+        background.abort_all();
     }
     let pending = queue.metrics();
     tracing::info!(queued = pending.qsize, in_flight = pending.busy, timeout = ?engine.shutdown_timeout, "draining");
@@ -158,24 +217,17 @@ pub async fn run(
             timeout: engine.shutdown_timeout,
         })
         .await;
-    if report.dropped > 0 {
-        tracing::error!(
-            dropped = report.dropped,
-            "events were not processed before the shutdown deadline"
+    finishers.close();
+    finishers.wait().await;
+    let unfinished = journal.pending().await.map(|p| p.len()).unwrap_or(0);
+    if unfinished > 0 {
+        tracing::warn!(
+            events = unfinished,
+            "events left pending in the journal; they resume on the next start"
         );
     }
-    tracing::info!(
-        events = report.finished,
-        dropped = report.dropped,
-        "switchyard stopped"
-    );
+    tracing::info!(events = report.finished, "switchyard stopped");
     Ok(report)
-}
-
-/// Whether a route failure is retryable (used by logs and, later, the journal).
-pub fn retryable(err: &(dyn std::error::Error + 'static)) -> bool {
-    err.downcast_ref::<Box<RouteError>>()
-        .is_some_and(|e| e.is_retryable())
 }
 
 /// Resolves SIGINT or SIGTERM.

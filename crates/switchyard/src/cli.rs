@@ -45,6 +45,27 @@ pub enum Command {
         /// drained, instead of waiting for a signal.
         #[arg(long)]
         exit_when_sources_end: bool,
+        /// Journal file (overrides `journal.path`).
+        #[arg(long, value_name = "PATH", env = "SWITCHYARD_JOURNAL")]
+        journal: Option<PathBuf>,
+    },
+    /// Inspect events in the journal: what was decided, which runs they started.
+    Events {
+        /// Which journal.
+        #[command(flatten)]
+        journal: crate::admin::JournalArgs,
+        /// What to show.
+        #[command(subcommand)]
+        command: crate::admin::EventsCommand,
+    },
+    /// Dead letters: list, show, replay after fixing the cause, purge.
+    Dlq {
+        /// Which journal.
+        #[command(flatten)]
+        journal: crate::admin::JournalArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::admin::DlqCommand,
     },
     /// Validate a config file and print what it defines.
     Check {
@@ -99,6 +120,7 @@ async fn execute(command: Command) -> ExitCode {
         Command::Run {
             config,
             exit_when_sources_end,
+            journal,
         } => {
             let loaded = match config
                 .path()
@@ -115,13 +137,14 @@ async fn execute(command: Command) -> ExitCode {
                 loaded,
                 RunOptions {
                     exit_when_sources_end,
+                    journal,
                 },
                 app::shutdown_signal(),
             )
             .await
             {
-                Ok(report) if report.dropped == 0 => ExitCode::SUCCESS,
-                Ok(_) => ExitCode::FAILURE,
+                // Events not finished by the deadline stay pending in the journal: not lost.
+                Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
                     eprintln!("error: {e:#}");
@@ -130,6 +153,8 @@ async fn execute(command: Command) -> ExitCode {
             }
         }
         Command::Check { config, online } => check(config, online).await,
+        Command::Events { journal, command } => crate::admin::events(journal, command).await,
+        Command::Dlq { journal, command } => crate::admin::dlq(journal, command).await,
     }
 }
 

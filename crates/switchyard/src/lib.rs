@@ -5,9 +5,11 @@
 //! wrapper over [`cli::main`].
 
 pub mod actions;
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod journal;
 pub mod routes;
 pub mod sources;
 pub mod telemetry;

@@ -1,11 +1,18 @@
-//! Routes: which events (sources, `when`), and what to do with them (an action).
+//! Routes: which events (sources, `when`), what to do with them (an action), and how a
+//! failure ends (retried while transient, then a dead letter with the reason).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use switchyard_core::Event;
-use switchyard_prefect::PrefectClient;
+use switchyard_prefect::{PrefectClient, RetryPolicy};
+use tokio_util::sync::CancellationToken;
 
-use crate::actions::{Action, ActionError, RunCreated};
-use crate::config::RouteConfig;
+use crate::actions::{Action, RunCreated};
+use crate::config::{DeliveryConfig, RouteConfig};
+use crate::journal::{JournalError, Settlement, Store};
+use crate::sources::Inbound;
 use crate::template::{self, Predicate};
 
 /// A compiled route.
@@ -21,7 +28,7 @@ pub struct Route {
     pub action: Action,
 }
 
-/// What a route did with an event.
+/// What a route did with an event (each is recorded in the journal before it is returned).
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum RouteOutcome {
@@ -32,27 +39,81 @@ pub enum RouteOutcome {
     },
     /// A flow run exists for the event (new, or an idempotent replay).
     RunCreated(RunCreated),
+    /// The route gave up; a dead letter holds the reason.
+    DeadLettered {
+        /// Why.
+        reason: String,
+    },
+    /// The journal already had this route's decision (a resumed or redelivered event).
+    AlreadySettled,
 }
 
-/// Why a route failed on an event.
+/// Why a route could not settle an event; the event stays pending and is resumed later.
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
-    /// `when` could not be evaluated (e.g. comparing text with a number).
-    #[error("{0}")]
-    Predicate(String),
-    /// The action failed.
+    /// The journal could not record the decision.
     #[error(transparent)]
-    Action(#[from] ActionError),
+    Journal(#[from] JournalError),
+    /// Shutdown interrupted a retry.
+    #[error("interrupted by shutdown while waiting to retry")]
+    Interrupted,
 }
 
-impl RouteError {
+/// A route's decision before it is recorded.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// Not applicable.
+    Skip(String),
+    /// A run exists.
+    Ran(RunCreated),
+}
+
+/// A failed attempt.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// What went wrong.
+    pub message: String,
     /// Whether a later attempt may succeed.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Predicate(_) => false,
-            Self::Action(a) => a.is_retryable(),
+    pub retryable: bool,
+}
+
+/// How long a transient failure is retried before it becomes a dead letter.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryPolicy {
+    /// Attempts per route and event, the first included.
+    pub max_attempts: u32,
+    /// No retry is started once the event is this old.
+    pub max_age: Duration,
+    /// Backoff between attempts (exponential, jittered).
+    pub backoff: RetryPolicy,
+}
+
+impl From<&DeliveryConfig> for DeliveryPolicy {
+    fn from(c: &DeliveryConfig) -> Self {
+        Self {
+            max_attempts: c.max_attempts.get(),
+            max_age: c.max_age,
+            backoff: RetryPolicy {
+                max_retries: c.max_attempts.get(),
+                base_delay: c.backoff,
+                max_delay: c.max_backoff,
+                jitter: 0.2,
+            },
         }
     }
+}
+
+/// What a route needs to run.
+#[derive(Clone)]
+pub struct RouteEnv {
+    /// Prefect.
+    pub prefect: PrefectClient,
+    /// The journal.
+    pub journal: Arc<dyn Store>,
+    /// Retries.
+    pub delivery: DeliveryPolicy,
+    /// Cancelled at shutdown: a route waiting to retry stops waiting.
+    pub interrupt: CancellationToken,
 }
 
 impl Route {
@@ -73,41 +134,126 @@ impl Route {
         })
     }
 
-    /// Applies the route to one event, logging the decision and its result.
-    pub async fn handle(
+    /// One attempt: evaluate `when`, run the action. Nothing is recorded.
+    pub async fn attempt(
         &self,
         event: &Event,
         prefect: &PrefectClient,
-    ) -> Result<RouteOutcome, RouteError> {
+    ) -> Result<Decision, Failure> {
         let ctx = template::context(event);
         if let Some(when) = &self.when {
             match when.eval(&ctx) {
                 Ok(true) => {}
                 Ok(false) => {
-                    tracing::info!(event_id = %event.id, route = %self.name, when = when.source(), "route skipped: `when` is false");
-                    return Ok(RouteOutcome::Skipped {
-                        reason: format!("`when` {:?} is false", when.source()),
+                    return Ok(Decision::Skip(format!(
+                        "`when` {:?} is false",
+                        when.source()
+                    )));
+                }
+                Err(message) => {
+                    return Err(Failure {
+                        message,
+                        retryable: false,
                     });
                 }
-                Err(e) => {
-                    tracing::error!(event_id = %event.id, route = %self.name, error = %e, "route failed");
-                    return Err(RouteError::Predicate(e));
+            }
+        }
+        self.action
+            .execute(&self.name, event, &ctx, prefect)
+            .await
+            .map(Decision::Ran)
+            .map_err(|e| Failure {
+                retryable: e.is_retryable(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Settles the route for one event: skips, runs (retrying transient failures), or
+    /// dead-letters, and records the decision in the journal before returning it.
+    pub async fn handle(
+        &self,
+        inbound: &Inbound,
+        env: &RouteEnv,
+    ) -> Result<RouteOutcome, RouteError> {
+        let event = &inbound.event;
+        if inbound.settled.iter().any(|r| r == &self.name) {
+            tracing::debug!(event_id = %event.id, route = %self.name, "route already settled for this event");
+            return Ok(RouteOutcome::AlreadySettled);
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.attempt(event, &env.prefect).await {
+                Ok(Decision::Skip(reason)) => {
+                    env.journal
+                        .settle(
+                            &event.id,
+                            &self.name,
+                            &Settlement::Skipped {
+                                reason: reason.clone(),
+                            },
+                        )
+                        .await?;
+                    tracing::info!(event_id = %event.id, route = %self.name, %reason, "route skipped");
+                    return Ok(RouteOutcome::Skipped { reason });
+                }
+                Ok(Decision::Ran(run)) => {
+                    env.journal
+                        .settle(&event.id, &self.name, &Settlement::Ran(run.clone()))
+                        .await?;
+                    tracing::info!(
+                        event_id = %event.id, route = %self.name, deployment = %run.deployment,
+                        flow_run_id = %run.flow_run_id, flow_run_name = %run.flow_run_name, replayed = run.replayed,
+                        "{}", if run.replayed { "flow run already existed for this event" } else { "flow run started" }
+                    );
+                    return Ok(RouteOutcome::RunCreated(run));
+                }
+                Err(f) => {
+                    let age = (chrono::Utc::now() - event.received)
+                        .to_std()
+                        .unwrap_or_default();
+                    let again = f.retryable
+                        && attempt < env.delivery.max_attempts
+                        && age < env.delivery.max_age;
+                    if !again {
+                        return self.dead_letter(event, env, f, attempt).await;
+                    }
+                    env.journal
+                        .attempt_failed(&event.id, &self.name, attempt, &f.message, true)
+                        .await?;
+                    let delay = env.delivery.backoff.delay(attempt - 1, None);
+                    tracing::warn!(
+                        event_id = %event.id, route = %self.name, attempt, retry_in_ms = delay.as_millis() as u64,
+                        error = %f.message, "route failed, will retry"
+                    );
+                    tokio::select! {
+                        _ = env.interrupt.cancelled() => return Err(RouteError::Interrupted),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
                 }
             }
         }
-        match self.action.execute(&self.name, event, &ctx, prefect).await {
-            Ok(run) => {
-                tracing::info!(
-                    event_id = %event.id, route = %self.name, deployment = %run.deployment,
-                    flow_run_id = %run.flow_run_id, flow_run_name = %run.flow_run_name, replayed = run.replayed,
-                    "{}", if run.replayed { "flow run already existed for this event" } else { "flow run started" }
-                );
-                Ok(RouteOutcome::RunCreated(run))
-            }
-            Err(e) => {
-                tracing::error!(event_id = %event.id, route = %self.name, retryable = e.is_retryable(), error = %e, "route failed");
-                Err(e.into())
-            }
-        }
+    }
+
+    async fn dead_letter(
+        &self,
+        event: &Event,
+        env: &RouteEnv,
+        f: Failure,
+        attempts: u32,
+    ) -> Result<RouteOutcome, RouteError> {
+        let settlement = Settlement::DeadLettered {
+            reason: f.message.clone(),
+            retryable: f.retryable,
+            attempts,
+        };
+        env.journal
+            .settle(&event.id, &self.name, &settlement)
+            .await?;
+        tracing::error!(
+            event_id = %event.id, route = %self.name, retryable = f.retryable, attempts, error = %f.message,
+            "route failed; event dead-lettered"
+        );
+        Ok(RouteOutcome::DeadLettered { reason: f.message })
     }
 }

@@ -79,6 +79,7 @@ impl Router {
             .arg(&path)
             .args(extra)
             .env("PREFECT_API_URL", &PrefectServer::shared().api_url)
+            .env("SWITCHYARD_JOURNAL", dir.path().join("journal.db"))
             .env_remove("RUST_LOG")
             .env_remove("PREFECT_API_KEY")
             .stdin(Stdio::piped())

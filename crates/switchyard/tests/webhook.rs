@@ -5,14 +5,16 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use switchyard::config::WebhookConfig;
+use switchyard::journal::{SqliteStore, Store};
 use switchyard::routes::RouteOutcome;
-use switchyard::sources::{Dispatcher, webhook};
-use switchyard_core::Event;
+use switchyard::sources::{Dispatcher, Inbound, webhook};
 use switchyard_core::engine::{BoxError, Collector, CollectorQueue, Payload};
+use switchyard_testkit::TempDir;
+use tokio_util::task::TaskTracker;
 
 /// A queue that is never started, so nothing drains: capacity is exactly what it holds.
-fn stalled_queue(capacity: usize) -> CollectorQueue<Event, RouteOutcome> {
-    let c = Collector::new("r", |_: Arc<Payload<Event>>, _| async {
+fn stalled_queue(capacity: usize) -> CollectorQueue<Inbound, RouteOutcome> {
+    let c = Collector::new("r", |_: Arc<Payload<Inbound>>, _| async {
         Ok::<_, BoxError>(RouteOutcome::Skipped {
             reason: "test".into(),
         })
@@ -24,16 +26,27 @@ fn stalled_queue(capacity: usize) -> CollectorQueue<Event, RouteOutcome> {
         .unwrap()
 }
 
-async fn serve(queue: &CollectorQueue<Event, RouteOutcome>, max_body: usize) -> String {
+/// Serves the hook over `queue`, with a journal in a temporary directory.
+async fn serve(
+    queue: &CollectorQueue<Inbound, RouteOutcome>,
+    max_body: usize,
+) -> (String, Arc<dyn Store>, TempDir) {
+    let dir = TempDir::new("webhook-journal");
+    let journal: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("j.db")).unwrap());
     let hooks = vec![WebhookConfig {
         name: "orders".into(),
         event: Some("order.created".into()),
     }];
-    let app = webhook::app(hooks, Dispatcher::new(queue.get_publisher()), max_body);
+    let dispatch = Dispatcher::new(
+        queue.get_publisher(),
+        Arc::clone(&journal),
+        TaskTracker::new(),
+    );
+    let app = webhook::app(hooks, dispatch, max_body);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
+    (format!("http://{addr}"), journal, dir)
 }
 
 async fn post(
@@ -60,7 +73,7 @@ async fn post(
 #[tokio::test]
 async fn answers_each_kind_of_request() {
     let queue = stalled_queue(10);
-    let base = serve(&queue, 1024).await;
+    let (base, journal, _dir) = serve(&queue, 1024).await;
     let hook = format!("{base}/hooks/orders");
 
     let (status, body, _) = post(&hook, r#"{"id": 1}"#, &[("idempotency-key", "abc")]).await;
@@ -95,12 +108,19 @@ async fn answers_each_kind_of_request() {
         1,
         "only the valid event was queued"
     );
+    let pending = journal.pending().await.unwrap();
+    assert_eq!(
+        pending.len(),
+        1,
+        "the valid event was journaled before the 202"
+    );
+    assert_eq!(pending[0].event.id, "orders:abc");
 }
 
 #[tokio::test]
 async fn ce_headers_set_the_event_identity() {
     let queue = stalled_queue(10);
-    let base = serve(&queue, 1024).await;
+    let (base, _journal, _dir) = serve(&queue, 1024).await;
     let (status, body, _) = post(
         &format!("{base}/hooks/orders"),
         "{}",
@@ -118,7 +138,7 @@ async fn ce_headers_set_the_event_identity() {
 #[tokio::test]
 async fn a_full_queue_answers_503_with_retry_after_and_keeps_serving() {
     let queue = stalled_queue(2);
-    let base = serve(&queue, 1024).await;
+    let (base, journal, _dir) = serve(&queue, 1024).await;
     let hook = format!("{base}/hooks/orders");
     let results = futures::future::join_all((0..6).map(|i| {
         let hook = hook.clone();
@@ -129,6 +149,16 @@ async fn a_full_queue_answers_503_with_retry_after_and_keeps_serving() {
     let refused: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
     assert_eq!(accepted, 2, "{results:?}");
     assert_eq!(refused.len(), 4);
+    assert_eq!(
+        journal.pending().await.unwrap().len(),
+        2,
+        "refused events were not journaled"
+    );
+    assert_eq!(
+        journal.pending().await.unwrap().len(),
+        2,
+        "refused events were not journaled"
+    );
     for (_, body, retry) in refused {
         assert_eq!(retry.as_deref(), Some("1"));
         assert_eq!(body["error"], "the event queue is full");

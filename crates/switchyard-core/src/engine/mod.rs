@@ -53,8 +53,8 @@ pub use event::CollectorEvent;
 pub use metrics::Metrics;
 pub use payload::{Delivery, Payload};
 pub use queue::{
-    CollectorQueue, CollectorQueueBuilder, EngineError, EventPublisher, SendError, ShutdownMode,
-    ShutdownReport, TrySendError,
+    CollectorQueue, CollectorQueueBuilder, EngineError, EventPublisher, SendError, SendPermit,
+    ShutdownMode, ShutdownReport, TrySendError,
 };
 pub use result::{CollectorResult, ProcessError, ResultList};
 pub use router::{DefaultRouter, Router};

@@ -604,6 +604,37 @@ impl<T: Send + Sync + 'static, R: Send + Sync + 'static> EventPublisher<T, R> {
         Ok(self.enqueue(payload))
     }
 
+    /// Reserves a place in the queue, waiting while it is full; the place is used by
+    /// [`SendPermit::send`] or given back when the permit drops. Lets a source make an event
+    /// durable between "there is room" and "it is queued".
+    pub async fn reserve(&self) -> Result<SendPermit<'_, T, R>, SendError<()>> {
+        match self.shared.slots.acquire().await {
+            Ok(permit) => {
+                permit.forget();
+                Ok(SendPermit {
+                    publisher: self,
+                    used: false,
+                })
+            }
+            Err(_) => Err(SendError(Payload::new(()))),
+        }
+    }
+
+    /// Reserves a place if there is one right now.
+    pub fn try_reserve(&self) -> Result<SendPermit<'_, T, R>, TrySendError<()>> {
+        match self.shared.slots.try_acquire() {
+            Ok(permit) => {
+                permit.forget();
+                Ok(SendPermit {
+                    publisher: self,
+                    used: false,
+                })
+            }
+            Err(TryAcquireError::NoPermits) => Err(TrySendError::Full(Payload::new(()))),
+            Err(TryAcquireError::Closed) => Err(TrySendError::Closed(Payload::new(()))),
+        }
+    }
+
     /// Waits until every event sent so far has finished.
     pub async fn wait(&self) {
         self.shared.wait_idle().await;
@@ -629,6 +660,28 @@ impl<T: Send + Sync + 'static, R: Send + Sync + 'static> EventPublisher<T, R> {
         lock(&shared.buffer).push(Arc::clone(&state), priority);
         shared.items.add_permits(1);
         CollectorEvent { inner: state }
+    }
+}
+
+/// A reserved place in the queue (see [`EventPublisher::reserve`]).
+pub struct SendPermit<'a, T, R> {
+    publisher: &'a EventPublisher<T, R>,
+    used: bool,
+}
+
+impl<T: Send + Sync + 'static, R: Send + Sync + 'static> SendPermit<'_, T, R> {
+    /// Queues the payload in the reserved place; never waits.
+    pub fn send(mut self, payload: Payload<T>) -> CollectorEvent<T, R> {
+        self.used = true;
+        self.publisher.enqueue(payload)
+    }
+}
+
+impl<T, R> Drop for SendPermit<'_, T, R> {
+    fn drop(&mut self) {
+        if !self.used {
+            self.publisher.shared.slots.add_permits(1);
+        }
     }
 }
 

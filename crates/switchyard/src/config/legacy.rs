@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{
-    ActionConfig, Config, ConfigError, EngineConfig, HttpConfig, PrefectConfig, RouteConfig,
-    RunDeploymentConfig, SourceConfig, StdinConfig, StdinFormat, parse,
+    ActionConfig, Config, ConfigError, DeliveryConfig, EngineConfig, HttpConfig, JournalConfig,
+    PrefectConfig, RouteConfig, RunDeploymentConfig, SourceConfig, StdinConfig, StdinFormat, parse,
 };
 
 /// The publisher types the original router knew.
@@ -101,6 +101,8 @@ pub(super) fn translate(path: &Path, text: &str) -> Result<Config, ConfigError> 
         }
     }
     Ok(Config {
+        journal: JournalConfig::default(),
+        delivery: DeliveryConfig::default(),
         prefect: PrefectConfig::default(),
         engine: EngineConfig::default(),
         http: HttpConfig::default(),

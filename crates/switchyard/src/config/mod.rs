@@ -11,7 +11,7 @@ pub mod legacy;
 use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -76,6 +76,12 @@ pub struct Config {
     /// The HTTP server that hosts webhook sources.
     #[serde(default)]
     pub http: HttpConfig,
+    /// The journal of events, decisions, runs and dead letters.
+    #[serde(default)]
+    pub journal: JournalConfig,
+    /// How long transient failures are retried before an event is dead-lettered.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
     /// Where events come from.
     pub sources: Vec<SourceConfig>,
     /// What to do with them.
@@ -170,6 +176,103 @@ fn default_max_consumers() -> NonZeroUsize {
 }
 fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(30)
+}
+
+/// The journal (SQLite).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalConfig {
+    /// The database file (default `switchyard.db` in the working directory); created and
+    /// migrated on start.
+    #[serde(default = "default_journal_path")]
+    pub path: PathBuf,
+    /// How long finished events are kept.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            path: default_journal_path(),
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
+fn default_journal_path() -> PathBuf {
+    PathBuf::from("switchyard.db")
+}
+
+/// Retention of finished events (pending events and open dead letters are always kept).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Finished events older than this are deleted (default `7d`).
+    #[serde(default = "default_retention_age", with = "humantime_serde")]
+    pub max_age: Duration,
+    /// At most this many finished events are kept (default 1,000,000).
+    #[serde(default = "default_retention_events")]
+    pub max_events: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            max_age: default_retention_age(),
+            max_events: default_retention_events(),
+        }
+    }
+}
+
+fn default_retention_age() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+fn default_retention_events() -> u64 {
+    1_000_000
+}
+
+/// Retries of transient failures (Prefect down or overloaded) per route and event.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Attempts, the first included, before a dead letter (default 10). Each attempt already
+    /// includes the Prefect client's own quick retries (`prefect.max_retries`).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: NonZeroU32,
+    /// No retry starts once the event is this old (default `1h`).
+    #[serde(default = "default_delivery_age", with = "humantime_serde")]
+    pub max_age: Duration,
+    /// First backoff (default `1s`); doubles each attempt.
+    #[serde(default = "default_backoff", with = "humantime_serde")]
+    pub backoff: Duration,
+    /// Longest backoff (default `60s`).
+    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_attempts(),
+            max_age: default_delivery_age(),
+            backoff: default_backoff(),
+            max_backoff: default_max_backoff(),
+        }
+    }
+}
+
+fn default_attempts() -> NonZeroU32 {
+    NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN)
+}
+fn default_delivery_age() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// The HTTP server for webhook sources (started only when there is one).

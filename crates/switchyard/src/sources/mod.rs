@@ -1,33 +1,82 @@
-//! Sources: where events come from. A source turns what it receives into [`Event`]s and hands
-//! them to the [`Dispatcher`]; the [`Pending`] it gets back resolves to every route's result,
-//! which is what an acknowledging source maps onto its broker (commit, ack, 2xx).
+//! Sources: where events come from.
+//!
+//! A source turns what it receives into [`Event`]s and hands them to the [`Dispatcher`], which
+//! (1) reserves room in the engine queue, (2) writes the event to the journal, (3) queues it.
+//! Only after (2) is the event *accepted*: that is when a webhook answers 202. The returned
+//! [`Receipt`] resolves once every route has settled the event durably — the moment an
+//! acknowledging source commits its offset or acks its message.
 
 pub mod stdin;
 pub mod webhook;
 
-use switchyard_core::Event;
-use switchyard_core::engine::{CollectorEvent, EventPublisher, Payload, ResultList, TrySendError};
+use std::sync::Arc;
 
+use switchyard_core::Event;
+use switchyard_core::engine::{EventPublisher, Payload, SendPermit};
+use tokio::sync::oneshot;
+use tokio_util::task::TaskTracker;
+
+use crate::journal::{Accepted, EventStatus, JournalError, Store};
 use crate::routes::RouteOutcome;
 
-/// Hands events to the routes through the engine queue.
-#[derive(Clone)]
-pub struct Dispatcher {
-    publisher: EventPublisher<Event, RouteOutcome>,
+/// What travels through the engine: the event and the routes that already settled it (set
+/// when a journaled event is resumed after a restart or redelivered).
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// The event.
+    pub event: Event,
+    /// Routes with a final decision already in the journal.
+    pub settled: Vec<String>,
 }
 
-/// An event in the engine: await its per-route results.
-pub struct Pending(CollectorEvent<Event, RouteOutcome>);
+/// The engine's publisher for inbound events.
+pub type Publisher = EventPublisher<Inbound, RouteOutcome>;
 
-impl Pending {
-    /// Waits until every route has handled the event.
-    pub async fn results(&self) -> &ResultList<RouteOutcome> {
-        self.0.wait().await
+/// Hands events to the routes, journal first.
+#[derive(Clone)]
+pub struct Dispatcher {
+    publisher: Publisher,
+    journal: Arc<dyn Store>,
+    finishers: TaskTracker,
+}
+
+/// How an accepted event ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Every route settled: the event may be acknowledged. `dead` when a route dead-lettered.
+    Settled {
+        /// Whether a dead letter was written.
+        dead: bool,
+    },
+    /// Already settled before (a redelivery): acknowledge.
+    AlreadySettled,
+    /// Not finished (shutdown interrupted a retry, or the journal failed): it stays pending in
+    /// the journal and is resumed on restart. Do not acknowledge.
+    Unfinished,
+}
+
+/// The outcome of an accepted event, to await.
+pub struct Receipt {
+    /// The event id.
+    pub id: String,
+    outcome: oneshot::Receiver<Disposition>,
+}
+
+impl Receipt {
+    fn ready(id: String, d: Disposition) -> Self {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(d);
+        Self { id, outcome: rx }
+    }
+
+    /// Waits for the event's disposition.
+    pub async fn outcome(self) -> Disposition {
+        self.outcome.await.unwrap_or(Disposition::Unfinished)
     }
 }
 
 /// Why an event was not accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
     /// The queue is full (only from [`Dispatcher::try_dispatch`]).
     #[error("the event queue is full")]
@@ -35,37 +84,98 @@ pub enum Refused {
     /// Switchyard is shutting down.
     #[error("switchyard is shutting down")]
     ShuttingDown,
+    /// The journal could not store the event.
+    #[error("{0}")]
+    Journal(JournalError),
 }
 
 impl Dispatcher {
-    /// Wraps the engine's publisher.
-    pub fn new(publisher: EventPublisher<Event, RouteOutcome>) -> Self {
-        Self { publisher }
+    /// A dispatcher over the engine's publisher and the journal. `finishers` tracks the tasks
+    /// that record each event's end, so shutdown can wait for them.
+    pub fn new(publisher: Publisher, journal: Arc<dyn Store>, finishers: TaskTracker) -> Self {
+        Self {
+            publisher,
+            journal,
+            finishers,
+        }
     }
 
-    fn payload(event: Event) -> Payload<Event> {
-        // Routes subscribe to their sources' names as topics.
-        let topic = event.source.clone();
-        Payload::to_topics(event, [topic])
-    }
-
-    /// Queues an event, waiting while the queue is full (backpressure on the source).
-    pub async fn dispatch(&self, event: Event) -> Result<Pending, Refused> {
-        self.publisher
-            .send(Self::payload(event))
+    /// Accepts an event, waiting while the queue is full (backpressure on the source).
+    pub async fn dispatch(&self, event: Event) -> Result<Receipt, Refused> {
+        let permit = self
+            .publisher
+            .reserve()
             .await
-            .map(Pending)
-            .map_err(|_| Refused::ShuttingDown)
+            .map_err(|_| Refused::ShuttingDown)?;
+        self.accept(permit, event).await
     }
 
-    /// Queues an event only if there is room now.
-    pub fn try_dispatch(&self, event: Event) -> Result<Pending, Refused> {
-        self.publisher
-            .try_send(Self::payload(event))
-            .map(Pending)
-            .map_err(|e| match e {
-                TrySendError::Full(_) => Refused::Full,
-                TrySendError::Closed(_) => Refused::ShuttingDown,
-            })
+    /// Accepts an event only if the queue has room now.
+    pub async fn try_dispatch(&self, event: Event) -> Result<Receipt, Refused> {
+        let permit = self.publisher.try_reserve().map_err(|e| match e {
+            switchyard_core::TrySendError::Full(_) => Refused::Full,
+            switchyard_core::TrySendError::Closed(_) => Refused::ShuttingDown,
+        })?;
+        self.accept(permit, event).await
+    }
+
+    /// Queues an event that is already in the journal (recovery after a restart).
+    pub async fn resume(&self, event: Event, settled: Vec<String>) -> Result<Receipt, Refused> {
+        let permit = self
+            .publisher
+            .reserve()
+            .await
+            .map_err(|_| Refused::ShuttingDown)?;
+        Ok(self.queue(permit, Inbound { event, settled }))
+    }
+
+    async fn accept(
+        &self,
+        permit: SendPermit<'_, Inbound, RouteOutcome>,
+        event: Event,
+    ) -> Result<Receipt, Refused> {
+        let settled = match self
+            .journal
+            .accept(&event)
+            .await
+            .map_err(Refused::Journal)?
+        {
+            Accepted::New => Vec::new(),
+            Accepted::Duplicate {
+                status: EventStatus::Pending,
+                settled,
+            } => settled,
+            Accepted::Duplicate { .. } => {
+                tracing::info!(event_id = %event.id, source = %event.source, "event already settled; redelivery acknowledged");
+                return Ok(Receipt::ready(event.id, Disposition::AlreadySettled));
+            }
+        };
+        Ok(self.queue(permit, Inbound { event, settled }))
+    }
+
+    fn queue(&self, permit: SendPermit<'_, Inbound, RouteOutcome>, inbound: Inbound) -> Receipt {
+        let id = inbound.event.id.clone();
+        // Routes subscribe to their sources' names as topics.
+        let topic = inbound.event.source.clone();
+        let handle = permit.send(Payload::to_topics(inbound, [topic]));
+        let (tx, rx) = oneshot::channel();
+        let journal = Arc::clone(&self.journal);
+        let event_id = id.clone();
+        self.finishers.spawn(async move {
+            let all_settled = handle.wait().await.all_ok();
+            let disposition = if !all_settled {
+                Disposition::Unfinished
+            } else {
+                match journal.finish(&event_id).await {
+                    Ok(status) => Disposition::Settled { dead: status == EventStatus::Dead },
+                    Err(e) => {
+                        tracing::error!(event_id = %event_id, error = %e, "cannot record the end of the event; it will be resumed");
+                        Disposition::Unfinished
+                    }
+                }
+            };
+            let _ = tx.send(disposition);
+        });
+        Receipt { id, outcome: rx }
     }
 }

@@ -1,4 +1,5 @@
-//! Standard input: one JSON document per line.
+//! Standard input: one JSON document per line. Each line is journaled before it is queued, so
+//! a restart finishes what was accepted.
 //!
 //! A blank, oversized or malformed line is reported (with its line number) and skipped; end
 //! of input ends this source cleanly, not the process. Lines are read on a dedicated thread
@@ -85,6 +86,11 @@ pub async fn run<R: Read + Send + 'static>(
             }
             sent = dispatch.dispatch(event) => match sent {
                 Ok(_) => tracing::info!(source = %cfg.name, line = n, event_id = %id, "event received"),
+                Err(super::Refused::Journal(e)) => {
+                    // The line cannot be made durable; stopping is better than losing more.
+                    tracing::error!(source = %cfg.name, line = n, event_id = %id, error = %e, "cannot journal the event; stdin source stops");
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(source = %cfg.name, line = n, event_id = %id, error = %e, "event not accepted");
                     break;

@@ -2,11 +2,11 @@
 //!
 //! | answer | when |
 //! |---|---|
-//! | 202 `{"id": ..., "status": "accepted"}` | the event is queued |
+//! | 202 `{"id": ..., "status": "accepted"}` | the event is in the journal and queued |
 //! | 400 | the body is not JSON |
 //! | 404 | no webhook source has that name |
 //! | 413 | the body is over `http.max_body_bytes` |
-//! | 503 + `Retry-After` | the queue is full, or Switchyard is shutting down |
+//! | 503 + `Retry-After` | the queue is full, the journal cannot write, or Switchyard is shutting down |
 //!
 //! A sender's `Idempotency-Key` or CloudEvents `ce-id` header becomes the event id (prefixed
 //! by the hook name), so a retried delivery maps to the same flow run. `ce-type` overrides the
@@ -118,7 +118,7 @@ async fn receive(
     }
     let event = builder.build();
     let id = event.id.clone();
-    match state.dispatch.try_dispatch(event) {
+    match state.dispatch.try_dispatch(event).await {
         Ok(_) => {
             tracing::info!(source = %name, event_id = %id, "event received");
             reply(
@@ -127,7 +127,11 @@ async fn receive(
             )
         }
         Err(refused) => {
-            tracing::warn!(source = %name, event_id = %id, reason = %refused, "event refused, sender should retry");
+            if let Refused::Journal(e) = &refused {
+                tracing::error!(source = %name, event_id = %id, error = %e, "cannot journal the event; refused");
+            } else {
+                tracing::warn!(source = %name, event_id = %id, reason = %refused, "event refused, sender should retry");
+            }
             let mut resp = reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"error": refused.to_string()}),

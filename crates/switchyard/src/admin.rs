@@ -1,0 +1,366 @@
+//! `switchyard events` and `switchyard dlq`: reading the journal, replaying and purging dead
+//! letters. Works whether or not a router is running on the same journal.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use crate::app;
+use crate::config::{self, Loaded};
+use crate::journal::{EventFilter, EventStatus, JournalError, Settlement, SqliteStore, Store};
+use crate::routes::Decision;
+
+/// Which journal: `--journal`, else the config's `journal.path`, else `switchyard.db`.
+#[derive(Debug, Args)]
+pub struct JournalArgs {
+    /// Config file (for the journal path, and the routes and Prefect settings a replay uses).
+    #[arg(long, short = 'c', value_name = "FILE", env = "SWITCHYARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Journal file.
+    #[arg(long, value_name = "PATH", env = "SWITCHYARD_JOURNAL")]
+    pub journal: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `switchyard events ...`
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Recent events, newest first.
+    List {
+        /// Only events in this status.
+        #[arg(long, value_parser = ["pending", "done", "dead"])]
+        status: Option<String>,
+        /// Only events from this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One event with every decision, attempt and run.
+    Show {
+        /// Event id.
+        id: String,
+    },
+}
+
+/// `switchyard dlq ...`
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Open dead letters, newest first.
+    List {
+        /// Include resolved ones.
+        #[arg(long)]
+        all: bool,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One dead letter and its event.
+    Show {
+        /// Dead letter number.
+        id: i64,
+    },
+    /// Run the route again for dead letters (after fixing the cause); needs `--config`.
+    Replay {
+        /// Dead letter numbers.
+        ids: Vec<i64>,
+        /// Every open dead letter.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+    /// Mark dead letters resolved without replaying (their events become prunable).
+    Purge {
+        /// Dead letter numbers.
+        ids: Vec<i64>,
+        /// Every open dead letter.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+}
+
+fn load(args: &JournalArgs) -> Result<(Option<Loaded>, SqliteStore), String> {
+    let loaded = args
+        .config
+        .as_deref()
+        .map(config::load)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let path = args
+        .journal
+        .clone()
+        .or_else(|| loaded.as_ref().map(|l| l.config.journal.path.clone()))
+        .unwrap_or_else(|| PathBuf::from("switchyard.db"));
+    if !Path::new(&path).exists() {
+        return Err(format!(
+            "no journal at {} (pass --journal PATH or --config FILE)",
+            path.display()
+        ));
+    }
+    let store = SqliteStore::open(&path).map_err(|e| e.to_string())?;
+    Ok((loaded, store))
+}
+
+fn print_json<T: Serialize>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("error: {e}"),
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+/// Runs `switchyard events`.
+pub async fn events(args: JournalArgs, cmd: EventsCommand) -> ExitCode {
+    let (_, store) = match load(&args) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    match cmd {
+        EventsCommand::List {
+            status,
+            source,
+            limit,
+        } => {
+            let filter = EventFilter {
+                status: status.as_deref().map(EventStatus::parse),
+                source,
+                limit,
+            };
+            match store.list_events(&filter).await {
+                Ok(list) if args.json => print_json(&list),
+                Ok(list) => {
+                    for e in list {
+                        let runs = if e.runs.is_empty() {
+                            "-".to_string()
+                        } else {
+                            e.runs.join(",")
+                        };
+                        println!(
+                            "{}  {:<7}  {:<40}  {:<12} {:<24} runs: {runs}",
+                            e.accepted_at.format("%Y-%m-%d %H:%M:%S"),
+                            e.status.as_str(),
+                            e.id,
+                            e.source,
+                            e.name
+                        );
+                    }
+                }
+                Err(e) => return fail(e),
+            }
+        }
+        EventsCommand::Show { id } => match store.event(&id).await {
+            Ok(Some(d)) if args.json => print_json(&d),
+            Ok(Some(d)) => {
+                println!(
+                    "event {} ({}) from {} — {}",
+                    d.event.id,
+                    d.event.name,
+                    d.event.source,
+                    d.status.as_str()
+                );
+                println!("  accepted {}", d.accepted_at.to_rfc3339());
+                println!("  payload  {}", d.event.payload);
+                for x in d.decisions {
+                    let what = match x.kind.as_str() {
+                        "run_created" => format!(
+                            "flow run {} ({}) of {}{}",
+                            x.flow_run_id.unwrap_or_default(),
+                            x.flow_run_name.unwrap_or_default(),
+                            x.deployment.unwrap_or_default(),
+                            if x.replayed == Some(true) {
+                                ", already existed"
+                            } else {
+                                ""
+                            }
+                        ),
+                        _ => x.detail.unwrap_or_default(),
+                    };
+                    let attempt = x.attempt.map(|a| format!(" #{a}")).unwrap_or_default();
+                    println!(
+                        "  {}  {:<16} {}{attempt}: {what}",
+                        x.at.format("%H:%M:%S%.3f"),
+                        x.route,
+                        x.kind
+                    );
+                }
+            }
+            Ok(None) => return fail(format!("no event {id:?} in the journal")),
+            Err(e) => return fail(e),
+        },
+    }
+    ExitCode::SUCCESS
+}
+
+/// Runs `switchyard dlq`.
+pub async fn dlq(args: JournalArgs, cmd: DlqCommand) -> ExitCode {
+    let (loaded, store) = match load(&args) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    match cmd {
+        DlqCommand::List { all, limit } => match store.dead_letters(all, limit).await {
+            Ok(list) if args.json => print_json(&list),
+            Ok(list) => {
+                if list.is_empty() {
+                    println!("no dead letters");
+                }
+                for d in list {
+                    println!(
+                        "#{:<5} {}  event {}  route {}  attempts {}{}: {}{}",
+                        d.id,
+                        d.at.format("%Y-%m-%d %H:%M:%S"),
+                        d.event_id,
+                        d.route,
+                        d.attempts,
+                        if d.retryable { " (transient)" } else { "" },
+                        d.reason,
+                        d.resolution.map(|r| format!("  [{r}]")).unwrap_or_default()
+                    );
+                }
+            }
+            Err(e) => return fail(e),
+        },
+        DlqCommand::Show { id } => match store.dead_letter(id).await {
+            Ok(Some(d)) => {
+                let event = store.event(&d.event_id).await.ok().flatten();
+                if args.json {
+                    print_json(&serde_json::json!({"dead_letter": d, "event": event}));
+                } else {
+                    println!("dead letter #{} — route {} — {}", d.id, d.route, d.reason);
+                    if let Some(e) = event {
+                        println!(
+                            "event {} ({}) from {}: {}",
+                            e.event.id, e.event.name, e.event.source, e.event.payload
+                        );
+                    }
+                }
+            }
+            Ok(None) => return fail(format!("no dead letter #{id}")),
+            Err(e) => return fail(e),
+        },
+        DlqCommand::Replay { ids, all } => {
+            let Some(loaded) = loaded else {
+                return fail("replay needs --config FILE (for the routes and Prefect settings)");
+            };
+            return replay(
+                &loaded,
+                &store,
+                match selected(&store, ids, all).await {
+                    Ok(ids) => ids,
+                    Err(e) => return fail(e),
+                },
+            )
+            .await;
+        }
+        DlqCommand::Purge { ids, all } => {
+            let ids = match selected(&store, ids, all).await {
+                Ok(ids) => ids,
+                Err(e) => return fail(e),
+            };
+            for id in &ids {
+                if let Err(e) = store.resolve_dead_letter(*id, "purged").await {
+                    return fail(e);
+                }
+            }
+            println!("purged {} dead letter(s)", ids.len());
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+async fn selected(store: &SqliteStore, ids: Vec<i64>, all: bool) -> Result<Vec<i64>, JournalError> {
+    if all {
+        Ok(store
+            .dead_letters(false, usize::MAX >> 1)
+            .await?
+            .into_iter()
+            .rev()
+            .map(|d| d.id)
+            .collect())
+    } else {
+        Ok(ids)
+    }
+}
+
+async fn replay(loaded: &Loaded, store: &SqliteStore, ids: Vec<i64>) -> ExitCode {
+    let prefect = match app::prefect_client(&loaded.config.prefect) {
+        Ok(p) => p,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    let mut failed = 0;
+    for id in ids {
+        let outcome = replay_one(loaded, store, &prefect, id).await;
+        match outcome {
+            Ok(message) => println!("#{id}: {message}"),
+            Err(message) => {
+                failed += 1;
+                println!("#{id}: replay failed: {message}");
+            }
+        }
+    }
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn replay_one(
+    loaded: &Loaded,
+    store: &SqliteStore,
+    prefect: &switchyard_prefect::PrefectClient,
+    id: i64,
+) -> Result<String, String> {
+    let dl = store
+        .dead_letter(id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("no such dead letter")?;
+    if let Some(r) = dl.resolution {
+        return Ok(format!("already resolved ({r})"));
+    }
+    let event = store
+        .event(&dl.event_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("its event was pruned")?
+        .event;
+    let route = loaded
+        .routes
+        .iter()
+        .find(|r| r.name == dl.route)
+        .ok_or_else(|| format!("route {:?} is not in {}", dl.route, loaded.path.display()))?;
+    let (settlement, resolution) = match route.attempt(&event, prefect).await {
+        Ok(Decision::Ran(run)) => {
+            let note = format!(
+                "replayed: flow run {} ({})",
+                run.flow_run_id, run.flow_run_name
+            );
+            (Settlement::Ran(run), note)
+        }
+        Ok(Decision::Skip(reason)) => (
+            Settlement::Skipped {
+                reason: reason.clone(),
+            },
+            format!("replayed: skipped, {reason}"),
+        ),
+        Err(f) => return Err(f.message),
+    };
+    store
+        .settle(&event.id, &route.name, &settlement)
+        .await
+        .map_err(|e| e.to_string())?;
+    store
+        .resolve_dead_letter(id, &resolution)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(resolution)
+}

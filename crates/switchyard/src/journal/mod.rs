@@ -1,0 +1,257 @@
+//! The journal: what Switchyard knows durably about every event it accepted — the event as
+//! received, each route's decision, every failed attempt, the flow run it led to, and dead
+//! letters with their reason.
+//!
+//! Sources acknowledge only what the journal holds, and a restart finishes every event still
+//! `pending` in it. The [`Store`] trait is the seam: SQLite ([`SqliteStore`], one file, no
+//! setup) today; PostgreSQL for several instances can follow behind the same trait.
+
+mod sqlite;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde::Serialize;
+use switchyard_core::Event;
+
+use crate::actions::RunCreated;
+
+pub use sqlite::SqliteStore;
+
+/// A journal operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JournalError {
+    /// The database could not be opened or migrated.
+    #[error("cannot open the journal at {path}: {message}")]
+    Open {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// A read or write failed.
+    #[error("journal error: {0}")]
+    Db(String),
+    /// The journal was closed.
+    #[error("the journal is closed")]
+    Closed,
+}
+
+/// Where an event stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatus {
+    /// Accepted; not every route has settled yet.
+    Pending,
+    /// Every route settled (skipped or ran).
+    Done,
+    /// Every route settled and at least one dead-lettered.
+    Dead,
+}
+
+impl EventStatus {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Done => "done",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Self {
+        match s {
+            "done" => Self::Done,
+            "dead" => Self::Dead,
+            _ => Self::Pending,
+        }
+    }
+}
+
+/// The result of [`Store::accept`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// First time this id was seen.
+    New,
+    /// The id is already journaled (a redelivery); `settled` lists routes already done.
+    Duplicate {
+        /// Its status.
+        status: EventStatus,
+        /// Routes with a final decision.
+        settled: Vec<String>,
+    },
+}
+
+/// A route's final decision for an event.
+#[derive(Debug, Clone)]
+pub enum Settlement {
+    /// The route did not apply.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// A flow run exists for the event.
+    Ran(RunCreated),
+    /// The route gave up; the reason is kept for `switchyard dlq`.
+    DeadLettered {
+        /// Why.
+        reason: String,
+        /// Whether the cause was transient (Prefect unavailable for too long).
+        retryable: bool,
+        /// Attempts made.
+        attempts: u32,
+    },
+}
+
+/// One line of an event's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    /// The route.
+    pub route: String,
+    /// `skipped`, `run_created`, `attempt_failed`, `dead_lettered`, `replayed`.
+    pub kind: String,
+    /// Reason or error.
+    pub detail: Option<String>,
+    /// The run, for `run_created`.
+    pub flow_run_id: Option<String>,
+    /// Its name.
+    pub flow_run_name: Option<String>,
+    /// The deployment, for `run_created`.
+    pub deployment: Option<String>,
+    /// Whether Prefect returned an existing run.
+    pub replayed: Option<bool>,
+    /// Attempt number, for failures.
+    pub attempt: Option<u32>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// An event in listings.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventSummary {
+    /// Event id.
+    pub id: String,
+    /// Source name.
+    pub source: String,
+    /// Event name.
+    pub name: String,
+    /// Status.
+    pub status: EventStatus,
+    /// When it was accepted.
+    pub accepted_at: DateTime<Utc>,
+    /// Flow runs it led to.
+    pub runs: Vec<String>,
+}
+
+/// An event with its whole history.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventDetail {
+    /// The event.
+    pub event: Event,
+    /// Status.
+    pub status: EventStatus,
+    /// When it was accepted.
+    pub accepted_at: DateTime<Utc>,
+    /// Decisions, oldest first.
+    pub decisions: Vec<Decision>,
+}
+
+/// A dead letter.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    /// Its number.
+    pub id: i64,
+    /// The event.
+    pub event_id: String,
+    /// The route that gave up.
+    pub route: String,
+    /// Why.
+    pub reason: String,
+    /// Whether the cause was transient.
+    pub retryable: bool,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// How it was resolved (`replayed: <run>`, `purged`), if it was.
+    pub resolution: Option<String>,
+}
+
+/// An accepted event that is not finished (see [`Store::pending`]).
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    /// The event.
+    pub event: Event,
+    /// Routes with a final decision already.
+    pub settled: Vec<String>,
+}
+
+/// Filter for [`Store::list_events`].
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only this status.
+    pub status: Option<EventStatus>,
+    /// Only this source.
+    pub source: Option<String>,
+    /// Most rows (newest first).
+    pub limit: usize,
+}
+
+/// How long finished events are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Finished events older than this are deleted.
+    pub max_age: Duration,
+    /// At most this many finished events are kept (oldest go first).
+    pub max_events: u64,
+}
+
+/// Durable storage of events, decisions and dead letters.
+pub trait Store: Send + Sync + 'static {
+    /// Records a received event. Idempotent by event id.
+    fn accept<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<Accepted, JournalError>>;
+    /// Records a failed attempt of a route.
+    fn attempt_failed<'a>(
+        &'a self,
+        event_id: &'a str,
+        route: &'a str,
+        attempt: u32,
+        error: &'a str,
+        retryable: bool,
+    ) -> BoxFuture<'a, Result<(), JournalError>>;
+    /// Records a route's final decision.
+    fn settle<'a>(
+        &'a self,
+        event_id: &'a str,
+        route: &'a str,
+        settlement: &'a Settlement,
+    ) -> BoxFuture<'a, Result<(), JournalError>>;
+    /// Marks the event finished; returns its status (dead if any route dead-lettered).
+    fn finish<'a>(&'a self, event_id: &'a str) -> BoxFuture<'a, Result<EventStatus, JournalError>>;
+    /// Pending events with their settled routes, oldest first (for recovery).
+    fn pending(&self) -> BoxFuture<'_, Result<Vec<PendingEvent>, JournalError>>;
+    /// Events, newest first.
+    fn list_events<'a>(
+        &'a self,
+        filter: &'a EventFilter,
+    ) -> BoxFuture<'a, Result<Vec<EventSummary>, JournalError>>;
+    /// One event with its history.
+    fn event<'a>(&'a self, id: &'a str)
+    -> BoxFuture<'a, Result<Option<EventDetail>, JournalError>>;
+    /// Dead letters, newest first.
+    fn dead_letters(
+        &self,
+        include_resolved: bool,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<DeadLetter>, JournalError>>;
+    /// One dead letter.
+    fn dead_letter(&self, id: i64) -> BoxFuture<'_, Result<Option<DeadLetter>, JournalError>>;
+    /// Marks a dead letter resolved, and the event done when it was its last open one.
+    fn resolve_dead_letter<'a>(
+        &'a self,
+        id: i64,
+        resolution: &'a str,
+    ) -> BoxFuture<'a, Result<(), JournalError>>;
+    /// Deletes finished events past the retention; returns how many.
+    fn prune(&self, retention: Retention) -> BoxFuture<'_, Result<u64, JournalError>>;
+}

@@ -1,0 +1,543 @@
+//! The SQLite journal: one file, WAL mode, a dedicated writer thread.
+//!
+//! Every operation is a job sent to the thread over a bounded channel. The thread takes all
+//! jobs waiting (up to 256), runs each in its own savepoint inside one transaction, commits,
+//! and only then answers them: a caller never hears "stored" before the commit (group commit
+//! keeps this cheap under load). WAL with `synchronous=NORMAL` survives a killed process; only
+//! a power loss can take the last commits.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use futures::future::BoxFuture;
+use rusqlite::{Connection, OptionalExtension, params};
+use switchyard_core::Event;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    Accepted, DeadLetter, Decision, EventDetail, EventFilter, EventStatus, EventSummary,
+    JournalError, PendingEvent, Retention, Settlement, Store,
+};
+
+type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
+/// A job runs against the connection, or is told why it cannot (`Err`), and answers with
+/// whether it succeeded and how to reply once the commit outcome is known.
+type Job = Box<dyn FnOnce(Result<&Connection, &str>) -> (bool, Reply) + Send>;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    name TEXT NOT NULL,
+    occurred TEXT NOT NULL,
+    received TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    status TEXT NOT NULL,
+    accepted_at INTEGER NOT NULL,
+    finished_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS events_status ON events (status, accepted_at);
+CREATE INDEX IF NOT EXISTS events_finished ON events (finished_at);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    route TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT,
+    flow_run_id TEXT,
+    flow_run_name TEXT,
+    deployment TEXT,
+    replayed INTEGER,
+    attempt INTEGER,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_event ON decisions (event_id);
+CREATE TABLE IF NOT EXISTS route_states (
+    event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    route TEXT NOT NULL,
+    status TEXT NOT NULL,
+    PRIMARY KEY (event_id, route)
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    route TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    retryable INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    resolved_at INTEGER,
+    resolution TEXT
+);
+CREATE INDEX IF NOT EXISTS dead_letters_open ON dead_letters (resolved_at, id);
+";
+
+/// The SQLite [`Store`]. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    tx: mpsc::Sender<Job>,
+    path: Arc<str>,
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the journal file.
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        let open_err = |message: String| JournalError::Open {
+            path: path.display().to_string(),
+            message,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        }
+        let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+        )
+        .map_err(|e| open_err(e.to_string()))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| open_err(e.to_string()))?;
+        let version: Option<i64> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(|e| open_err(e.to_string()))?
+            .and_then(|v| v.parse().ok());
+        match version {
+            None => {
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                    params![SCHEMA_VERSION.to_string()],
+                )
+                .map_err(|e| open_err(e.to_string()))?;
+            }
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(open_err(format!(
+                    "schema version {v} is newer than this switchyard understands ({SCHEMA_VERSION})"
+                )));
+            }
+            Some(_) => {}
+        }
+        let (tx, rx) = mpsc::channel::<Job>(1024);
+        std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || writer(conn, rx))
+            .map_err(|e| open_err(e.to_string()))?;
+        Ok(Self {
+            tx,
+            path: Arc::from(path.display().to_string()),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    async fn run<R, F>(&self, f: F) -> Result<R, JournalError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        let (otx, orx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = match conn {
+                Ok(conn) => f(conn).map_err(|e| e.to_string()),
+                Err(why) => Err(why.to_string()),
+            };
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |commit_error| {
+                let r = match (result, commit_error) {
+                    (Ok(v), None) => Ok(v),
+                    (Ok(_), Some(e)) => Err(JournalError::Db(format!("commit failed: {e}"))),
+                    (Err(e), _) => Err(JournalError::Db(e)),
+                };
+                let _ = otx.send(r);
+            });
+            (ok, reply)
+        });
+        self.tx.send(job).await.map_err(|_| JournalError::Closed)?;
+        orx.await.map_err(|_| JournalError::Closed)?
+    }
+}
+
+fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < 256 {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let msg = format!("cannot start a transaction: {e}");
+            for job in jobs {
+                let (_, reply) = job(Err(&msg));
+                reply(None);
+            }
+            continue;
+        }
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let _ = conn.execute_batch("SAVEPOINT job");
+            let (ok, reply) = job(Ok(&conn));
+            if ok {
+                let _ = conn.execute_batch("RELEASE job");
+            } else {
+                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            }
+            replies.push(reply);
+        }
+        let commit = conn.execute_batch("COMMIT").err().map(|e| e.to_string());
+        if commit.is_some() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies {
+            reply(commit.as_deref());
+        }
+    }
+}
+
+fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    let parse_time = |i: usize| -> rusqlite::Result<DateTime<Utc>> {
+        let s: String = r.get(i)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    i,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })
+    };
+    let json = |i: usize| -> rusqlite::Result<serde_json::Value> {
+        let s: String = r.get(i)?;
+        serde_json::from_str(&s).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+        })
+    };
+    Ok(Event {
+        id: r.get(0)?,
+        source: r.get(1)?,
+        name: r.get(2)?,
+        occurred: parse_time(3)?,
+        received: parse_time(4)?,
+        payload: json(5)?,
+        labels: serde_json::from_value(json(6)?).unwrap_or_default(),
+    })
+}
+
+const EVENT_COLUMNS: &str =
+    "id, source, name, occurred, received, payload, labels, status, accepted_at";
+
+fn settled_routes(conn: &Connection, event_id: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT route FROM route_states WHERE event_id = ?1 ORDER BY route")?;
+    stmt.query_map(params![event_id], |r| r.get(0))?.collect()
+}
+
+fn dead_letter_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
+    Ok(DeadLetter {
+        id: r.get(0)?,
+        event_id: r.get(1)?,
+        route: r.get(2)?,
+        reason: r.get(3)?,
+        retryable: r.get::<_, i64>(4)? != 0,
+        attempts: r.get::<_, i64>(5)? as u32,
+        at: from_ms(r.get(6)?),
+        resolution: r.get(7)?,
+    })
+}
+
+const DEAD_LETTER_COLUMNS: &str =
+    "id, event_id, route, reason, retryable, attempts, at, resolution";
+
+impl Store for SqliteStore {
+    fn accept<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<Accepted, JournalError>> {
+        let e = event.clone();
+        Box::pin(async move {
+            let payload =
+                serde_json::to_string(&e.payload).map_err(|x| JournalError::Db(x.to_string()))?;
+            let labels =
+                serde_json::to_string(&e.labels).map_err(|x| JournalError::Db(x.to_string()))?;
+            self.run(move |conn| {
+                let inserted = conn.prepare_cached(
+                    "INSERT INTO events (id, source, name, occurred, received, payload, labels, status, accepted_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8) ON CONFLICT (id) DO NOTHING",
+                )?
+                .execute(params![
+                    e.id,
+                    e.source,
+                    e.name,
+                    e.occurred.to_rfc3339(),
+                    e.received.to_rfc3339(),
+                    payload,
+                    labels,
+                    now_ms()
+                ])?;
+                if inserted == 1 {
+                    return Ok(Accepted::New);
+                }
+                let status: String = conn.query_row("SELECT status FROM events WHERE id = ?1", params![e.id], |r| r.get(0))?;
+                Ok(Accepted::Duplicate { status: EventStatus::parse(&status), settled: settled_routes(conn, &e.id)? })
+            })
+            .await
+        })
+    }
+
+    fn attempt_failed<'a>(
+        &'a self,
+        event_id: &'a str,
+        route: &'a str,
+        attempt: u32,
+        error: &'a str,
+        retryable: bool,
+    ) -> BoxFuture<'a, Result<(), JournalError>> {
+        let (event_id, route, error) = (event_id.to_string(), route.to_string(), error.to_string());
+        Box::pin(self.run(move |conn| {
+            let detail = if retryable { format!("{error} (will retry)") } else { error };
+            conn.prepare_cached(
+                "INSERT INTO decisions (event_id, route, kind, detail, attempt, at) VALUES (?1, ?2, 'attempt_failed', ?3, ?4, ?5)",
+            )?
+            .execute(params![event_id, route, detail, attempt, now_ms()])?;
+            Ok(())
+        }))
+    }
+
+    fn settle<'a>(
+        &'a self,
+        event_id: &'a str,
+        route: &'a str,
+        settlement: &'a Settlement,
+    ) -> BoxFuture<'a, Result<(), JournalError>> {
+        let (event_id, route, s) = (event_id.to_string(), route.to_string(), settlement.clone());
+        Box::pin(self.run(move |conn| {
+            let at = now_ms();
+            let status = match &s {
+                Settlement::Skipped { reason } => {
+                    conn.prepare_cached(
+                        "INSERT INTO decisions (event_id, route, kind, detail, at) VALUES (?1, ?2, 'skipped', ?3, ?4)",
+                    )?
+                    .execute(params![event_id, route, reason, at])?;
+                    "skipped"
+                }
+                Settlement::Ran(run) => {
+                    conn.prepare_cached(
+                        "INSERT INTO decisions (event_id, route, kind, flow_run_id, flow_run_name, deployment, replayed, at)
+                         VALUES (?1, ?2, 'run_created', ?3, ?4, ?5, ?6, ?7)",
+                    )?
+                    .execute(params![
+                        event_id,
+                        route,
+                        run.flow_run_id.to_string(),
+                        run.flow_run_name,
+                        run.deployment,
+                        run.replayed,
+                        at
+                    ])?;
+                    "ran"
+                }
+                Settlement::DeadLettered { reason, retryable, attempts } => {
+                    conn.prepare_cached(
+                        "INSERT INTO decisions (event_id, route, kind, detail, attempt, at) VALUES (?1, ?2, 'dead_lettered', ?3, ?4, ?5)",
+                    )?
+                    .execute(params![event_id, route, reason, attempts, at])?;
+                    conn.prepare_cached(
+                        "INSERT INTO dead_letters (event_id, route, reason, retryable, attempts, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?
+                    .execute(params![event_id, route, reason, retryable, attempts, at])?;
+                    "dead_lettered"
+                }
+            };
+            conn.prepare_cached(
+                "INSERT INTO route_states (event_id, route, status) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (event_id, route) DO UPDATE SET status = excluded.status",
+            )?
+            .execute(params![event_id, route, status])?;
+            Ok(())
+        }))
+    }
+
+    fn finish<'a>(&'a self, event_id: &'a str) -> BoxFuture<'a, Result<EventStatus, JournalError>> {
+        let event_id = event_id.to_string();
+        Box::pin(self.run(move |conn| {
+            let open: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM dead_letters WHERE event_id = ?1 AND resolved_at IS NULL",
+                params![event_id],
+                |r| r.get(0),
+            )?;
+            let status = if open > 0 {
+                EventStatus::Dead
+            } else {
+                EventStatus::Done
+            };
+            conn.prepare_cached("UPDATE events SET status = ?2, finished_at = ?3 WHERE id = ?1")?
+                .execute(params![event_id, status.as_str(), now_ms()])?;
+            Ok(status)
+        }))
+    }
+
+    fn pending(&self) -> BoxFuture<'_, Result<Vec<PendingEvent>, JournalError>> {
+        Box::pin(self.run(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE status = 'pending' ORDER BY accepted_at, rowid"
+            ))?;
+            let events: Vec<Event> = stmt.query_map([], event_from_row)?.collect::<rusqlite::Result<_>>()?;
+            events
+                .into_iter()
+                .map(|e| {
+                    let settled = settled_routes(conn, &e.id)?;
+                    Ok(PendingEvent { event: e, settled })
+                })
+                .collect()
+        }))
+    }
+
+    fn list_events<'a>(
+        &'a self,
+        filter: &'a EventFilter,
+    ) -> BoxFuture<'a, Result<Vec<EventSummary>, JournalError>> {
+        let filter = filter.clone();
+        Box::pin(self.run(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, source, name, status, accepted_at FROM events
+                 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR source = ?2)
+                 ORDER BY accepted_at DESC, rowid DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(
+                params![filter.status.map(EventStatus::as_str), filter.source, filter.limit.max(1) as i64],
+                |r| {
+                    Ok(EventSummary {
+                        id: r.get(0)?,
+                        source: r.get(1)?,
+                        name: r.get(2)?,
+                        status: EventStatus::parse(&r.get::<_, String>(3)?),
+                        accepted_at: from_ms(r.get(4)?),
+                        runs: Vec::new(),
+                    })
+                },
+            )?;
+            let mut out: Vec<EventSummary> = rows.collect::<rusqlite::Result<_>>()?;
+            let mut runs = conn.prepare_cached(
+                "SELECT flow_run_id FROM decisions WHERE event_id = ?1 AND kind = 'run_created' ORDER BY id",
+            )?;
+            for e in &mut out {
+                e.runs = runs.query_map(params![e.id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            }
+            Ok(out)
+        }))
+    }
+
+    fn event<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<EventDetail>, JournalError>> {
+        let id = id.to_string();
+        Box::pin(self.run(move |conn| {
+            let row = conn
+                .query_row(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"), params![id], |r| {
+                    Ok((event_from_row(r)?, r.get::<_, String>(7)?, r.get::<_, i64>(8)?))
+                })
+                .optional()?;
+            let Some((event, status, accepted)) = row else { return Ok(None) };
+            let mut stmt = conn.prepare(
+                "SELECT route, kind, detail, flow_run_id, flow_run_name, deployment, replayed, attempt, at
+                 FROM decisions WHERE event_id = ?1 ORDER BY id",
+            )?;
+            let decisions = stmt
+                .query_map(params![id], |r| {
+                    Ok(Decision {
+                        route: r.get(0)?,
+                        kind: r.get(1)?,
+                        detail: r.get(2)?,
+                        flow_run_id: r.get(3)?,
+                        flow_run_name: r.get(4)?,
+                        deployment: r.get(5)?,
+                        replayed: r.get(6)?,
+                        attempt: r.get::<_, Option<i64>>(7)?.map(|a| a as u32),
+                        at: from_ms(r.get(8)?),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(Some(EventDetail { event, status: EventStatus::parse(&status), accepted_at: from_ms(accepted), decisions }))
+        }))
+    }
+
+    fn dead_letters(
+        &self,
+        include_resolved: bool,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<DeadLetter>, JournalError>> {
+        Box::pin(self.run(move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE (?1 OR resolved_at IS NULL) ORDER BY id DESC LIMIT ?2"
+            ))?;
+            stmt.query_map(params![include_resolved, limit.max(1) as i64], dead_letter_from_row)?.collect()
+        }))
+    }
+
+    fn dead_letter(&self, id: i64) -> BoxFuture<'_, Result<Option<DeadLetter>, JournalError>> {
+        Box::pin(self.run(move |conn| {
+            conn.query_row(
+                &format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = ?1"),
+                params![id],
+                dead_letter_from_row,
+            )
+            .optional()
+        }))
+    }
+
+    fn resolve_dead_letter<'a>(
+        &'a self,
+        id: i64,
+        resolution: &'a str,
+    ) -> BoxFuture<'a, Result<(), JournalError>> {
+        let resolution = resolution.to_string();
+        Box::pin(self.run(move |conn| {
+            conn.execute(
+                "UPDATE dead_letters SET resolved_at = ?2, resolution = ?3 WHERE id = ?1 AND resolved_at IS NULL",
+                params![id, now_ms(), resolution],
+            )?;
+            conn.execute(
+                "UPDATE events SET status = 'done'
+                 WHERE status = 'dead' AND id = (SELECT event_id FROM dead_letters WHERE id = ?1)
+                   AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.event_id = events.id AND d.resolved_at IS NULL)",
+                params![id],
+            )?;
+            Ok(())
+        }))
+    }
+
+    fn prune(&self, retention: Retention) -> BoxFuture<'_, Result<u64, JournalError>> {
+        Box::pin(self.run(move |conn| {
+            let cutoff = now_ms() - retention.max_age.as_millis() as i64;
+            let by_age = conn.execute("DELETE FROM events WHERE status = 'done' AND finished_at <= ?1", params![cutoff])?;
+            let by_count = conn.execute(
+                "DELETE FROM events WHERE id IN (
+                     SELECT id FROM events WHERE status = 'done' ORDER BY finished_at DESC LIMIT -1 OFFSET ?1)",
+                params![retention.max_events as i64],
+            )?;
+            Ok((by_age + by_count) as u64)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,235 @@
+use std::time::Duration;
+
+use serde_json::json;
+use switchyard_core::Event;
+use switchyard_testkit::TempDir;
+use uuid::Uuid;
+
+use super::*;
+use crate::actions::RunCreated;
+
+fn event(id: &str) -> Event {
+    Event::builder("hooks", "order.created", json!({"n": 1}))
+        .id(id)
+        .label("k", "v")
+        .build()
+}
+
+fn run(name: &str) -> Settlement {
+    Settlement::Ran(RunCreated {
+        deployment: "Flow/dep".into(),
+        deployment_id: Uuid::new_v4(),
+        flow_run_id: Uuid::new_v4(),
+        flow_run_name: name.into(),
+        replayed: false,
+    })
+}
+
+#[tokio::test]
+async fn accept_is_idempotent_and_reports_settled_routes() {
+    let dir = TempDir::new("journal");
+    let j = SqliteStore::open(&dir.path().join("j.db")).unwrap();
+    let e = event("e1");
+    assert_eq!(j.accept(&e).await.unwrap(), Accepted::New);
+    j.settle("e1", "a", &run("r1")).await.unwrap();
+    assert_eq!(
+        j.accept(&e).await.unwrap(),
+        Accepted::Duplicate {
+            status: EventStatus::Pending,
+            settled: vec!["a".into()]
+        }
+    );
+    assert_eq!(j.finish("e1").await.unwrap(), EventStatus::Done);
+    assert!(matches!(
+        j.accept(&e).await.unwrap(),
+        Accepted::Duplicate {
+            status: EventStatus::Done,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn pending_events_survive_a_reopen_with_their_settled_routes() {
+    let dir = TempDir::new("journal");
+    let path = dir.path().join("nested/dir/j.db");
+    {
+        let j = SqliteStore::open(&path).unwrap();
+        for id in ["e1", "e2", "e3"] {
+            j.accept(&event(id)).await.unwrap();
+        }
+        j.settle("e1", "a", &run("r1")).await.unwrap();
+        j.finish("e1").await.unwrap();
+        j.settle(
+            "e2",
+            "a",
+            &Settlement::Skipped {
+                reason: "no".into(),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let j = SqliteStore::open(&path).unwrap();
+    let pending = j.pending().await.unwrap();
+    let ids: Vec<_> = pending
+        .iter()
+        .map(|p| (p.event.id.as_str(), p.settled.clone()))
+        .collect();
+    assert_eq!(ids, [("e2", vec!["a".to_string()]), ("e3", vec![])]);
+    assert_eq!(
+        pending[0].event,
+        event("e2").clone_with_times(&pending[0].event)
+    );
+}
+
+trait SameTimes {
+    fn clone_with_times(self, other: &Event) -> Event;
+}
+impl SameTimes for Event {
+    fn clone_with_times(mut self, other: &Event) -> Event {
+        self.occurred = other.occurred;
+        self.received = other.received;
+        self
+    }
+}
+
+#[tokio::test]
+async fn dead_letters_keep_the_reason_and_resolve() {
+    let dir = TempDir::new("journal");
+    let j = SqliteStore::open(&dir.path().join("j.db")).unwrap();
+    j.accept(&event("e1")).await.unwrap();
+    j.attempt_failed("e1", "a", 1, "Prefect unavailable", true)
+        .await
+        .unwrap();
+    let dead = Settlement::DeadLettered {
+        reason: "deployment X/y not found".into(),
+        retryable: false,
+        attempts: 2,
+    };
+    j.settle("e1", "a", &dead).await.unwrap();
+    j.settle("e1", "b", &run("ok")).await.unwrap();
+    assert_eq!(j.finish("e1").await.unwrap(), EventStatus::Dead);
+
+    let open = j.dead_letters(false, 10).await.unwrap();
+    assert_eq!(open.len(), 1);
+    let dl = &open[0];
+    assert_eq!(
+        (
+            dl.event_id.as_str(),
+            dl.route.as_str(),
+            dl.reason.as_str(),
+            dl.retryable,
+            dl.attempts
+        ),
+        ("e1", "a", "deployment X/y not found", false, 2)
+    );
+
+    let detail = j.event("e1").await.unwrap().unwrap();
+    let kinds: Vec<_> = detail
+        .decisions
+        .iter()
+        .map(|d| format!("{}:{}", d.route, d.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["a:attempt_failed", "a:dead_lettered", "b:run_created"]
+    );
+    assert_eq!(detail.status, EventStatus::Dead);
+
+    j.resolve_dead_letter(dl.id, "replayed: run 1")
+        .await
+        .unwrap();
+    assert!(j.dead_letters(false, 10).await.unwrap().is_empty());
+    assert_eq!(
+        j.dead_letter(dl.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .resolution
+            .as_deref(),
+        Some("replayed: run 1")
+    );
+    assert_eq!(
+        j.event("e1").await.unwrap().unwrap().status,
+        EventStatus::Done
+    );
+    assert!(j.event("nope").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn concurrent_writers_are_group_committed() {
+    let dir = TempDir::new("journal");
+    let j = SqliteStore::open(&dir.path().join("j.db")).unwrap();
+    let tasks: Vec<_> = (0..500)
+        .map(|i| {
+            let j = j.clone();
+            tokio::spawn(async move {
+                let e = event(&format!("e{i}"));
+                j.accept(&e).await.unwrap();
+                j.settle(&e.id, "r", &run("x")).await.unwrap();
+                j.finish(&e.id).await.unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), EventStatus::Done);
+    }
+    let listed = j
+        .list_events(&EventFilter {
+            status: Some(EventStatus::Done),
+            source: None,
+            limit: 1000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 500);
+    assert!(listed.iter().all(|e| e.runs.len() == 1));
+}
+
+#[tokio::test]
+async fn retention_prunes_finished_events_only() {
+    let dir = TempDir::new("journal");
+    let j = SqliteStore::open(&dir.path().join("j.db")).unwrap();
+    for i in 0..5 {
+        let id = format!("done{i}");
+        j.accept(&event(&id)).await.unwrap();
+        j.finish(&id).await.unwrap();
+    }
+    j.accept(&event("pending")).await.unwrap();
+    j.accept(&event("dead")).await.unwrap();
+    j.settle(
+        "dead",
+        "a",
+        &Settlement::DeadLettered {
+            reason: "x".into(),
+            retryable: false,
+            attempts: 1,
+        },
+    )
+    .await
+    .unwrap();
+    j.finish("dead").await.unwrap();
+
+    let keep_two = Retention {
+        max_age: Duration::from_secs(3600),
+        max_events: 2,
+    };
+    assert_eq!(j.prune(keep_two).await.unwrap(), 3);
+    let everything = Retention {
+        max_age: Duration::ZERO,
+        max_events: 0,
+    };
+    assert_eq!(j.prune(everything).await.unwrap(), 2);
+    let left: Vec<_> = j
+        .list_events(&EventFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(left, ["dead", "pending"]);
+}

@@ -6,9 +6,10 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::limit::{AdaptiveLimit, RateLimiter};
 use crate::retry::{is_transient, retry_after};
 use crate::types::{
     CreatedRun, Deployment, DeploymentCreate, DeploymentRef, Flow, FlowRun, FlowRunCreate,
@@ -29,9 +30,13 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Retry of transient failures.
     pub retry: RetryPolicy,
-    /// Most write calls in flight at once (default 2): a SQLite-backed server answers 503 to
-    /// concurrent writers, and one or two serial callers get the most runs per second.
+    /// Most write calls in flight at once (default 4). The client starts at one and adapts
+    /// between one and this: more while answers are fast and successful, half as many on
+    /// each overload signal. A SQLite-backed server answers 503 to concurrent writers, so it
+    /// settles near one or two.
     pub max_in_flight: usize,
+    /// At most this many write calls per second (default: unlimited).
+    pub rate_limit: Option<f64>,
 }
 
 impl ClientConfig {
@@ -43,7 +48,8 @@ impl ClientConfig {
             auth_string: None,
             timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
-            max_in_flight: 2,
+            max_in_flight: 4,
+            rate_limit: None,
         }
     }
 
@@ -71,7 +77,8 @@ struct Inner {
     base: Url,
     auth: Option<HeaderValue>,
     retry: RetryPolicy,
-    writes: Semaphore,
+    writes: AdaptiveLimit,
+    rate: Option<RateLimiter>,
     deployments: Mutex<HashMap<DeploymentRef, Arc<Deployment>>>,
 }
 
@@ -108,7 +115,8 @@ impl PrefectClient {
                 base,
                 auth,
                 retry: config.retry,
-                writes: Semaphore::new(config.max_in_flight.max(1)),
+                writes: AdaptiveLimit::new(1, config.max_in_flight.max(1)),
+                rate: config.rate_limit.and_then(RateLimiter::per_second),
                 deployments: Mutex::new(HashMap::new()),
             }),
         })
@@ -117,6 +125,11 @@ impl PrefectClient {
     /// The API base URL.
     pub fn api_url(&self) -> &Url {
         &self.inner.base
+    }
+
+    /// The current adaptive limit on write calls in flight.
+    pub fn in_flight_limit(&self) -> f64 {
+        self.inner.writes.limit()
     }
 
     /// `GET /health`: Ok when the server answers `true`.
@@ -329,22 +342,36 @@ impl PrefectClient {
                 req = req.json(body);
             }
             let outcome = {
-                let _permit = if write {
-                    self.inner.writes.acquire().await.ok()
+                if write && let Some(rate) = &self.inner.rate {
+                    rate.ready().await;
+                }
+                let permit = if write {
+                    Some(self.inner.writes.acquire().await)
                 } else {
                     None
                 };
-                match req.send().await {
+                let started = Instant::now();
+                let result = match req.send().await {
                     Ok(resp) => {
                         let status = resp.status();
                         let headers = resp.headers().clone();
-                        match resp.bytes().await {
-                            Ok(body) => Ok((status, headers, body.to_vec())),
-                            Err(e) => Err(e),
-                        }
+                        resp.bytes()
+                            .await
+                            .map(|body| (status, headers, body.to_vec()))
                     }
                     Err(e) => Err(e),
+                };
+                if let Some(permit) = permit {
+                    match &result {
+                        Ok((status, _, _)) if is_transient(*status) => permit.overloaded(),
+                        Ok((status, _, _)) if status.is_success() => {
+                            permit.succeeded(started.elapsed())
+                        }
+                        Err(e) if !e.is_builder() => permit.overloaded(),
+                        _ => drop(permit),
+                    }
                 }
+                result
             };
             let (reason, after) = match outcome {
                 Ok((status, headers, body)) if is_transient(status) => (

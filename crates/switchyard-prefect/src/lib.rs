@@ -31,11 +31,13 @@
 
 mod client;
 mod error;
+mod limit;
 mod retry;
 mod types;
 
 pub use client::{ClientConfig, PrefectClient};
 pub use error::PrefectError;
+pub use limit::{AdaptiveLimit, LimitPermit, RateLimiter};
 pub use retry::RetryPolicy;
 pub use types::{
     CreatedRun, Deployment, DeploymentCreate, DeploymentRef, Flow, FlowRun, FlowRunCreate,

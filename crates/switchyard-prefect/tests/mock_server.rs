@@ -269,3 +269,37 @@ async fn names_are_path_encoded_and_cached() {
         "/api/deployments/name/Test%20Flow/integration-test"
     );
 }
+
+#[tokio::test]
+async fn calls_in_flight_grow_with_success_and_shrink_on_overload() {
+    let dep = Uuid::new_v4();
+    let mut answers: Vec<Answer> = (0..12).map(|_| (201, vec![], run_json(dep))).collect();
+    answers.push((503, vec![], String::new()));
+    answers.push((201, vec![], run_json(dep)));
+    let s = script(answers);
+    let mut cfg = ClientConfig::new(serve(Arc::clone(&s)).await);
+    cfg.max_in_flight = 8;
+    cfg.retry = RetryPolicy {
+        max_retries: 2,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+        jitter: 0.0,
+    };
+    let c = PrefectClient::new(cfg).unwrap();
+    assert_eq!(c.in_flight_limit(), 1.0, "starts at one call in flight");
+    for _ in 0..12 {
+        c.create_flow_run(&dep, &FlowRunCreate::default())
+            .await
+            .unwrap();
+    }
+    let grown = c.in_flight_limit();
+    assert!(grown > 2.0, "grew on fast successes: {grown}");
+    c.create_flow_run(&dep, &FlowRunCreate::default())
+        .await
+        .unwrap();
+    let shrunk = c.in_flight_limit();
+    assert!(
+        shrunk < grown && shrunk >= grown / 2.0 - 0.01,
+        "halved on the 503: {grown} -> {shrunk}"
+    );
+}

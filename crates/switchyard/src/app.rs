@@ -41,6 +41,7 @@ pub fn prefect_client(cfg: &PrefectConfig) -> anyhow::Result<PrefectClient> {
         c.auth_string = cfg.auth_string.clone();
     }
     c.max_in_flight = cfg.max_in_flight.get();
+    c.rate_limit = cfg.rate_limit;
     c.timeout = cfg.request_timeout;
     c.retry = RetryPolicy {
         max_retries: cfg.max_retries,

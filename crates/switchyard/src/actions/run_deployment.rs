@@ -13,6 +13,9 @@ use crate::template::{TextTemplate, ValueTemplate};
 #[derive(Debug)]
 pub struct RunDeployment {
     deployment: Target,
+    /// Caps for this route alone (the Prefect client applies the global ones).
+    in_flight: Option<tokio::sync::Semaphore>,
+    rate: Option<switchyard_prefect::RateLimiter>,
     parameters: ValueTemplate,
     tags: Vec<String>,
     flow_run_name: Option<TextTemplate>,
@@ -57,7 +60,22 @@ impl RunDeployment {
             .map(TextTemplate::compile)
             .transpose()
             .map_err(|e| ("flow_run_name".to_string(), e))?;
+        let rate = match cfg.rate_limit {
+            None => None,
+            Some(r) => Some(
+                switchyard_prefect::RateLimiter::per_second(r).ok_or_else(|| {
+                    (
+                        "rate_limit".to_string(),
+                        format!("expected a positive number of runs per second, got {r}"),
+                    )
+                })?,
+            ),
+        };
         Ok(Self {
+            in_flight: cfg
+                .max_in_flight
+                .map(|n| tokio::sync::Semaphore::new(n.get())),
+            rate,
             deployment,
             parameters,
             tags: cfg.tags.clone(),
@@ -130,6 +148,13 @@ impl RunDeployment {
             tags,
             idempotency_key: Some(format!("{}:{route}:{}", deployment.id, event.id)),
             name,
+        };
+        if let Some(rate) = &self.rate {
+            rate.ready().await;
+        }
+        let _slot = match &self.in_flight {
+            Some(s) => s.acquire().await.ok(),
+            None => None,
         };
         let (deployment, created) = prefect.run_deployment(&reference, &body).await?;
         Ok(RunCreated {

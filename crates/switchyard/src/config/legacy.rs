@@ -117,6 +117,8 @@ pub(super) fn translate(path: &Path, text: &str) -> Result<Config, ConfigError> 
                 parameters: Value::String("{{ event.payload.payload }}".into()),
                 tags: vec!["prefect-event-router".into()],
                 flow_run_name: None,
+                max_in_flight: None,
+                rate_limit: None,
             }),
         }],
     })

@@ -99,10 +99,14 @@ pub struct PrefectConfig {
     pub api_key: Option<String>,
     /// `user:password` for a self-hosted server with basic auth.
     pub auth_string: Option<String>,
-    /// Most `create_flow_run` calls in flight (default 2; a SQLite-backed server answers 503
-    /// to concurrent writers).
+    /// Most `create_flow_run` calls in flight (default 4). Switchyard starts at one and adapts
+    /// between one and this by Prefect's answers (more while fast and successful, half as
+    /// many on 503/429/timeouts).
     #[serde(default = "default_in_flight")]
     pub max_in_flight: NonZeroUsize,
+    /// At most this many `create_flow_run` calls per second, all routes together (default:
+    /// unlimited).
+    pub rate_limit: Option<f64>,
     /// Timeout of one HTTP attempt (default `30s`).
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -119,6 +123,7 @@ impl Default for PrefectConfig {
             api_key: None,
             auth_string: None,
             max_in_flight: default_in_flight(),
+            rate_limit: None,
             request_timeout: default_request_timeout(),
             max_retries: default_retries(),
         }
@@ -126,7 +131,7 @@ impl Default for PrefectConfig {
 }
 
 fn default_in_flight() -> NonZeroUsize {
-    NonZeroUsize::MIN.saturating_add(1)
+    NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN)
 }
 fn default_request_timeout() -> Duration {
     Duration::from_secs(30)
@@ -400,6 +405,10 @@ pub struct RunDeploymentConfig {
     pub tags: Vec<String>,
     /// Run name template (default: Prefect picks one).
     pub flow_run_name: Option<String>,
+    /// Most runs of this route being created at once (default: no cap beyond the global one).
+    pub max_in_flight: Option<NonZeroUsize>,
+    /// At most this many runs per second from this route (default: unlimited).
+    pub rate_limit: Option<f64>,
 }
 
 fn empty_object() -> Value {

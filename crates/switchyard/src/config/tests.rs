@@ -32,7 +32,7 @@ fn minimal_config_gets_defaults() {
     assert_eq!(l.config.engine.queue_capacity.get(), 1024);
     assert_eq!(l.config.http.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(l.routes[0].sources, ["orders"]);
-    assert_eq!(l.config.prefect.max_in_flight.get(), 2);
+    assert_eq!(l.config.prefect.max_in_flight.get(), 4);
 }
 
 #[test]

@@ -186,14 +186,7 @@ impl PrefectServer {
     }
 
     fn start() -> PrefectServer {
-        let prefect = std::env::var_os("SWITCHYARD_PREFECT")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join(".prefect-venv/bin/prefect"));
-        assert!(
-            prefect.exists(),
-            "Prefect is not installed at {}: run scripts/prefect-env.sh (scripts/test.sh does it)",
-            prefect.display()
-        );
+        let prefect = prefect_executable();
         let home = std::env::temp_dir().join(format!("switchyard-prefect-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&home);
         std::fs::create_dir_all(&home)
@@ -288,6 +281,135 @@ pub fn unique(prefix: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::SeqCst)
     )
+}
+
+fn prefect_executable() -> PathBuf {
+    let prefect = std::env::var_os("SWITCHYARD_PREFECT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".prefect-venv/bin/prefect"));
+    assert!(
+        prefect.exists(),
+        "Prefect is not installed at {}: run scripts/prefect-env.sh (scripts/test.sh does it)",
+        prefect.display()
+    );
+    prefect
+}
+
+/// `prefect server start` on 127.0.0.1:`port`, quiet and offline, its home in `home`.
+fn prefect_command(
+    prefect: &Path,
+    home: &Path,
+    port: u16,
+    out: std::fs::File,
+    err: std::fs::File,
+) -> Command {
+    let mut cmd = Command::new(prefect);
+    cmd.args([
+        "server",
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+    ])
+    .env("PREFECT_HOME", home)
+    .env("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    .env("DO_NOT_TRACK", "1")
+    .env("PREFECT_SERVER_UI_ENABLED", "false")
+    .env("PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED", "false")
+    .env("PREFECT_SERVER_LOG_RETRYABLE_ERRORS", "true")
+    .env_remove("PREFECT_API_URL")
+    .stdin(Stdio::null())
+    .stdout(Stdio::from(out))
+    .stderr(Stdio::from(err));
+    cmd
+}
+
+/// Polls `/api/health` until it answers, panicking with the server log if the process dies
+/// or two minutes pass.
+fn wait_healthy(port: u16, log_path: &Path, alive: impl Fn() -> bool) {
+    let start = Instant::now();
+    loop {
+        if healthy(port) {
+            eprintln!(
+                "prefect server up on port {port} after {:.1}s",
+                start.elapsed().as_secs_f64()
+            );
+            return;
+        }
+        let alive = alive();
+        if !alive || start.elapsed() > Duration::from_secs(120) {
+            let mut log = String::new();
+            let _ = std::fs::File::open(log_path).and_then(|mut f| f.read_to_string(&mut log));
+            panic!("Prefect did not become healthy on port {port} (alive: {alive}); log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A Prefect server owned by one test, which can stop it and start it again on the same port
+/// and database (to test what happens while Prefect is down). Killed when dropped.
+pub struct OwnedPrefect {
+    /// `http://127.0.0.1:PORT/api`.
+    pub api_url: String,
+    port: u16,
+    home: TempDir,
+    process: Option<ChildGuard>,
+}
+
+impl OwnedPrefect {
+    /// Starts a server with a fresh database and waits until it is healthy.
+    pub fn start() -> Self {
+        let port = free_port();
+        let mut me = Self {
+            api_url: format!("http://127.0.0.1:{port}/api"),
+            port,
+            home: TempDir::new("switchyard-owned-prefect"),
+            process: None,
+        };
+        me.restart();
+        me
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after 10 s) and waits until it has exited.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.signal(libc::SIGTERM);
+            let start = Instant::now();
+            while p.child().try_wait().ok().flatten().is_none()
+                && start.elapsed() < Duration::from_secs(10)
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Starts it again (same port, same database) and waits until it is healthy.
+    pub fn restart(&mut self) {
+        self.stop();
+        let log_path = self.home.path().join("server.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap_or_else(|e| panic!("cannot open server log: {e}"));
+        let err = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot clone log handle: {e}"));
+        let mut cmd = prefect_command(
+            &prefect_executable(),
+            &self.home.path().join("home"),
+            self.port,
+            log,
+            err,
+        );
+        let guard =
+            ChildGuard::spawn(&mut cmd).unwrap_or_else(|e| panic!("cannot start Prefect: {e}"));
+        let pid = guard.pid() as i32;
+        self.process = Some(guard);
+        // SAFETY: signal 0 only checks that the process exists.
+        wait_healthy(self.port, &log_path, || unsafe { libc::kill(pid, 0) == 0 });
+    }
 }
 
 /// `GET /api/health` over plain HTTP/1.0 (usable from sync and async tests alike).

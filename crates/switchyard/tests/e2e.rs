@@ -1,158 +1,37 @@
 //! End to end: the `switchyard` binary, driven as a user would (stdin, HTTP, signals), against
 //! a real Prefect server started by the testkit. Every wait is a condition with a deadline.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+mod common;
 
+use std::path::Path;
+
+use common::{DEADLINE, Router, post};
 use serde_json::{Value, json};
-use switchyard_prefect::{ClientConfig, DeploymentCreate, FlowRun, PrefectClient};
-use switchyard_testkit::{ChildGuard, PrefectServer, TempDir, free_port, unique, wait_until};
+use switchyard_prefect::FlowRun;
+use switchyard_testkit::{PrefectServer, TempDir, free_port, unique};
 use uuid::Uuid;
 
-const DEADLINE: Duration = Duration::from_secs(60);
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+fn api() -> &'static str {
+    &PrefectServer::shared().api_url
 }
 
-fn prefect() -> PrefectClient {
-    PrefectClient::new(ClientConfig::new(&PrefectServer::shared().api_url)).unwrap()
-}
-
-/// Registers a flow and a deployment through the REST API; returns the deployment id.
 fn deploy(flow: &str, deployment: &str, schema: Value) -> Uuid {
-    rt().block_on(async {
-        let client = prefect();
-        let flow = client.create_flow(flow).await.unwrap();
-        client
-            .create_deployment(&DeploymentCreate {
-                name: deployment.into(),
-                flow_id: flow.id,
-                enforce_parameter_schema: true,
-                parameter_openapi_schema: Some(schema),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .id
-    })
+    common::deploy(api(), flow, deployment, schema)
 }
 
 fn runs_of(deployment: Uuid) -> Vec<FlowRun> {
-    rt().block_on(
-        prefect()
-            .filter_flow_runs(&json!({"flow_runs": {"deployment_id": {"any_": [deployment]}}})),
-    )
-    .unwrap()
+    common::runs_of(api(), deployment)
 }
 
 fn wait_for_runs(deployment: Uuid, n: usize) -> Vec<FlowRun> {
-    wait_until(
-        &format!("{n} run(s) of deployment {deployment}"),
-        DEADLINE,
-        || {
-            let runs = runs_of(deployment);
-            (runs.len() >= n).then_some(runs)
-        },
-    )
-}
-
-struct Router {
-    process: ChildGuard,
-    log: PathBuf,
-    _dir: TempDir,
-}
-
-impl Router {
-    fn start(config_name: &str, config: &str, extra: &[&str]) -> Self {
-        let dir = TempDir::new("switchyard-e2e");
-        let path = dir.path().join(config_name);
-        std::fs::write(&path, config).unwrap();
-        let log = dir.path().join("switchyard.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
-        cmd.args(["--log-format", "json", "--log-level", "info", "run"])
-            .arg(&path)
-            .args(extra)
-            .env("PREFECT_API_URL", &PrefectServer::shared().api_url)
-            .env("SWITCHYARD_JOURNAL", dir.path().join("journal.db"))
-            .env_remove("RUST_LOG")
-            .env_remove("PREFECT_API_KEY")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        let process = ChildGuard::spawn(&mut cmd).unwrap();
-        Self {
-            process,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn send_line(&mut self, line: &str) {
-        let stdin = self.process.child().stdin.as_mut().unwrap();
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn close_stdin(&mut self) {
-        drop(self.process.child().stdin.take());
-    }
-
-    fn logs(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// Waits for a log line whose fields contain every `(key, substring)` pair.
-    fn wait_for_log(&self, fields: &[(&str, &str)]) -> Value {
-        let what = format!("a log line with {fields:?}");
-        wait_until(&what, DEADLINE, || {
-            self.logs().into_iter().find(|l| {
-                fields.iter().all(|(k, want)| match &l[*k] {
-                    Value::String(s) => s.contains(want),
-                    Value::Null => false,
-                    other => other.to_string().contains(want),
-                })
-            })
-        })
-    }
-
-    fn wait_for_http(&self, port: u16) {
-        wait_until("the webhook server to listen", DEADLINE, || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        });
-    }
-
-    fn stop(mut self, signal: i32) -> Option<i32> {
-        self.process.signal(signal);
-        self.process.wait_exit(Duration::from_secs(30))
-    }
+    common::wait_for_runs(api(), deployment, n)
 }
 
 /// URL, body, headers.
 type Request<'a> = (String, String, Vec<(&'a str, &'a str)>);
 
-fn post(url: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Value) {
-    rt().block_on(async {
-        let mut req = reqwest::Client::new()
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body.to_string());
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    })
+fn start(dir: &Path, name: &str, config: &str, extra: &[&str]) -> Router {
+    Router::start(dir, api(), name, config, extra)
 }
 
 /// The original prefect-event-router's README flow, verbatim: its JSON config, its messages on
@@ -169,7 +48,9 @@ fn original_router_config_and_messages_run_exactly_the_named_deployments() {
         "integration-test",
         json!({"type": "object", "properties": {"name": {"type": "string"}, "count": {"type": "integer"}}, "required": ["name"]}),
     );
-    let mut router = Router::start(
+    let dir = TempDir::new("e2e");
+    let mut router = start(
+        dir.path(),
         "config.json",
         r#"{"threads":[{"publisher_type":"StdInput"}]}"#,
         &[],
@@ -262,7 +143,8 @@ routes:
         note: "{{{{ event.name }}}} via {{{{ event.source }}}}"
 "#
     );
-    let router = Router::start("webhook.yaml", &config, &[]);
+    let dir = TempDir::new("e2e");
+    let router = start(dir.path(), "webhook.yaml", &config, &[]);
     router.wait_for_http(port);
     let hook = format!("http://127.0.0.1:{port}/hooks/orders");
 
@@ -349,7 +231,8 @@ routes:
       parameters: {{count: "{{{{ event.payload.count }}}}"}}
 "#
     );
-    let router = Router::start("strict.yaml", &config, &[]);
+    let dir = TempDir::new("e2e");
+    let router = start(dir.path(), "strict.yaml", &config, &[]);
     router.wait_for_http(port);
     let hook = format!("http://127.0.0.1:{port}/hooks/jobs");
 
@@ -402,7 +285,13 @@ routes:
     action: {{type: run_deployment, deployment: "{flow}/lines", parameters: {{n: "{{{{ event.payload.n }}}}"}}}}
 "#
     );
-    let mut router = Router::start("lines.yaml", &config, &["--exit-when-sources-end"]);
+    let dir = TempDir::new("e2e");
+    let mut router = start(
+        dir.path(),
+        "lines.yaml",
+        &config,
+        &["--exit-when-sources-end"],
+    );
     for n in 1..=5 {
         router.send_line(&format!(r#"{{"n": {n}}}"#));
     }

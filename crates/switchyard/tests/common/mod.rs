@@ -1,0 +1,207 @@
+//! Helpers shared by the black-box tests: drive the `switchyard` binary and read Prefect.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchyard_prefect::{ClientConfig, DeploymentCreate, FlowRun, PrefectClient};
+use switchyard_testkit::{ChildGuard, wait_until};
+use uuid::Uuid;
+
+pub const DEADLINE: Duration = Duration::from_secs(90);
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+pub fn prefect(api: &str) -> PrefectClient {
+    PrefectClient::new(ClientConfig::new(api)).unwrap()
+}
+
+/// Registers a flow and a deployment through the REST API; returns the deployment id.
+pub fn deploy(api: &str, flow: &str, deployment: &str, schema: Value) -> Uuid {
+    rt().block_on(async {
+        let client = prefect(api);
+        let flow = client.create_flow(flow).await.unwrap();
+        client
+            .create_deployment(&DeploymentCreate {
+                name: deployment.into(),
+                flow_id: flow.id,
+                enforce_parameter_schema: true,
+                parameter_openapi_schema: Some(schema),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .id
+    })
+}
+
+/// Every run of a deployment (the API pages by 200).
+pub fn runs_of(api: &str, deployment: Uuid) -> Vec<FlowRun> {
+    rt().block_on(async {
+        let client = prefect(api);
+        let mut all = Vec::new();
+        loop {
+            let page = client
+                .filter_flow_runs(&json!({
+                    "flow_runs": {"deployment_id": {"any_": [deployment]}},
+                    "limit": 200, "offset": all.len()
+                }))
+                .await
+                .unwrap();
+            let done = page.len() < 200;
+            all.extend(page);
+            if done {
+                return all;
+            }
+        }
+    })
+}
+
+pub fn wait_for_runs(api: &str, deployment: Uuid, n: usize) -> Vec<FlowRun> {
+    wait_until(
+        &format!("{n} run(s) of deployment {deployment}"),
+        DEADLINE,
+        || {
+            let runs = runs_of(api, deployment);
+            (runs.len() >= n).then_some(runs)
+        },
+    )
+}
+
+/// POSTs JSON; `(0, Null)` when the connection fails (router down).
+pub fn post(url: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    rt().block_on(async {
+        let mut req = reqwest::Client::new()
+            .post(url)
+            .timeout(Duration::from_secs(30))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        match req.send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                (status, resp.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    })
+}
+
+/// POSTs until the router answers 202 (it may be down or full meanwhile).
+pub fn post_until_accepted(url: &str, body: &str, headers: &[(&str, &str)]) -> Value {
+    wait_until(&format!("202 for {body}"), DEADLINE, || {
+        let (status, answer) = post(url, body, headers);
+        assert!(
+            matches!(status, 0 | 202 | 503),
+            "unexpected HTTP {status}: {answer}"
+        );
+        (status == 202).then_some(answer)
+    })
+}
+
+/// Runs the CLI to completion: `(exit code, stdout, stderr)`.
+pub fn switchyard(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A running `switchyard run`, logging JSON lines to a file in `dir`; the journal is
+/// `dir/journal.db`, so a restart in the same `dir` resumes it.
+pub struct Router {
+    pub process: ChildGuard,
+    log: PathBuf,
+}
+
+impl Router {
+    pub fn start(dir: &Path, api: &str, config_name: &str, config: &str, extra: &[&str]) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = dir.join(config_name);
+        std::fs::write(&path, config).unwrap();
+        let log = dir.join(format!(
+            "switchyard-{}.log",
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        cmd.args(["--log-format", "json", "--log-level", "info", "run"])
+            .arg(&path)
+            .args(extra)
+            .env("PREFECT_API_URL", api)
+            .env("SWITCHYARD_JOURNAL", dir.join("journal.db"))
+            .env_remove("RUST_LOG")
+            .env_remove("PREFECT_API_KEY")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let process = ChildGuard::spawn(&mut cmd).unwrap();
+        Self { process, log }
+    }
+
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.process.child().stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    pub fn close_stdin(&mut self) {
+        drop(self.process.child().stdin.take());
+    }
+
+    pub fn logs(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits for a log line whose fields contain every `(key, substring)` pair.
+    pub fn wait_for_log(&self, fields: &[(&str, &str)]) -> Value {
+        let what = format!("a log line with {fields:?}");
+        wait_until(&what, DEADLINE, || {
+            self.logs().into_iter().find(|l| {
+                fields.iter().all(|(k, want)| match &l[*k] {
+                    Value::String(s) => s.contains(want),
+                    Value::Null => false,
+                    other => other.to_string().contains(want),
+                })
+            })
+        })
+    }
+
+    pub fn wait_for_http(&self, port: u16) {
+        wait_until("the webhook server to listen", DEADLINE, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+    }
+
+    pub fn stop(mut self, signal: i32) -> Option<i32> {
+        self.process.signal(signal);
+        self.process.wait_exit(Duration::from_secs(60))
+    }
+
+    /// `kill -9`: no chance to flush or drain anything.
+    pub fn kill9(mut self) {
+        self.process.signal(libc::SIGKILL);
+        self.process.wait_exit(Duration::from_secs(10));
+    }
+}

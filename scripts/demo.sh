@@ -70,7 +70,7 @@ echo "== switchyard check"
 SWITCHYARD_LISTEN="127.0.0.1:$HOOK_PORT" "$SWITCHYARD" check --online examples/demo.yaml
 
 echo "== running switchyard: flows/sample-events.jsonl on stdin, orders on http://127.0.0.1:$HOOK_PORT/hooks/orders"
-SWITCHYARD_LISTEN="127.0.0.1:$HOOK_PORT" setsid "$SWITCHYARD" run examples/demo.yaml \
+SWITCHYARD_LISTEN="127.0.0.1:$HOOK_PORT" SWITCHYARD_JOURNAL="$WORK/journal.db" setsid "$SWITCHYARD" run examples/demo.yaml \
   <flows/sample-events.jsonl 2>"$WORK/switchyard.log" &
 PIDS+=($!)
 for _ in $(seq 1 100); do
@@ -92,6 +92,9 @@ status=0
 echo
 echo "switchyard's log (decisions and runs):"
 grep -E "event received|flow run started|route failed|malformed|skipped" "$WORK/switchyard.log" | sed 's/^/   /' || true
+echo
+echo "the journal (switchyard events list):"
+"$SWITCHYARD" events --journal "$WORK/journal.db" list | sed 's/^/   /' 
 
 if [ -n "${KEEP:-}" ]; then
   echo

@@ -264,6 +264,21 @@ impl PrefectClient {
         decode(&a, "flow_runs/filter")
     }
 
+    /// `POST /flow_runs/count` with a raw filter body.
+    pub async fn count_flow_runs(&self, filter: &Value) -> Result<u64, PrefectError> {
+        let a = self
+            .call(
+                Method::POST,
+                &["flow_runs", "count"],
+                Some(filter),
+                false,
+                "flow_runs/count",
+            )
+            .await?;
+        expect_ok(&a, "flow_runs/count")?;
+        decode(&a, "flow_runs/count")
+    }
+
     /// `POST /flows/` (an upsert by name).
     pub async fn create_flow(&self, name: &str) -> Result<Flow, PrefectError> {
         let body = serde_json::json!({ "name": name });

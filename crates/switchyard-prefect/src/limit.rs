@@ -9,10 +9,15 @@ use tokio::time::Instant;
 
 /// An additive-increase / multiplicative-decrease limit on calls in flight.
 ///
-/// It starts at `min`. Each success answered no slower than twice the fastest recent answer
-/// adds `1/limit` (so about one more call per round trip of successes); each overload signal
-/// (503, 429, 502, 504, 408, timeout, connection failure) halves it, at most once per
-/// `cooldown`, so a burst of failures from one overload counts once. It never leaves
+/// It starts at `min`. Each success answered about as fast as an unloaded call (within 25 % of
+/// the fastest recent answer) adds `1/limit`, so about one more call per round trip of such
+/// successes. On a CPU-bound server a second call in flight only doubles latency, so the limit
+/// stays where latency says concurrency still pays. Each overload signal (503, 429, 502, 504,
+/// 408, timeout, connection failure) halves it, at most once per `cooldown` so a burst from one
+/// overload counts once, and remembers it: growth is capped below the level that overloaded
+/// until `probe_after` passes with no overload, then the cap rises one call at a time. (A
+/// SQLite-backed Prefect answers 503 to a second concurrent writer: measured, holding one call
+/// in flight gives nearly twice the runs per second of probing for two.) It never leaves
 /// `[min, max]`.
 ///
 /// ```
@@ -30,13 +35,18 @@ pub struct AdaptiveLimit {
     min: f64,
     max: f64,
     cooldown: Duration,
+    probe_after: Duration,
 }
 
 struct State {
     limit: f64,
+    /// Growth stops here; lowered by overloads, raised after quiet periods.
+    cap: f64,
     in_flight: usize,
     fastest: Option<Duration>,
     last_decrease: Option<Instant>,
+    /// Last overload or cap raise.
+    last_event: Option<Instant>,
 }
 
 /// A call slot; report how the call went with [`succeeded`](Self::succeeded) or
@@ -53,14 +63,17 @@ impl AdaptiveLimit {
         Self {
             state: Mutex::new(State {
                 limit: min,
+                cap: max,
                 in_flight: 0,
                 fastest: None,
                 last_decrease: None,
+                last_event: None,
             }),
             freed: Notify::new(),
             min,
             max,
             cooldown: Duration::from_millis(500),
+            probe_after: Duration::from_secs(10),
         }
     }
 
@@ -101,10 +114,19 @@ impl LimitPermit<'_> {
         let owner = self.owner;
         let mut s = owner.lock();
         let fastest = s.fastest.map_or(latency, |f| f.min(latency));
-        // Let the reference drift up slowly so one lucky answer does not pin it forever.
-        s.fastest = Some(fastest + fastest / 100);
-        if latency <= fastest * 2 {
-            s.limit = (s.limit + 1.0 / s.limit).min(owner.max);
+        // Let the reference drift up slowly (about 10 % per 100 answers) so one lucky answer
+        // does not pin it forever.
+        s.fastest = Some(fastest + fastest / 1000);
+        let now = Instant::now();
+        if s.cap < owner.max
+            && s.last_event
+                .is_none_or(|t| now.duration_since(t) >= owner.probe_after)
+        {
+            s.cap = (s.cap + 1.0).min(owner.max);
+            s.last_event = Some(now);
+        }
+        if latency <= fastest + fastest / 4 {
+            s.limit = (s.limit + 1.0 / s.limit).min(s.cap);
         }
     }
 
@@ -113,10 +135,12 @@ impl LimitPermit<'_> {
         let owner = self.owner;
         let mut s = owner.lock();
         let now = Instant::now();
+        s.last_event = Some(now);
         if s.last_decrease
             .is_none_or(|t| now.duration_since(t) >= owner.cooldown)
         {
-            s.limit = (s.limit / 2.0).max(owner.min);
+            s.cap = (s.limit.floor() - 1.0).max(owner.min);
+            s.limit = (s.limit / 2.0).max(owner.min).min(s.cap);
             s.last_decrease = Some(now);
             tracing::info!(limit = s.limit, "Prefect overloaded; fewer calls in flight");
         }
@@ -166,8 +190,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn grows_on_fast_success_and_halves_on_overload() {
         let l = AdaptiveLimit::new(1, 4);
+        let fast = Duration::from_millis(50);
         for _ in 0..20 {
-            l.acquire().await.succeeded(Duration::from_millis(50));
+            l.acquire().await.succeeded(fast);
         }
         assert_eq!(l.limit(), 4.0, "capped at max");
         l.acquire().await.overloaded();
@@ -178,9 +203,17 @@ mod tests {
             2.0,
             "a second signal within the cooldown counts once"
         );
+        for _ in 0..10 {
+            l.acquire().await.succeeded(fast);
+        }
+        assert_eq!(
+            l.limit(),
+            3.0,
+            "growth stays below the level that overloaded"
+        );
         tokio::time::advance(Duration::from_secs(1)).await;
         l.acquire().await.overloaded();
-        assert_eq!(l.limit(), 1.0);
+        assert_eq!(l.limit(), 1.5);
         tokio::time::advance(Duration::from_secs(1)).await;
         l.acquire().await.overloaded();
         assert_eq!(l.limit(), 1.0, "never below min");
@@ -188,6 +221,19 @@ mod tests {
             l.acquire().await.succeeded(Duration::from_millis(500));
         }
         assert_eq!(l.limit(), 1.0, "slow answers do not grow it");
+        for _ in 0..10 {
+            l.acquire().await.succeeded(fast);
+        }
+        assert_eq!(
+            l.limit(),
+            1.0,
+            "after an overload at one call, growth waits for quiet"
+        );
+        tokio::time::advance(Duration::from_secs(11)).await;
+        for _ in 0..10 {
+            l.acquire().await.succeeded(fast);
+        }
+        assert_eq!(l.limit(), 2.0, "then probes one more call");
     }
 
     #[tokio::test(start_paused = true)]

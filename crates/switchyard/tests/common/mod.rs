@@ -98,6 +98,51 @@ pub fn post(url: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Value) {
     })
 }
 
+/// How many runs a deployment has (one cheap `count` call).
+pub fn count_runs(api: &str, deployment: Uuid) -> u64 {
+    rt().block_on(
+        prefect(api)
+            .count_flow_runs(&json!({"flow_runs": {"deployment_id": {"any_": [deployment]}}})),
+    )
+    .unwrap_or(0)
+}
+
+/// A sender with its own runtime and connection pool, for producers that post many events.
+pub struct Poster {
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+}
+
+impl Default for Poster {
+    fn default() -> Self {
+        Self {
+            rt: rt(),
+            http: reqwest::Client::new(),
+        }
+    }
+}
+
+impl Poster {
+    /// POSTs until 202, as [`post_until_accepted`] does.
+    pub fn post_until_accepted(&self, url: &str, body: &str, key: &str) {
+        wait_until(&format!("202 for {body}"), DEADLINE, || {
+            let sent = self.rt.block_on(async {
+                self.http
+                    .post(url)
+                    .timeout(Duration::from_secs(30))
+                    .header("content-type", "application/json")
+                    .header("idempotency-key", key)
+                    .body(body.to_string())
+                    .send()
+                    .await
+            });
+            let status = sent.map(|r| r.status().as_u16()).unwrap_or(0);
+            assert!(matches!(status, 0 | 202 | 503), "unexpected HTTP {status}");
+            (status == 202).then_some(())
+        })
+    }
+}
+
 /// POSTs until the router answers 202 (it may be down or full meanwhile).
 pub fn post_until_accepted(url: &str, body: &str, headers: &[(&str, &str)]) -> Value {
     wait_until(&format!("202 for {body}"), DEADLINE, || {

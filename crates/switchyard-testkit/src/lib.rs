@@ -206,25 +206,7 @@ impl PrefectServer {
         let (tx, rx) = std::sync::mpsc::channel();
         let home2 = home.clone();
         std::thread::spawn(move || {
-            let mut cmd = Command::new(&prefect);
-            cmd.args([
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-            ])
-            .env("PREFECT_HOME", &home2)
-            .env("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-            .env("DO_NOT_TRACK", "1")
-            .env("PREFECT_SERVER_UI_ENABLED", "false")
-            .env("PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED", "false")
-            .env("PREFECT_SERVER_LOG_RETRYABLE_ERRORS", "true")
-            .env_remove("PREFECT_API_URL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err));
+            let mut cmd = prefect_command(&prefect, &home2, port, log, log_err);
             die_with_parent(&mut cmd);
             match cmd.spawn() {
                 Ok(mut child) => {

@@ -90,11 +90,18 @@ pub struct ConfigArg {
 }
 
 impl ConfigArg {
-    fn path(&self) -> Result<PathBuf, String> {
-        self.file
+    /// Loads the config; on failure prints the error and gives the exit code (2).
+    fn load(&self) -> Result<config::Loaded, ExitCode> {
+        let path = self
+            .file
             .clone()
             .or_else(|| self.config.clone())
-            .ok_or_else(|| "no config file: pass FILE or --config FILE".to_string())
+            .ok_or_else(|| "no config file: pass FILE or --config FILE".to_string());
+        path.and_then(|p| config::load(&p).map_err(|e| e.to_string()))
+            .map_err(|e| {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            })
     }
 }
 
@@ -122,16 +129,9 @@ async fn execute(command: Command) -> ExitCode {
             exit_when_sources_end,
             journal,
         } => {
-            let loaded = match config
-                .path()
-                .map_err(|e| e.to_string())
-                .and_then(|p| config::load(&p).map_err(|e| e.to_string()))
-            {
+            let loaded = match config.load() {
                 Ok(l) => l,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             match app::run(
                 loaded,
@@ -159,16 +159,9 @@ async fn execute(command: Command) -> ExitCode {
 }
 
 async fn check(config: ConfigArg, online: bool) -> ExitCode {
-    let loaded = match config
-        .path()
-        .map_err(|e| e.to_string())
-        .and_then(|p| config::load(&p).map_err(|e| e.to_string()))
-    {
+    let loaded = match config.load() {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     println!(
         "{}: OK{}",

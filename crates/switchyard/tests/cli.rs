@@ -1,21 +1,11 @@
 //! The command line without a Prefect server: `--help`, `check` on good and broken configs.
 
-use std::process::Command;
+mod common;
 
 use switchyard_testkit::TempDir;
 
 fn switchyard(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env("PREFECT_API_URL", "http://127.0.0.1:9/api")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::switchyard(args, &[("PREFECT_API_URL", "http://127.0.0.1:9/api")])
 }
 
 fn examples() -> std::path::PathBuf {

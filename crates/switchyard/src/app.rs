@@ -164,6 +164,24 @@ pub async fn run(
                     .spawn(async move { sources::stdin::run(cfg, std::io::stdin(), d, s).await });
             }
             SourceConfig::Webhook(cfg) => hooks.push(cfg.clone()),
+            #[cfg(feature = "redis-streams")]
+            SourceConfig::RedisStreams(cfg) => {
+                let (cfg, d, s) = (cfg.clone(), dispatch.clone(), stop.clone());
+                sources.spawn(sources::redis_streams::run(cfg, d, s));
+            }
+            #[cfg(feature = "nats")]
+            SourceConfig::Nats(cfg) => {
+                let (cfg, d, s) = (cfg.clone(), dispatch.clone(), stop.clone());
+                sources.spawn(sources::nats::run(cfg, d, s));
+            }
+            #[cfg(feature = "amqp")]
+            SourceConfig::Amqp(cfg) => {
+                let (cfg, d, s) = (cfg.clone(), dispatch.clone(), stop.clone());
+                sources.spawn(sources::amqp::run(cfg, d, s));
+            }
+            // Rejected when the config is loaded (the feature is missing from this build).
+            #[allow(unreachable_patterns)]
+            _ => {}
         }
     }
     let serving_http = !hooks.is_empty();

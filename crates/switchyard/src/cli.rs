@@ -175,6 +175,15 @@ async fn check(config: ConfigArg, online: bool) -> ExitCode {
     for s in &loaded.config.sources {
         let kind = match s {
             config::SourceConfig::Stdin(_) => "stdin".to_string(),
+            config::SourceConfig::RedisStreams(r) => {
+                format!("redis stream {} (group {})", r.stream, r.group)
+            }
+            config::SourceConfig::Nats(n) => format!(
+                "nats {:?} {}",
+                n.mode,
+                n.stream.as_deref().unwrap_or_default()
+            ),
+            config::SourceConfig::Amqp(a) => format!("amqp queue {}", a.queue),
             config::SourceConfig::Webhook(w) => format!(
                 "webhook POST http://{}/hooks/{}",
                 loaded.config.http.listen, w.name

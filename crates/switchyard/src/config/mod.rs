@@ -316,6 +316,12 @@ pub enum SourceConfig {
     Stdin(StdinConfig),
     /// `POST /hooks/<name>` on the HTTP server.
     Webhook(WebhookConfig),
+    /// A Redis stream, read through a consumer group (feature `redis-streams`).
+    RedisStreams(RedisStreamsConfig),
+    /// NATS JetStream through a durable pull consumer, or core NATS (feature `nats`).
+    Nats(NatsConfig),
+    /// An AMQP 0.9.1 (RabbitMQ) queue (feature `amqp`).
+    Amqp(AmqpConfig),
 }
 
 impl SourceConfig {
@@ -324,6 +330,19 @@ impl SourceConfig {
         match self {
             Self::Stdin(s) => &s.name,
             Self::Webhook(s) => &s.name,
+            Self::RedisStreams(s) => &s.name,
+            Self::Nats(s) => &s.name,
+            Self::Amqp(s) => &s.name,
+        }
+    }
+
+    /// The cargo feature a source type needs, when that feature was not compiled in.
+    pub fn missing_feature(&self) -> Option<&'static str> {
+        match self {
+            Self::RedisStreams(_) if !cfg!(feature = "redis-streams") => Some("redis-streams"),
+            Self::Nats(_) if !cfg!(feature = "nats") => Some("nats"),
+            Self::Amqp(_) if !cfg!(feature = "amqp") => Some("amqp"),
+            _ => None,
         }
     }
 }
@@ -364,6 +383,163 @@ pub struct WebhookConfig {
     pub name: String,
     /// Event name (default `<name>.received`; a `ce-type` header overrides it).
     pub event: Option<String>,
+}
+
+/// A Redis Streams source: `XREADGROUP` through a consumer group, `XACK` once the event is
+/// settled, entries left pending by a dead consumer reclaimed after `claim_idle`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisStreamsConfig {
+    /// Source name.
+    pub name: String,
+    /// `redis://[user:pass@]host:port[/db]` (default `redis://127.0.0.1:6379`).
+    #[serde(default = "default_redis_url")]
+    pub url: String,
+    /// The stream key.
+    pub stream: String,
+    /// Consumer group (created with MKSTREAM if missing; default `switchyard`).
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// This instance's consumer name; keep it stable across restarts so its pending entries
+    /// are resumed (default: the source name).
+    pub consumer: Option<String>,
+    /// Where a newly created group starts: `earliest` (default: every entry already in the
+    /// stream) or `latest` (only entries added after).
+    #[serde(default)]
+    pub start: StreamStart,
+    /// Entries per read (default 64).
+    #[serde(default = "default_batch")]
+    pub batch: NonZeroUsize,
+    /// Pending entries idle this long are claimed from their consumer (default `60s`).
+    #[serde(default = "default_claim_idle", with = "humantime_serde")]
+    pub claim_idle: Duration,
+    /// Field holding the body (default `payload`); without it, all fields form the payload.
+    #[serde(default = "default_payload_field")]
+    pub payload_field: String,
+    /// How the body decodes (default `json`).
+    #[serde(default)]
+    pub format: crate::sources::PayloadFormat,
+    /// Event name (default `<name>.message`).
+    pub event: Option<String>,
+}
+
+/// Where a new consumer group starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamStart {
+    /// The first entry in the stream.
+    #[default]
+    Earliest,
+    /// Entries added from now on.
+    Latest,
+}
+
+fn default_redis_url() -> String {
+    "redis://127.0.0.1:6379".into()
+}
+fn default_group() -> String {
+    "switchyard".into()
+}
+fn default_batch() -> NonZeroUsize {
+    NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN)
+}
+fn default_claim_idle() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_payload_field() -> String {
+    "payload".into()
+}
+
+/// A NATS source: JetStream (durable pull consumer, explicit ack, nak with delay) or core NATS
+/// subjects (at most once: nothing is redelivered).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Source name.
+    pub name: String,
+    /// Server URL (default `nats://127.0.0.1:4222`).
+    #[serde(default = "default_nats_url")]
+    pub url: String,
+    /// `jetstream` (default) or `core`.
+    #[serde(default)]
+    pub mode: NatsMode,
+    /// JetStream stream name (required for `jetstream`).
+    pub stream: Option<String>,
+    /// Subjects: the stream's subjects when it is created, or the core subscriptions.
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    /// Only these messages of the stream (JetStream filter subject).
+    pub filter_subject: Option<String>,
+    /// Durable consumer name (default `switchyard-<name>`).
+    pub durable: Option<String>,
+    /// Redelivery after this long without an ack (default `30s`).
+    #[serde(default = "default_ack_wait", with = "humantime_serde")]
+    pub ack_wait: Duration,
+    /// Unacknowledged messages at once (default 256).
+    #[serde(default = "default_max_ack_pending")]
+    pub max_ack_pending: NonZeroUsize,
+    /// How the body decodes (default `json`).
+    #[serde(default)]
+    pub format: crate::sources::PayloadFormat,
+    /// Event name (default: the subject).
+    pub event: Option<String>,
+}
+
+/// NATS delivery.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NatsMode {
+    /// JetStream, at least once.
+    #[default]
+    Jetstream,
+    /// Core NATS, at most once.
+    Core,
+}
+
+fn default_nats_url() -> String {
+    "nats://127.0.0.1:4222".into()
+}
+fn default_ack_wait() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_ack_pending() -> NonZeroUsize {
+    NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN)
+}
+
+/// An AMQP 0.9.1 source: manual acks, bounded prefetch; a message that does not decode is
+/// dead-lettered in the journal and rejected without requeue (so a queue with a
+/// dead-letter exchange gets it too).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpConfig {
+    /// Source name.
+    pub name: String,
+    /// `amqp://user:pass@host:port/vhost` (default `amqp://guest:guest@127.0.0.1:5672/%2f`).
+    #[serde(default = "default_amqp_url")]
+    pub url: String,
+    /// Queue to consume.
+    pub queue: String,
+    /// Declare the queue (durable) if it does not exist (default true).
+    #[serde(default = "default_true")]
+    pub declare: bool,
+    /// Unacknowledged deliveries at once (default 64).
+    #[serde(default = "default_prefetch")]
+    pub prefetch: u16,
+    /// How the body decodes (default `json`).
+    #[serde(default)]
+    pub format: crate::sources::PayloadFormat,
+    /// Event name (default: the routing key).
+    pub event: Option<String>,
+}
+
+fn default_amqp_url() -> String {
+    "amqp://guest:guest@127.0.0.1:5672/%2f".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_prefetch() -> u16 {
+    64
 }
 
 /// One route: which events, and what to do.
@@ -514,6 +690,16 @@ fn validate(path: &Path, config: &Config) -> Result<Vec<Route>, ConfigError> {
                 format!("duplicate source name {:?}", s.name()),
             ));
         }
+        if let Some(feature) = s.missing_feature() {
+            return Err(ConfigError::at(
+                path,
+                format!("sources[{i}].type"),
+                format!("this build has no {feature} source; rebuild with `--features {feature}`"),
+            ));
+        }
+        if let Err(e) = check_source(s) {
+            return Err(ConfigError::at(path, format!("sources[{i}].{}", e.0), e.1));
+        }
         if matches!(s, SourceConfig::Stdin(_)) {
             stdin_count += 1;
             if stdin_count > 1 {
@@ -569,6 +755,43 @@ fn validate(path: &Path, config: &Config) -> Result<Vec<Route>, ConfigError> {
         );
     }
     Ok(routes)
+}
+
+/// Source settings serde cannot check: `(key, message)`.
+fn check_source(s: &SourceConfig) -> Result<(), (&'static str, String)> {
+    let scheme = |url: &str, allowed: &[&str]| -> Result<(), (&'static str, String)> {
+        let ok = url
+            .split_once("://")
+            .is_some_and(|(s, rest)| allowed.contains(&s) && !rest.is_empty());
+        if ok {
+            Ok(())
+        } else {
+            Err((
+                "url",
+                format!(
+                    "expected a URL starting with {}, got {url:?}",
+                    allowed.join("://, ") + "://"
+                ),
+            ))
+        }
+    };
+    match s {
+        SourceConfig::RedisStreams(r) => scheme(&r.url, &["redis", "rediss"]),
+        SourceConfig::Amqp(a) => scheme(&a.url, &["amqp", "amqps"]),
+        SourceConfig::Nats(n) => {
+            scheme(&n.url, &["nats", "tls"])?;
+            match n.mode {
+                NatsMode::Jetstream if n.stream.is_none() => {
+                    Err(("stream", "expected the JetStream stream name".into()))
+                }
+                NatsMode::Core if n.subjects.is_empty() => {
+                    Err(("subjects", "expected at least one subject".into()))
+                }
+                _ => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
 }
 
 fn check_name(path: &Path, key: &str, name: &str) -> Result<(), ConfigError> {

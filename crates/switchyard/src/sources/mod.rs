@@ -6,6 +6,12 @@
 //! [`Receipt`] resolves once every route has settled the event durably — the moment an
 //! acknowledging source commits its offset or acks its message.
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
+#[cfg(feature = "nats")]
+pub mod nats;
+#[cfg(feature = "redis-streams")]
+pub mod redis_streams;
 pub mod stdin;
 pub mod webhook;
 
@@ -16,7 +22,7 @@ use switchyard_core::engine::{EventPublisher, Payload, SendPermit};
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
-use crate::journal::{Accepted, EventStatus, JournalError, Store};
+use crate::journal::{Accepted, EventStatus, JournalError, Settlement, Store};
 use crate::routes::RouteOutcome;
 
 /// What travels through the engine: the event and the routes that already settled it (set
@@ -119,6 +125,23 @@ impl Dispatcher {
         self.accept(permit, event).await
     }
 
+    /// Records a message that cannot become an event (it does not decode): the journal keeps it
+    /// as a dead letter of the pseudo-route `decode`, with the reason, so it can be inspected
+    /// and the source can acknowledge it instead of receiving it forever.
+    pub async fn reject(&self, event: Event, reason: &str) -> Result<(), JournalError> {
+        if let Accepted::New = self.journal.accept(&event).await? {
+            let dead = Settlement::DeadLettered {
+                reason: reason.to_string(),
+                retryable: false,
+                attempts: 1,
+            };
+            self.journal.settle(&event.id, "decode", &dead).await?;
+            self.journal.finish(&event.id).await?;
+        }
+        tracing::warn!(event_id = %event.id, source = %event.source, reason, "message does not decode; dead-lettered");
+        Ok(())
+    }
+
     /// Queues an event that is already in the journal (recovery after a restart).
     pub async fn resume(&self, event: Event, settled: Vec<String>) -> Result<Receipt, Refused> {
         let permit = self
@@ -177,5 +200,73 @@ impl Dispatcher {
             let _ = tx.send(disposition);
         });
         Receipt { id, outcome: rx }
+    }
+}
+
+/// A message that did not decode: the event to keep as a dead letter, and why.
+#[derive(Debug)]
+pub struct Undecoded {
+    /// The event, its payload the raw body (see [`undecodable`]).
+    pub event: Box<Event>,
+    /// Why it did not decode.
+    pub reason: String,
+}
+
+/// How a broker message's body becomes the event payload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadFormat {
+    /// JSON (the default); a body that is not JSON is dead-lettered.
+    #[default]
+    Json,
+    /// UTF-8 text, as a JSON string.
+    Text,
+}
+
+impl PayloadFormat {
+    /// Decodes a body.
+    pub fn decode(self, body: &[u8]) -> Result<serde_json::Value, String> {
+        match self {
+            Self::Json => serde_json::from_slice(body).map_err(|e| format!("not valid JSON: {e}")),
+            Self::Text => std::str::from_utf8(body)
+                .map(|s| serde_json::Value::String(s.to_string()))
+                .map_err(|e| format!("not valid UTF-8: {e}")),
+        }
+    }
+}
+
+/// The payload kept for a message that did not decode: the body as text (lossy) and its size.
+pub fn undecodable(body: &[u8]) -> serde_json::Value {
+    serde_json::json!({"undecodable": String::from_utf8_lossy(&body[..body.len().min(64 * 1024)]), "bytes": body.len()})
+}
+
+/// Runs `session` until it returns `Ok` (shutdown) — after an error, waits with exponential
+/// backoff (0.5 s doubling to 30 s) and starts a new session. A session that ran for a while
+/// resets the backoff.
+pub async fn reconnecting<F, Fut>(
+    source: &str,
+    stop: &tokio_util::sync::CancellationToken,
+    mut session: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let mut backoff = std::time::Duration::from_millis(500);
+    loop {
+        let started = tokio::time::Instant::now();
+        match session().await {
+            Ok(()) => return,
+            Err(e) => {
+                if started.elapsed() > std::time::Duration::from_secs(30) {
+                    backoff = std::time::Duration::from_millis(500);
+                }
+                tracing::warn!(source, error = %e, retry_in_ms = backoff.as_millis() as u64, "source disconnected; reconnecting");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+            }
+        }
     }
 }

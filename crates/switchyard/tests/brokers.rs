@@ -1,0 +1,457 @@
+//! The contract every acknowledging broker source passes against its real broker:
+//! N events → N runs; the router killed -9 mid-stream and restarted → nothing lost, nothing
+//! run twice; a malformed message → dead-lettered with its reason and acknowledged (never
+//! redelivered forever); the broker restarted mid-stream → the source reconnects, nothing
+//! lost. Redis and NATS run as private instances (persistent, restartable); RabbitMQ is the
+//! machine's own server with a queue per test.
+#![cfg(all(feature = "redis-streams", feature = "nats", feature = "amqp"))]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{DEADLINE, Router, count_runs, deploy, rt, runs_of, switchyard};
+use serde_json::{Value, json};
+use switchyard_testkit::{ChildGuard, PrefectServer, TempDir, free_port, unique, wait_until};
+use uuid::Uuid;
+
+trait Broker {
+    /// The `sources:` entry for this broker, named `name`.
+    fn source(&self, name: &str) -> String;
+    /// Publishes `{"n": n}` (with a stable message id where the protocol has one).
+    fn publish(&mut self, n: i64);
+    /// Publishes a body that is not JSON.
+    fn publish_raw(&mut self, body: &str);
+    /// Messages not yet acknowledged by the router's consumer (after it stopped).
+    fn unacknowledged(&mut self) -> usize;
+    /// Restarts the broker, keeping its data, if this test controls it.
+    fn restart(&mut self) -> bool;
+}
+
+fn run_contract(broker: &mut dyn Broker) {
+    let api = &PrefectServer::shared().api_url;
+    let flow = unique("Broker");
+    let dep = deploy(
+        api,
+        &flow,
+        "counted",
+        json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}),
+    );
+    let dir = TempDir::new("brokers");
+    let config = format!(
+        "sources:\n  - {}\nroutes:\n  - name: count\n    action: {{type: run_deployment, deployment: \"{flow}/counted\", parameters: {{n: \"{{{{ event.payload.n }}}}\"}}}}\n",
+        broker.source("bus")
+    );
+    let total = 40;
+    let mut router = Router::start(dir.path(), api, "broker.yaml", &config, &[]);
+    for n in 0..15 {
+        broker.publish(n);
+    }
+    broker.publish_raw("this is { not json");
+    wait_until("some runs before the kill", DEADLINE, || {
+        (count_runs(api, dep) >= 5).then_some(())
+    });
+    router.kill9();
+    for n in 15..25 {
+        broker.publish(n);
+    }
+    router = Router::start(dir.path(), api, "broker.yaml", &config, &[]);
+    router.wait_for_log(&[("message", "event received")]);
+    // The broker goes away mid-stream and comes back with its data: the source reconnects
+    // (the NATS client does it transparently; the Redis source starts a new session).
+    broker.restart();
+    for n in 25..total {
+        broker.publish(n);
+    }
+    let runs = common::wait_for_runs(api, dep, total as usize);
+    let mut per_n: BTreeMap<i64, usize> = BTreeMap::new();
+    for r in &runs {
+        *per_n
+            .entry(r.parameters["n"].as_i64().unwrap_or(-1))
+            .or_default() += 1;
+    }
+    assert_eq!(per_n.len(), total as usize, "every event ran: {per_n:?}");
+    assert!(
+        per_n.values().all(|c| *c == 1),
+        "no event ran twice: {per_n:?}"
+    );
+    // The malformed message is a dead letter with its reason...
+    let journal = dir.path().join("journal.db");
+    let env = [("SWITCHYARD_JOURNAL", journal.to_str().unwrap_or_default())];
+    let letters: Vec<Value> = wait_until("the decode dead letter", DEADLINE, || {
+        let (_, out, _) = switchyard(&["dlq", "list", "--json"], &env);
+        serde_json::from_str::<Vec<Value>>(&out)
+            .ok()
+            .filter(|l| !l.is_empty())
+    });
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["route"], "decode");
+    assert!(
+        letters[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("not valid JSON"),
+        "{letters:?}"
+    );
+    // ...and nothing stays unacknowledged once the router has settled everything.
+    wait_until("every message acknowledged", DEADLINE, || {
+        let (_, out, _) = switchyard(&["events", "list", "--status", "pending", "--json"], &env);
+        (out.trim() == "[]").then_some(())
+    });
+    // Redeliveries of what the killed router had received are recognised as settled and
+    // acknowledged: the broker ends with nothing outstanding.
+    wait_until(
+        "the broker to have nothing unacknowledged",
+        DEADLINE,
+        || (broker.unacknowledged() == 0).then_some(()),
+    );
+    assert_eq!(router.stop(libc::SIGTERM), Some(0));
+    assert_eq!(broker.unacknowledged(), 0, "messages left unacknowledged");
+    assert_eq!(runs_of(api, dep).len(), total as usize);
+}
+
+fn spawn(cmd: &mut Command) -> ChildGuard {
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    ChildGuard::spawn(cmd).unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
+}
+
+fn wait_port(port: u16) {
+    wait_until(&format!("port {port}"), DEADLINE, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+}
+
+struct Redis {
+    port: u16,
+    dir: TempDir,
+    server: Option<ChildGuard>,
+    stream: String,
+    conn: redis::Connection,
+}
+
+impl Redis {
+    fn start_server(port: u16, dir: &Path) -> ChildGuard {
+        let g = spawn(Command::new("redis-server").args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--dir",
+            dir.to_str().unwrap_or("."),
+        ]));
+        wait_port(port);
+        g
+    }
+
+    fn new() -> Self {
+        let port = free_port();
+        let dir = TempDir::new("redis");
+        let server = Some(Self::start_server(port, dir.path()));
+        let conn = Self::connect(port);
+        Self {
+            port,
+            dir,
+            server,
+            stream: unique("events"),
+            conn,
+        }
+    }
+
+    fn connect(port: u16) -> redis::Connection {
+        wait_until("redis", DEADLINE, || {
+            redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                .ok()?
+                .get_connection()
+                .ok()
+        })
+    }
+}
+
+impl Broker for Redis {
+    fn source(&self, name: &str) -> String {
+        format!(
+            "{{type: redis_streams, name: {name}, url: \"redis://127.0.0.1:{}\", stream: {}}}",
+            self.port, self.stream
+        )
+    }
+    fn publish(&mut self, n: i64) {
+        let _: String = redis::cmd("XADD")
+            .arg(&self.stream)
+            .arg("*")
+            .arg("payload")
+            .arg(json!({"n": n}).to_string())
+            .query(&mut self.conn)
+            .unwrap();
+    }
+    fn publish_raw(&mut self, body: &str) {
+        let _: String = redis::cmd("XADD")
+            .arg(&self.stream)
+            .arg("*")
+            .arg("payload")
+            .arg(body)
+            .query(&mut self.conn)
+            .unwrap();
+    }
+    fn unacknowledged(&mut self) -> usize {
+        let reply: redis::Value = redis::cmd("XPENDING")
+            .arg(&self.stream)
+            .arg("switchyard")
+            .query(&mut self.conn)
+            .unwrap();
+        match reply {
+            redis::Value::Array(items) => match items.first() {
+                Some(redis::Value::Int(n)) => *n as usize,
+                _ => 0,
+            },
+            _ => 0,
+        }
+    }
+    fn restart(&mut self) -> bool {
+        if let Some(mut s) = self.server.take() {
+            s.signal(libc::SIGTERM);
+            s.wait_exit(Duration::from_secs(20));
+        }
+        self.server = Some(Self::start_server(self.port, self.dir.path()));
+        self.conn = Self::connect(self.port);
+        true
+    }
+}
+
+struct Nats {
+    port: u16,
+    dir: TempDir,
+    server: Option<ChildGuard>,
+    stream: String,
+    rt: tokio::runtime::Runtime,
+    js: Option<async_nats::jetstream::Context>,
+}
+
+impl Nats {
+    fn start_server(port: u16, dir: &Path) -> ChildGuard {
+        let g = spawn(Command::new("nats-server").args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-js",
+            "-sd",
+            dir.to_str().unwrap_or("."),
+        ]));
+        wait_port(port);
+        g
+    }
+
+    fn new() -> Self {
+        let port = free_port();
+        let dir = TempDir::new("nats");
+        let server = Some(Self::start_server(port, dir.path()));
+        let mut me = Self {
+            port,
+            dir,
+            server,
+            stream: unique("EVENTS").replace('-', "_"),
+            rt: rt(),
+            js: None,
+        };
+        me.connect();
+        me.rt.block_on(async {
+            let js = me.js.as_ref().unwrap();
+            js.get_or_create_stream(async_nats::jetstream::stream::Config {
+                name: me.stream.clone(),
+                subjects: vec![format!("{}.>", me.stream)],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        });
+        me
+    }
+
+    fn connect(&mut self) {
+        let url = format!("nats://127.0.0.1:{}", self.port);
+        let js = self.rt.block_on(async {
+            async_nats::jetstream::new(async_nats::connect(url).await.unwrap())
+        });
+        self.js = Some(js);
+    }
+
+    fn send(&mut self, body: String) {
+        let subject = format!("{}.orders", self.stream);
+        let js = self.js.as_ref().unwrap();
+        self.rt.block_on(async {
+            js.publish(subject, body.into())
+                .await
+                .unwrap()
+                .await
+                .unwrap()
+        });
+    }
+}
+
+impl Broker for Nats {
+    fn source(&self, name: &str) -> String {
+        format!(
+            "{{type: nats, name: {name}, url: \"nats://127.0.0.1:{}\", stream: {}, ack_wait: 2s}}",
+            self.port, self.stream
+        )
+    }
+    fn publish(&mut self, n: i64) {
+        self.send(json!({"n": n}).to_string());
+    }
+    fn publish_raw(&mut self, body: &str) {
+        self.send(body.to_string());
+    }
+    fn unacknowledged(&mut self) -> usize {
+        let js = self.js.as_ref().unwrap();
+        let stream = self.stream.clone();
+        self.rt.block_on(async {
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+                .get_stream(&stream)
+                .await
+                .unwrap()
+                .get_consumer("switchyard-bus")
+                .await
+                .unwrap();
+            let info = consumer.info().await.unwrap();
+            info.num_ack_pending + info.num_pending as usize
+        })
+    }
+    fn restart(&mut self) -> bool {
+        if let Some(mut s) = self.server.take() {
+            s.signal(libc::SIGTERM);
+            s.wait_exit(Duration::from_secs(20));
+        }
+        self.server = Some(Self::start_server(self.port, self.dir.path()));
+        self.connect();
+        true
+    }
+}
+
+struct Amqp {
+    queue: String,
+    rt: tokio::runtime::Runtime,
+    channel: lapin::Channel,
+    next_id: usize,
+}
+
+const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+impl Amqp {
+    fn new() -> Self {
+        let rt = rt();
+        let queue = unique("switchyard-test");
+        let channel = rt.block_on(async {
+            let conn = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
+                .await
+                .unwrap();
+            let ch = conn.create_channel().await.unwrap();
+            ch.confirm_select(Default::default()).await.unwrap();
+            let options = lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            };
+            ch.queue_declare(queue.as_str().into(), options, Default::default())
+                .await
+                .unwrap();
+            std::mem::forget(conn); // keep the connection for the channel's life
+            ch
+        });
+        Self {
+            queue,
+            rt,
+            channel,
+            next_id: 0,
+        }
+    }
+
+    fn send(&mut self, body: String) {
+        self.next_id += 1;
+        let props = lapin::BasicProperties::default()
+            .with_message_id(format!("m{}", self.next_id).as_str().into())
+            .with_delivery_mode(2);
+        let (ch, q) = (&self.channel, self.queue.as_str());
+        self.rt.block_on(async {
+            ch.basic_publish(
+                "".into(),
+                q.into(),
+                Default::default(),
+                body.as_bytes(),
+                props,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+        });
+    }
+}
+
+impl Broker for Amqp {
+    fn source(&self, name: &str) -> String {
+        format!(
+            "{{type: amqp, name: {name}, url: \"{AMQP_URL}\", queue: {}}}",
+            self.queue
+        )
+    }
+    fn publish(&mut self, n: i64) {
+        self.send(json!({"n": n}).to_string());
+    }
+    fn publish_raw(&mut self, body: &str) {
+        self.send(body.to_string());
+    }
+    fn unacknowledged(&mut self) -> usize {
+        let (ch, q) = (&self.channel, self.queue.as_str());
+        self.rt.block_on(async {
+            let options = lapin::options::QueueDeclareOptions {
+                passive: true,
+                durable: true,
+                ..Default::default()
+            };
+            ch.queue_declare(q.into(), options, Default::default())
+                .await
+                .unwrap()
+                .message_count() as usize
+        })
+    }
+    fn restart(&mut self) -> bool {
+        false // the machine's shared RabbitMQ is not restarted by tests
+    }
+}
+
+#[test]
+fn redis_streams_contract() {
+    run_contract(&mut Redis::new());
+}
+
+#[test]
+fn nats_jetstream_contract() {
+    run_contract(&mut Nats::new());
+}
+
+#[test]
+fn amqp_contract() {
+    run_contract(&mut Amqp::new());
+}
+
+#[test]
+fn sources_of_types_this_build_lacks_or_bad_urls_are_config_errors() {
+    let dir = TempDir::new("brokers-config");
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, "sources: [{type: redis_streams, name: r, url: \"http://x\", stream: s}]\nroutes: [{name: a, action: {type: run_deployment, deployment: a/b}}]\n").unwrap();
+    let (code, _, err) = switchyard(&["check", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("at `sources[0].url`: expected a URL starting with redis://, rediss://"),
+        "{err}"
+    );
+    let _ = Uuid::nil();
+}

@@ -179,6 +179,16 @@ pub async fn run(
                 let (cfg, d, s) = (cfg.clone(), dispatch.clone(), stop.clone());
                 sources.spawn(sources::amqp::run(cfg, d, s));
             }
+            #[cfg(feature = "mqtt")]
+            SourceConfig::Mqtt(cfg) => {
+                let (cfg, d, s) = (cfg.clone(), dispatch.clone(), stop.clone());
+                sources.spawn(sources::mqtt::run(cfg, d, s));
+            }
+            #[cfg(feature = "zeromq")]
+            SourceConfig::Zeromq(cfg) => {
+                let (cfg, d, s) = (cfg.clone(), dispatch.clone(), stop.clone());
+                sources.spawn(sources::zeromq::run(cfg, d, s));
+            }
             // Rejected when the config is loaded (the feature is missing from this build).
             #[allow(unreachable_patterns)]
             _ => {}

@@ -184,6 +184,8 @@ async fn check(config: ConfigArg, online: bool) -> ExitCode {
                 n.stream.as_deref().unwrap_or_default()
             ),
             config::SourceConfig::Amqp(a) => format!("amqp queue {}", a.queue),
+            config::SourceConfig::Mqtt(m) => format!("mqtt {} {:?}", m.url, m.topics),
+            config::SourceConfig::Zeromq(z) => format!("zeromq {:?} {}", z.socket, z.endpoint),
             config::SourceConfig::Webhook(w) => format!(
                 "webhook POST http://{}/hooks/{}",
                 loaded.config.http.listen, w.name

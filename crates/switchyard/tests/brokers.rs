@@ -4,7 +4,13 @@
 //! redelivered forever); the broker restarted mid-stream → the source reconnects, nothing
 //! lost. Redis and NATS run as private instances (persistent, restartable); RabbitMQ is the
 //! machine's own server with a queue per test.
-#![cfg(all(feature = "redis-streams", feature = "nats", feature = "amqp"))]
+#![cfg(all(
+    feature = "redis-streams",
+    feature = "nats",
+    feature = "amqp",
+    feature = "mqtt",
+    feature = "zeromq"
+))]
 
 mod common;
 
@@ -29,6 +35,11 @@ trait Broker {
     fn unacknowledged(&mut self) -> usize;
     /// Restarts the broker, keeping its data, if this test controls it.
     fn restart(&mut self) -> bool;
+    /// A log message to wait for before the first publish (a broker that keeps messages only
+    /// for existing subscriptions).
+    fn ready_log(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 fn run_contract(broker: &mut dyn Broker) {
@@ -47,6 +58,9 @@ fn run_contract(broker: &mut dyn Broker) {
     );
     let total = 40;
     let mut router = Router::start(dir.path(), api, "broker.yaml", &config, &[]);
+    if let Some(message) = broker.ready_log() {
+        router.wait_for_log(&[("message", message)]);
+    }
     for n in 0..15 {
         broker.publish(n);
     }
@@ -425,6 +439,107 @@ impl Broker for Amqp {
     fn restart(&mut self) -> bool {
         false // the machine's shared RabbitMQ is not restarted by tests
     }
+}
+
+/// The machine's Mosquitto; messages published with `mosquitto_pub` at QoS 1.
+struct Mqtt {
+    base: String,
+}
+
+impl Mqtt {
+    fn send(&self, body: &str) {
+        let status = Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                "1883",
+                "-q",
+                "1",
+                "-t",
+                &format!("{}/orders", self.base),
+                "-m",
+                body,
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Broker for Mqtt {
+    fn source(&self, name: &str) -> String {
+        format!(
+            "{{type: mqtt, name: {name}, url: \"mqtt://127.0.0.1:1883\", topics: [\"{}/+\"], client_id: {}, id_field: /n}}",
+            self.base, self.base
+        )
+    }
+    fn publish(&mut self, n: i64) {
+        self.send(&json!({"n": n}).to_string());
+    }
+    fn publish_raw(&mut self, body: &str) {
+        self.send(body);
+    }
+    fn unacknowledged(&mut self) -> usize {
+        0 // not observable from outside the broker; the run counts above are the check
+    }
+    fn ready_log(&self) -> Option<&'static str> {
+        Some("subscribed")
+    }
+    fn restart(&mut self) -> bool {
+        false // the machine's shared Mosquitto is not restarted by tests
+    }
+}
+
+#[test]
+fn mqtt_contract() {
+    run_contract(&mut Mqtt {
+        base: unique("switchyard-test"),
+    });
+}
+
+#[test]
+fn zeromq_pull_delivers_at_most_once_and_dead_letters_what_does_not_decode() {
+    use zeromq::{Socket, SocketSend};
+    let api = PrefectServer::shared().api_url.clone();
+    let flow = unique("Zmq");
+    let dep = deploy(
+        &api,
+        &flow,
+        "counted",
+        json!({"type": "object", "properties": {"n": {"type": "integer"}}}),
+    );
+    let dir = TempDir::new("zmq");
+    let port = free_port();
+    let config = format!(
+        "sources:\n  - {{type: zeromq, name: zmq, endpoint: \"tcp://127.0.0.1:{port}\", socket: pull, bind: true}}\nroutes:\n  - name: count\n    action: {{type: run_deployment, deployment: \"{flow}/counted\", parameters: {{n: \"{{{{ event.payload.n }}}}\"}}}}\n"
+    );
+    let router = Router::start(dir.path(), &api, "zmq.yaml", &config, &[]);
+    router.wait_for_log(&[("message", "ZeroMQ PULL socket ready")]);
+    // The socket stays inside a running async context until the runs are seen: a ZeroMQ
+    // socket only flushes while its runtime drives it, and dropping it drops what is unsent.
+    let api2 = api.clone();
+    let runs = rt().block_on(async move {
+        let mut push = zeromq::PushSocket::new();
+        push.connect(&format!("tcp://127.0.0.1:{port}"))
+            .await
+            .unwrap();
+        for n in 0..10 {
+            push.send(json!({"n": n}).to_string().into()).await.unwrap();
+        }
+        push.send("not json".into()).await.unwrap();
+        let runs = tokio::task::spawn_blocking(move || common::wait_for_runs(&api2, dep, 10)).await;
+        drop(push);
+        runs.unwrap()
+    });
+    let mut ns: Vec<i64> = runs
+        .iter()
+        .map(|r| r.parameters["n"].as_i64().unwrap_or(-1))
+        .collect();
+    ns.sort_unstable();
+    assert_eq!(ns, (0..10).collect::<Vec<_>>());
+    router.wait_for_log(&[("message", "message does not decode; dead-lettered")]);
+    assert_eq!(router.stop(libc::SIGTERM), Some(0));
 }
 
 #[test]

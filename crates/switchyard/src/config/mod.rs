@@ -322,6 +322,10 @@ pub enum SourceConfig {
     Nats(NatsConfig),
     /// An AMQP 0.9.1 (RabbitMQ) queue (feature `amqp`).
     Amqp(AmqpConfig),
+    /// MQTT topics, QoS 1 on a persistent session (feature `mqtt`).
+    Mqtt(MqttConfig),
+    /// A ZeroMQ SUB or PULL socket, at most once (feature `zeromq`).
+    Zeromq(ZmqConfig),
 }
 
 impl SourceConfig {
@@ -333,6 +337,8 @@ impl SourceConfig {
             Self::RedisStreams(s) => &s.name,
             Self::Nats(s) => &s.name,
             Self::Amqp(s) => &s.name,
+            Self::Mqtt(s) => &s.name,
+            Self::Zeromq(s) => &s.name,
         }
     }
 
@@ -342,6 +348,8 @@ impl SourceConfig {
             Self::RedisStreams(_) if !cfg!(feature = "redis-streams") => Some("redis-streams"),
             Self::Nats(_) if !cfg!(feature = "nats") => Some("nats"),
             Self::Amqp(_) if !cfg!(feature = "amqp") => Some("amqp"),
+            Self::Mqtt(_) if !cfg!(feature = "mqtt") => Some("mqtt"),
+            Self::Zeromq(_) if !cfg!(feature = "zeromq") => Some("zeromq"),
             _ => None,
         }
     }
@@ -540,6 +548,69 @@ fn default_true() -> bool {
 }
 fn default_prefetch() -> u16 {
     64
+}
+
+/// An MQTT source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Source name.
+    pub name: String,
+    /// `mqtt://host[:port]` (default `mqtt://127.0.0.1:1883`).
+    #[serde(default = "default_mqtt_url")]
+    pub url: String,
+    /// Topic filters (wildcards `+` and `#` allowed).
+    pub topics: Vec<String>,
+    /// Client id; keep it fixed so the broker keeps the session (default `switchyard-<name>`).
+    pub client_id: Option<String>,
+    /// User name.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// JSON pointer to a stable id in the payload (e.g. `/id`), so redeliveries are recognised.
+    pub id_field: Option<String>,
+    /// How the body decodes (default `json`).
+    #[serde(default)]
+    pub format: crate::sources::PayloadFormat,
+    /// Event name (default: the topic).
+    pub event: Option<String>,
+}
+
+fn default_mqtt_url() -> String {
+    "mqtt://127.0.0.1:1883".into()
+}
+
+/// A ZeroMQ source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZmqConfig {
+    /// Source name.
+    pub name: String,
+    /// `tcp://host:port`.
+    pub endpoint: String,
+    /// `sub` or `pull`.
+    pub socket: ZmqSocket,
+    /// Bind the endpoint instead of connecting to it (default false).
+    #[serde(default)]
+    pub bind: bool,
+    /// SUB prefixes (default: everything).
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+    /// How the body decodes (default `json`).
+    #[serde(default)]
+    pub format: crate::sources::PayloadFormat,
+    /// Event name (default: the topic frame, else `<name>.message`).
+    pub event: Option<String>,
+}
+
+/// ZeroMQ socket type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZmqSocket {
+    /// Subscriber.
+    Sub,
+    /// Pull (pipeline).
+    Pull,
 }
 
 /// One route: which events, and what to do.
@@ -778,6 +849,20 @@ fn check_source(s: &SourceConfig) -> Result<(), (&'static str, String)> {
     match s {
         SourceConfig::RedisStreams(r) => scheme(&r.url, &["redis", "rediss"]),
         SourceConfig::Amqp(a) => scheme(&a.url, &["amqp", "amqps"]),
+        SourceConfig::Mqtt(m) => {
+            scheme(&m.url, &["mqtt", "tcp"])?;
+            if m.topics.is_empty() {
+                return Err(("topics", "expected at least one topic filter".into()));
+            }
+            match &m.id_field {
+                Some(p) if !p.starts_with('/') => Err((
+                    "id_field",
+                    format!("expected a JSON pointer such as \"/id\", got {p:?}"),
+                )),
+                _ => Ok(()),
+            }
+        }
+        SourceConfig::Zeromq(z) => scheme(&z.endpoint, &["tcp"]).map_err(|(_, m)| ("endpoint", m)),
         SourceConfig::Nats(n) => {
             scheme(&n.url, &["nats", "tls"])?;
             match n.mode {

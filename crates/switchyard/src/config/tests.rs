@@ -63,7 +63,7 @@ fn errors_name_the_file_the_key_and_the_expectation() {
         ),
         (
             MINIMAL.replace("type: webhook", "type: kafka"),
-            "unknown variant `kafka`, expected `stdin` or `webhook`",
+            "unknown variant `kafka`, expected one of `stdin`, `webhook`, `redis_streams`, `nats`, `amqp`, `mqtt`, `zeromq`",
         ),
         (
             format!("engine: {{queue_capacity: 0}}\n{MINIMAL}"),

@@ -8,12 +8,16 @@
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 #[cfg(feature = "nats")]
 pub mod nats;
 #[cfg(feature = "redis-streams")]
 pub mod redis_streams;
 pub mod stdin;
 pub mod webhook;
+#[cfg(feature = "zeromq")]
+pub mod zeromq;
 
 use std::sync::Arc;
 

@@ -1,0 +1,135 @@
+//! MQTT: QoS 1 subscriptions on a persistent session (fixed client id, `clean_session`
+//! off) with manual acknowledgement — a PUBACK is sent only once the event is settled in the
+//! journal, so the broker redelivers what a crashed router had not finished, and queues what
+//! arrives while it is away.
+//!
+//! The broker keeps messages only for subscriptions that exist: start Switchyard (once) before
+//! publishers, so its persistent session is there to queue for it.
+//!
+//! MQTT messages carry no id that survives a redelivery, so set `id_field` (a JSON pointer
+//! into the payload, e.g. `/id`) when the payload has one: a redelivered message is then the
+//! same event and finds the run it already started. Without it every delivery is a new event.
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
+use switchyard_core::Event;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Dispatcher, Disposition, reconnecting, undecodable};
+use crate::config::MqttConfig;
+
+/// Consumes until `stop`.
+pub async fn run(cfg: MqttConfig, dispatch: Dispatcher, stop: CancellationToken) {
+    let acks = TaskTracker::new();
+    reconnecting(&cfg.name, &stop, || session(&cfg, &dispatch, &stop, &acks)).await;
+    acks.close();
+    acks.wait().await;
+}
+
+/// `mqtt://host[:port]` → (host, port).
+pub fn host_port(url: &str) -> Option<(String, u16)> {
+    let rest = url
+        .strip_prefix("mqtt://")
+        .or_else(|| url.strip_prefix("tcp://"))?;
+    let rest = rest.trim_end_matches('/');
+    match rest.rsplit_once(':') {
+        Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
+        None if !rest.is_empty() => Some((rest.to_string(), 1883)),
+        None => None,
+    }
+}
+
+async fn session(
+    cfg: &MqttConfig,
+    dispatch: &Dispatcher,
+    stop: &CancellationToken,
+    acks: &TaskTracker,
+) -> Result<(), String> {
+    let (host, port) =
+        host_port(&cfg.url).ok_or_else(|| format!("invalid MQTT URL {:?}", cfg.url))?;
+    let client_id = cfg
+        .client_id
+        .clone()
+        .unwrap_or_else(|| format!("switchyard-{}", cfg.name));
+    let mut opts = MqttOptions::new(client_id.clone(), host, port);
+    opts.set_clean_session(false);
+    opts.set_manual_acks(true);
+    opts.set_keep_alive(Duration::from_secs(30));
+    if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
+        opts.set_credentials(user, pass);
+    }
+    let (client, mut events) = AsyncClient::new(opts, 64);
+    let name = cfg.event.clone();
+    loop {
+        let next = tokio::select! {
+            _ = stop.cancelled() => {
+                let _ = client.disconnect().await;
+                return Ok(());
+            }
+            e = events.poll() => e,
+        };
+        match next.map_err(|e| format!("MQTT connection failed: {e}"))? {
+            MqttEvent::Incoming(Packet::ConnAck(ack)) => {
+                tracing::info!(source = %cfg.name, %client_id, session_present = ack.session_present, "connected to MQTT broker");
+                for topic in &cfg.topics {
+                    client
+                        .subscribe(topic.clone(), QoS::AtLeastOnce)
+                        .await
+                        .map_err(|e| format!("cannot subscribe to {topic}: {e}"))?;
+                }
+            }
+            MqttEvent::Incoming(Packet::SubAck(_)) => {
+                tracing::info!(source = %cfg.name, topics = ?cfg.topics, "subscribed");
+            }
+            MqttEvent::Incoming(Packet::Publish(publish)) => {
+                let topic = publish.topic.clone();
+                let event_name = name.clone().unwrap_or_else(|| topic.clone());
+                let make = |payload: serde_json::Value| {
+                    let mut b = Event::builder(&cfg.name, &event_name, payload.clone())
+                        .label("mqtt.topic", &topic);
+                    if let Some(id) = cfg.id_field.as_deref().and_then(|p| payload.pointer(p)) {
+                        let id = id
+                            .as_str()
+                            .map(String::from)
+                            .unwrap_or_else(|| id.to_string());
+                        b = b.id(format!("{}:{id}", cfg.name));
+                    }
+                    b.build()
+                };
+                match cfg.format.decode(&publish.payload) {
+                    Err(reason) => {
+                        dispatch
+                            .reject(make(undecodable(&publish.payload)), &reason)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        client
+                            .ack(&publish)
+                            .await
+                            .map_err(|e| format!("ack failed: {e}"))?;
+                    }
+                    Ok(payload) => {
+                        let event = make(payload);
+                        let id = event.id.clone();
+                        let receipt = dispatch.dispatch(event).await.map_err(|e| e.to_string())?;
+                        tracing::info!(source = %cfg.name, event_id = %id, %topic, "event received");
+                        let client = client.clone();
+                        acks.spawn(async move {
+                            match receipt.outcome().await {
+                                Disposition::Settled { .. } | Disposition::AlreadySettled => {
+                                    if let Err(e) = client.ack(&publish).await {
+                                        tracing::warn!(event_id = %id, error = %e, "MQTT ack failed; the broker will redeliver");
+                                    }
+                                }
+                                // No PUBACK: the broker redelivers it on the next session.
+                                Disposition::Unfinished => {}
+                            }
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

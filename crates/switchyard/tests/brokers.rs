@@ -251,7 +251,12 @@ struct Nats {
 
 impl Nats {
     fn start_server(port: u16, dir: &Path) -> ChildGuard {
-        let g = spawn(Command::new("nats-server").args([
+        let bin = if Path::new("/usr/sbin/nats-server").exists() {
+            "/usr/sbin/nats-server"
+        } else {
+            "nats-server"
+        };
+        let g = spawn(Command::new(bin).args([
             "-a",
             "127.0.0.1",
             "-p",

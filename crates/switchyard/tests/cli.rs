@@ -33,6 +33,7 @@ fn check_accepts_every_example() {
         "webhook.yaml",
         "stdin.yaml",
         "demo.yaml",
+        "brokers.yaml",
         "prefect-event-router.json",
     ] {
         let path = examples().join(name);

@@ -166,28 +166,43 @@ pub async fn run(
             SourceConfig::Webhook(cfg) => hooks.push(cfg.clone()),
             #[cfg(feature = "redis-streams")]
             SourceConfig::RedisStreams(cfg) => {
-                let (cfg, d, s) = (cfg.clone(), dispatch.clone(), stop.clone());
-                sources.spawn(sources::redis_streams::run(cfg, d, s));
+                sources.spawn(sources::redis_streams::run(
+                    cfg.clone(),
+                    dispatch.clone(),
+                    stop.clone(),
+                ));
             }
             #[cfg(feature = "nats")]
             SourceConfig::Nats(cfg) => {
-                let (cfg, d, s) = (cfg.clone(), dispatch.clone(), stop.clone());
-                sources.spawn(sources::nats::run(cfg, d, s));
+                sources.spawn(sources::nats::run(
+                    cfg.clone(),
+                    dispatch.clone(),
+                    stop.clone(),
+                ));
             }
             #[cfg(feature = "amqp")]
             SourceConfig::Amqp(cfg) => {
-                let (cfg, d, s) = (cfg.clone(), dispatch.clone(), stop.clone());
-                sources.spawn(sources::amqp::run(cfg, d, s));
+                sources.spawn(sources::amqp::run(
+                    cfg.clone(),
+                    dispatch.clone(),
+                    stop.clone(),
+                ));
             }
             #[cfg(feature = "mqtt")]
             SourceConfig::Mqtt(cfg) => {
-                let (cfg, d, s) = (cfg.clone(), dispatch.clone(), stop.clone());
-                sources.spawn(sources::mqtt::run(cfg, d, s));
+                sources.spawn(sources::mqtt::run(
+                    cfg.clone(),
+                    dispatch.clone(),
+                    stop.clone(),
+                ));
             }
             #[cfg(feature = "zeromq")]
             SourceConfig::Zeromq(cfg) => {
-                let (cfg, d, s) = (cfg.clone(), dispatch.clone(), stop.clone());
-                sources.spawn(sources::zeromq::run(cfg, d, s));
+                sources.spawn(sources::zeromq::run(
+                    cfg.clone(),
+                    dispatch.clone(),
+                    stop.clone(),
+                ));
             }
             // Rejected when the config is loaded (the feature is missing from this build).
             #[allow(unreachable_patterns)]

@@ -7,6 +7,7 @@ cd "$ROOT"
 
 bash scripts/prefect-env.sh
 bash scripts/brokers-env.sh
+bash scripts/kafka-env.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

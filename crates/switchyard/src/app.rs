@@ -196,6 +196,14 @@ pub async fn run(
                     stop.clone(),
                 ));
             }
+            #[cfg(feature = "kafka")]
+            SourceConfig::Kafka(cfg) => {
+                sources.spawn(sources::kafka::run(
+                    cfg.clone(),
+                    dispatch.clone(),
+                    stop.clone(),
+                ));
+            }
             #[cfg(feature = "zeromq")]
             SourceConfig::Zeromq(cfg) => {
                 sources.spawn(sources::zeromq::run(

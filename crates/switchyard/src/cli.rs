@@ -185,6 +185,9 @@ async fn check(config: ConfigArg, online: bool) -> ExitCode {
             ),
             config::SourceConfig::Amqp(a) => format!("amqp queue {}", a.queue),
             config::SourceConfig::Mqtt(m) => format!("mqtt {} {:?}", m.url, m.topics),
+            config::SourceConfig::Kafka(k) => {
+                format!("kafka {} {:?} (group {})", k.brokers, k.topics, k.group)
+            }
             config::SourceConfig::Zeromq(z) => format!("zeromq {:?} {}", z.socket, z.endpoint),
             config::SourceConfig::Webhook(w) => format!(
                 "webhook POST http://{}/hooks/{}",

@@ -496,6 +496,165 @@ impl Broker for Mqtt {
     }
 }
 
+/// A private tansu broker (Kafka protocol, memory storage) from `scripts/kafka-env.sh`.
+struct Kafka {
+    port: u16,
+    _server: ChildGuard,
+    topic: String,
+    rt: tokio::runtime::Runtime,
+    producer: rdkafka::producer::FutureProducer,
+    session: &'static str,
+}
+
+impl Kafka {
+    fn new(partitions: i32) -> Self {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        use rdkafka::config::ClientConfig;
+        let port = free_port();
+        let tansu = switchyard_testkit::workspace_root().join(".kafka-venv/tansu");
+        assert!(
+            tansu.exists(),
+            "run scripts/kafka-env.sh first (scripts/test.sh does)"
+        );
+        let listener = format!("tcp://127.0.0.1:{port}");
+        let server = spawn(Command::new(tansu).args([
+            "broker",
+            "--listener-url",
+            &listener,
+            "--advertised-listener-url",
+            &listener,
+            "--storage-engine",
+            "memory://tansu/",
+        ]));
+        wait_port(port);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let topic = unique("events");
+        let bootstrap = format!("127.0.0.1:{port}");
+        let producer = rt.block_on(async {
+            let admin: AdminClient<_> = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .create()
+                .unwrap();
+            let new = NewTopic::new(&topic, partitions, TopicReplication::Fixed(1));
+            admin
+                .create_topics(&[new], &AdminOptions::new())
+                .await
+                .unwrap();
+            ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .create()
+                .unwrap()
+        });
+        Self {
+            port,
+            _server: server,
+            topic,
+            rt,
+            producer,
+            session: "6s",
+        }
+    }
+
+    fn send(&mut self, key: String, body: String) {
+        use rdkafka::producer::FutureRecord;
+        let (p, topic) = (&self.producer, self.topic.clone());
+        self.rt.block_on(async move {
+            p.send(
+                FutureRecord::to(&topic).key(&key).payload(&body),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+        });
+    }
+}
+
+impl Broker for Kafka {
+    fn source(&self, name: &str) -> String {
+        format!(
+            "{{type: kafka, name: {name}, brokers: \"127.0.0.1:{}\", topics: [{}], session_timeout: {}, options: {{heartbeat.interval.ms: \"1000\"}}}}",
+            self.port, self.topic, self.session
+        )
+    }
+    fn publish(&mut self, n: i64) {
+        self.send(format!("k{n}"), json!({"n": n}).to_string());
+    }
+    fn publish_raw(&mut self, body: &str) {
+        self.send("raw".into(), body.to_string());
+    }
+    fn unacknowledged(&mut self) -> usize {
+        0 // committed offsets are checked by the restart: nothing re-runs and nothing is missing
+    }
+    fn restart(&mut self) -> bool {
+        false // tansu's memory storage does not survive a restart
+    }
+    fn ready_log(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+#[test]
+fn kafka_contract() {
+    run_contract(&mut Kafka::new(3));
+}
+
+/// Two instances in one consumer group split the partitions; when one is killed the other
+/// takes its partitions over from the committed offsets, and nothing is lost or run twice
+/// (each instance has its own journal: the idempotency key is what stops a second run).
+#[test]
+fn kafka_group_members_split_partitions_and_take_over_from_a_killed_one() {
+    let api = &PrefectServer::shared().api_url;
+    let mut kafka = Kafka::new(4);
+    let flow = unique("KafkaGroup");
+    let dep = deploy(
+        api,
+        &flow,
+        "counted",
+        json!({"type": "object", "properties": {"n": {"type": "integer"}}}),
+    );
+    let config = format!(
+        "sources:\n  - {}\nroutes:\n  - name: count\n    action: {{type: run_deployment, deployment: \"{flow}/counted\", parameters: {{n: \"{{{{ event.payload.n }}}}\"}}}}\n",
+        kafka.source("bus")
+    );
+    let (dir_a, dir_b) = (TempDir::new("kafka-a"), TempDir::new("kafka-b"));
+    let a = Router::start(dir_a.path(), api, "a.yaml", &config, &[]);
+    let b = Router::start(dir_b.path(), api, "b.yaml", &config, &[]);
+    for n in 0..30 {
+        kafka.publish(n);
+    }
+    wait_until("both members to run events", DEADLINE, || {
+        let received = |r: &Router| {
+            r.logs()
+                .iter()
+                .filter(|l| l["message"] == "event received")
+                .count()
+        };
+        (received(&a) > 0 && received(&b) > 0).then_some(())
+    });
+    a.kill9();
+    for n in 30..50 {
+        kafka.publish(n);
+    }
+    let runs = common::wait_for_runs(api, dep, 50);
+    let mut per_n: BTreeMap<i64, usize> = BTreeMap::new();
+    for r in &runs {
+        *per_n
+            .entry(r.parameters["n"].as_i64().unwrap_or(-1))
+            .or_default() += 1;
+    }
+    assert_eq!(per_n.len(), 50, "every event ran: {per_n:?}");
+    assert!(
+        per_n.values().all(|c| *c == 1),
+        "no event ran twice: {per_n:?}"
+    );
+    assert_eq!(b.stop(libc::SIGTERM), Some(0));
+}
+
 #[test]
 fn mqtt_contract() {
     run_contract(&mut Mqtt {

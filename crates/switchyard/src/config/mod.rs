@@ -326,6 +326,8 @@ pub enum SourceConfig {
     Mqtt(MqttConfig),
     /// A ZeroMQ SUB or PULL socket, at most once (feature `zeromq`).
     Zeromq(ZmqConfig),
+    /// Kafka topics through a consumer group (feature `kafka`).
+    Kafka(KafkaConfig),
 }
 
 impl SourceConfig {
@@ -339,6 +341,7 @@ impl SourceConfig {
             Self::Amqp(s) => &s.name,
             Self::Mqtt(s) => &s.name,
             Self::Zeromq(s) => &s.name,
+            Self::Kafka(s) => &s.name,
         }
     }
 
@@ -350,6 +353,7 @@ impl SourceConfig {
             Self::Amqp(_) if !cfg!(feature = "amqp") => Some("amqp"),
             Self::Mqtt(_) if !cfg!(feature = "mqtt") => Some("mqtt"),
             Self::Zeromq(_) if !cfg!(feature = "zeromq") => Some("zeromq"),
+            Self::Kafka(_) if !cfg!(feature = "kafka") => Some("kafka"),
             _ => None,
         }
     }
@@ -613,6 +617,43 @@ pub enum ZmqSocket {
     Pull,
 }
 
+/// A Kafka source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Source name.
+    pub name: String,
+    /// `host:port[,host:port...]` (default `127.0.0.1:9092`).
+    #[serde(default = "default_kafka_brokers")]
+    pub brokers: String,
+    /// Topics.
+    pub topics: Vec<String>,
+    /// Consumer group (default `switchyard`); instances in one group split the partitions.
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// Start a new group at the end of the topics instead of the beginning (default false).
+    #[serde(default)]
+    pub start_latest: bool,
+    /// Group session timeout (default `10s`; Kafka's minimum is 6s).
+    #[serde(default = "default_session_timeout", with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// Extra librdkafka settings (e.g. `security.protocol`, `sasl.mechanism`).
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
+    /// How the body decodes (default `json`).
+    #[serde(default)]
+    pub format: crate::sources::PayloadFormat,
+    /// Event name (default: the topic).
+    pub event: Option<String>,
+}
+
+fn default_kafka_brokers() -> String {
+    "127.0.0.1:9092".into()
+}
+fn default_session_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
 /// One route: which events, and what to do.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -861,6 +902,9 @@ fn check_source(s: &SourceConfig) -> Result<(), (&'static str, String)> {
                 )),
                 _ => Ok(()),
             }
+        }
+        SourceConfig::Kafka(k) if k.topics.is_empty() => {
+            Err(("topics", "expected at least one topic".into()))
         }
         SourceConfig::Zeromq(z) => scheme(&z.endpoint, &["tcp"]).map_err(|(_, m)| ("endpoint", m)),
         SourceConfig::Nats(n) => {

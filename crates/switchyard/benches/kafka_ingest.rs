@@ -1,0 +1,179 @@
+//! Kafka ingest: events/s through Switchyard with a no-op route (`when: false`: every event is
+//! journaled, decided and settled, nothing is called) against a bare rdkafka consumer loop
+//! reading the same topic in the same run. Also reports Switchyard's peak RSS.
+//! Run: `cargo bench -p switchyard --bench kafka_ingest` (`SWITCHYARD_KAFKA_EVENTS`, default
+//! 20000). Needs `scripts/kafka-env.sh`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Router;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use switchyard_testkit::{ChildGuard, TempDir, free_port, unique, wait_until};
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("kafka_ingest: bench");
+        return;
+    }
+    let n: usize = std::env::var("SWITCHYARD_KAFKA_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let port = free_port();
+    let tansu = switchyard_testkit::workspace_root().join(".kafka-venv/tansu");
+    let listener = format!("tcp://127.0.0.1:{port}");
+    let mut cmd = Command::new(tansu);
+    cmd.args([
+        "broker",
+        "--listener-url",
+        &listener,
+        "--advertised-listener-url",
+        &listener,
+        "--storage-engine",
+        "memory://tansu/",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let _broker = ChildGuard::spawn(&mut cmd).expect("tansu (run scripts/kafka-env.sh)");
+    wait_until("tansu", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    let bootstrap = format!("127.0.0.1:{port}");
+    let topic = unique("ingest");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    rt.block_on(async {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        let body = r#"{"id": 1, "amount": 12.5, "customer": "acme"}"#;
+        let sends: Vec<_> = (0..n)
+            .map(|i| {
+                let key = format!("k{i}");
+                let p = producer.clone();
+                let t = topic.clone();
+                async move {
+                    p.send(
+                        FutureRecord::to(&t).key(&key).payload(body),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .is_ok()
+                }
+            })
+            .collect();
+        let ok = futures::future::join_all(sends)
+            .await
+            .into_iter()
+            .filter(|x| *x)
+            .count();
+        assert_eq!(ok, n, "produced");
+    });
+
+    // Baseline: a bare consumer loop over the same topic, timed from its first message (the
+    // group join is not throughput).
+    let bare = rt.block_on(async {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", unique("bare"))
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&[topic.as_str()]).expect("subscribe");
+        std::hint::black_box(consumer.recv().await.expect("message"));
+        let start = Instant::now();
+        for _ in 1..n {
+            let m = consumer.recv().await.expect("message");
+            std::hint::black_box(m);
+        }
+        start.elapsed().as_secs_f64()
+    });
+
+    // Switchyard: same topic, a route that never applies.
+    let dir = TempDir::new("kafka-ingest");
+    let config = format!(
+        "engine: {{queue_capacity: 4096, max_consumers: 8}}\nsources:\n  - {{type: kafka, name: bus, brokers: \"{bootstrap}\", topics: [{topic}], session_timeout: 6s}}\nroutes:\n  - name: noop\n    when: \"false\"\n    action: {{type: run_deployment, deployment: \"none/none\"}}\n"
+    );
+    let router = Router::start(
+        dir.path(),
+        "http://127.0.0.1:9/api",
+        "ingest.yaml",
+        &config,
+        &["--log-level", "warn"],
+    );
+    let journal = dir.path().join("journal.db");
+    let settled = || -> usize {
+        rusqlite::Connection::open(&journal)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT COUNT(*) FROM events WHERE status = 'done'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .map(|v| v as usize)
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while settled() == 0 {
+        assert!(Instant::now() < deadline, "no event settled in 10 minutes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Timed from the first settled event, like the baseline from its first message.
+    let start = Instant::now();
+    while settled() < n {
+        assert!(
+            Instant::now() < deadline,
+            "not all events settled in 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let through = start.elapsed().as_secs_f64();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", router.process.pid()))
+        .unwrap_or_default();
+    let peak = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("VmHWM: ?")
+        .to_string();
+    let _ = router.stop(libc::SIGTERM);
+
+    println!(
+        "kafka ingest: {n} events, 1 partition, tansu (memory); steady state, group join excluded\n"
+    );
+    println!(
+        "{:<44} {:>8} {:>10} {:>8}",
+        "case", "seconds", "events/s", "ratio"
+    );
+    println!(
+        "{:<44} {:>8.2} {:>10.0} {:>8.2}",
+        "bare rdkafka consumer loop",
+        bare,
+        n as f64 / bare,
+        1.0
+    );
+    println!(
+        "{:<44} {:>8.2} {:>10.0} {:>8.2}",
+        "switchyard (journaled, no-op route)",
+        through,
+        n as f64 / through,
+        bare / through
+    );
+    println!(
+        "\nswitchyard peak RSS: {}",
+        peak.trim_start_matches("VmHWM:").trim()
+    );
+}

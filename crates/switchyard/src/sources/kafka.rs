@@ -30,6 +30,9 @@ struct Partition {
 
 type Tracker = Arc<Mutex<HashMap<(String, i32), Partition>>>;
 
+/// Events being journaled and queued at once per consumer.
+const ACCEPTS_IN_FLIGHT: usize = 256;
+
 /// Consumes until `stop`.
 pub async fn run(cfg: KafkaConfig, dispatch: Dispatcher, stop: CancellationToken) {
     let acks = TaskTracker::new();
@@ -77,6 +80,7 @@ async fn session(
         .map_err(|e| format!("cannot subscribe to {topics:?}: {e}"))?;
     tracing::info!(source = %cfg.name, group = %cfg.group, topics = ?cfg.topics, "consuming Kafka");
     let tracker: Tracker = Arc::default();
+    let accepting = Arc::new(tokio::sync::Semaphore::new(ACCEPTS_IN_FLIGHT));
     loop {
         let msg = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
@@ -152,12 +156,27 @@ async fn session(
                 settle(true);
             }
             Ok(payload) => {
-                let receipt = dispatch
-                    .dispatch(make(payload))
+                // Accepts are pipelined: up to ACCEPTS_IN_FLIGHT events are being journaled and
+                // queued at once (the journal group-commits them), instead of one commit per
+                // message read. Offsets are tracked per event, so order does not matter.
+                let permit = accepting
+                    .clone()
+                    .acquire_owned()
                     .await
-                    .map_err(|e| e.to_string())?;
-                tracing::info!(source = %cfg.name, event_id = %id, "event received");
+                    .map_err(|_| "shutting down".to_string())?;
+                let (dispatch, event, source) = (dispatch.clone(), make(payload), cfg.name.clone());
                 acks.spawn(async move {
+                    let receipt = match dispatch.dispatch(event).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            // Not accepted: the offset is never stored past it, so the group
+                            // reads it again after a restart.
+                            tracing::warn!(source = %source, event_id = %id, error = %e, "event not accepted");
+                            return;
+                        }
+                    };
+                    drop(permit);
+                    tracing::info!(source = %source, event_id = %id, "event received");
                     let done = matches!(
                         receipt.outcome().await,
                         Disposition::Settled { .. } | Disposition::AlreadySettled

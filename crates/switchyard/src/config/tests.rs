@@ -62,8 +62,8 @@ fn errors_name_the_file_the_key_and_the_expectation() {
             "at `sources[0]`: unknown field `colour`",
         ),
         (
-            MINIMAL.replace("type: webhook", "type: kafka"),
-            "unknown variant `kafka`, expected one of `stdin`, `webhook`, `redis_streams`, `nats`, `amqp`, `mqtt`, `zeromq`",
+            MINIMAL.replace("type: webhook", "type: pulsar"),
+            "unknown variant `pulsar`, expected one of `stdin`, `webhook`, `redis_streams`, `nats`, `amqp`, `mqtt`, `zeromq`, `kafka`",
         ),
         (
             format!("engine: {{queue_capacity: 0}}\n{MINIMAL}"),

@@ -394,6 +394,35 @@ impl OwnedPrefect {
     }
 }
 
+/// A private Kafka-protocol broker (tansu, memory storage) on a free loopback port, installed by
+/// `scripts/kafka-env.sh`; returns the guard and the port once it accepts connections.
+pub fn start_tansu() -> (ChildGuard, u16) {
+    let tansu = workspace_root().join(".kafka-venv/tansu");
+    assert!(
+        tansu.exists(),
+        "tansu is not installed: run scripts/kafka-env.sh (scripts/test.sh does)"
+    );
+    let port = free_port();
+    let listener = format!("tcp://127.0.0.1:{port}");
+    let mut cmd = Command::new(tansu);
+    cmd.args([
+        "broker",
+        "--listener-url",
+        &listener,
+        "--advertised-listener-url",
+        &listener,
+        "--storage-engine",
+        "memory://tansu/",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let guard = ChildGuard::spawn(&mut cmd).unwrap_or_else(|e| panic!("cannot start tansu: {e}"));
+    wait_until("tansu to listen", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    (guard, port)
+}
+
 /// `GET /api/health` over plain HTTP/1.0 (usable from sync and async tests alike).
 fn healthy(port: u16) -> bool {
     use std::io::Write;

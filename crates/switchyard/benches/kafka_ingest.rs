@@ -7,14 +7,13 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Router;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use switchyard_testkit::{ChildGuard, TempDir, free_port, unique, wait_until};
+use switchyard_testkit::{TempDir, unique};
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -25,25 +24,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    let port = free_port();
-    let tansu = switchyard_testkit::workspace_root().join(".kafka-venv/tansu");
-    let listener = format!("tcp://127.0.0.1:{port}");
-    let mut cmd = Command::new(tansu);
-    cmd.args([
-        "broker",
-        "--listener-url",
-        &listener,
-        "--advertised-listener-url",
-        &listener,
-        "--storage-engine",
-        "memory://tansu/",
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    let _broker = ChildGuard::spawn(&mut cmd).expect("tansu (run scripts/kafka-env.sh)");
-    wait_until("tansu", Duration::from_secs(30), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
+    let (_broker, port) = switchyard_testkit::start_tansu();
     let bootstrap = format!("127.0.0.1:{port}");
     let topic = unique("ingest");
     let rt = tokio::runtime::Builder::new_multi_thread()

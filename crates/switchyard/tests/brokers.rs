@@ -510,23 +510,7 @@ impl Kafka {
     fn new(partitions: i32) -> Self {
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
         use rdkafka::config::ClientConfig;
-        let port = free_port();
-        let tansu = switchyard_testkit::workspace_root().join(".kafka-venv/tansu");
-        assert!(
-            tansu.exists(),
-            "run scripts/kafka-env.sh first (scripts/test.sh does)"
-        );
-        let listener = format!("tcp://127.0.0.1:{port}");
-        let server = spawn(Command::new(tansu).args([
-            "broker",
-            "--listener-url",
-            &listener,
-            "--advertised-listener-url",
-            &listener,
-            "--storage-engine",
-            "memory://tansu/",
-        ]));
-        wait_port(port);
+        let (server, port) = switchyard_testkit::start_tansu();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()

@@ -217,24 +217,42 @@ impl PrefectClient {
 
     /// Resolves `reference` and creates a run. If a cached name points at a deployment that
     /// has since been deleted (404), the name is resolved again once.
+    ///
+    /// With `key_suffix`, the idempotency key is `<deployment id>:<suffix>`, built for the
+    /// deployment actually called (Prefect scopes keys per flow, so the id keeps two
+    /// deployments of one flow apart); otherwise `body.idempotency_key` is used as given.
     pub async fn run_deployment(
         &self,
         reference: &DeploymentRef,
         body: &FlowRunCreate,
+        key_suffix: Option<&str>,
     ) -> Result<(Arc<Deployment>, CreatedRun), PrefectError> {
+        let create = |deployment: Arc<Deployment>| async move {
+            let keyed;
+            let body = match key_suffix {
+                Some(suffix) => {
+                    keyed = FlowRunCreate {
+                        idempotency_key: Some(format!("{}:{suffix}", deployment.id)),
+                        ..body.clone()
+                    };
+                    &keyed
+                }
+                None => body,
+            };
+            self.create_flow_run(&deployment.id, body)
+                .await
+                .map(|run| (deployment, run))
+        };
         let was_cached = self.cached(reference).is_some();
-        let deployment = self.resolve(reference).await?;
-        match self.create_flow_run(&deployment.id, body).await {
+        match create(self.resolve(reference).await?).await {
             Err(PrefectError::DeploymentNotFound { .. }) if was_cached => {
                 self.invalidate(reference);
-                let deployment = self.resolve(reference).await?;
-                let run = self.create_flow_run(&deployment.id, body).await?;
-                Ok((deployment, run))
+                create(self.resolve(reference).await?).await
             }
             Err(PrefectError::DeploymentNotFound { .. }) => Err(PrefectError::DeploymentNotFound {
                 reference: reference.to_string(),
             }),
-            other => other.map(|run| (deployment, run)),
+            other => other,
         }
     }
 

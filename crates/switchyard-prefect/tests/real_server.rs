@@ -43,7 +43,10 @@ async fn creates_runs_idempotently() {
         idempotency_key: Some(unique("key")),
         name: Some("first".into()),
     };
-    let (deployment, first) = client.run_deployment(&reference, &body).await.unwrap();
+    let (deployment, first) = client
+        .run_deployment(&reference, &body, None)
+        .await
+        .unwrap();
     assert!(!first.replayed);
     assert_eq!(first.run.name, "first");
     assert_eq!(first.run.parameters["count"], 3);
@@ -54,7 +57,10 @@ async fn creates_runs_idempotently() {
         name: Some("second".into()),
         ..body.clone()
     };
-    let (_, second) = client.run_deployment(&reference, &again).await.unwrap();
+    let (_, second) = client
+        .run_deployment(&reference, &again, None)
+        .await
+        .unwrap();
     assert!(second.replayed, "same key → same run");
     assert_eq!(second.run.id, first.run.id);
     assert_eq!(second.run.parameters["name"], "alice");
@@ -78,7 +84,10 @@ async fn schema_rejection_and_unknown_names_are_permanent_errors() {
         parameters: params(json!({"name": "x", "count": "three"})),
         ..Default::default()
     };
-    let err = client.run_deployment(&reference, &bad).await.unwrap_err();
+    let err = client
+        .run_deployment(&reference, &bad, None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, PrefectError::Rejected { detail } if detail.contains("'three' is not of type 'integer'")),
         "{err}"
@@ -88,7 +97,7 @@ async fn schema_rejection_and_unknown_names_are_permanent_errors() {
     // Exact names: a prefix of an existing flow name is not that flow.
     let short = DeploymentRef::name(&flow[..flow.len() - 2], &dep);
     let err = client
-        .run_deployment(&short, &FlowRunCreate::default())
+        .run_deployment(&short, &FlowRunCreate::default(), None)
         .await
         .unwrap_err();
     assert!(

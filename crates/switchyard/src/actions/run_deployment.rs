@@ -137,7 +137,6 @@ impl RunDeployment {
                 field: "flow_run_name",
                 message,
             })?;
-        let deployment = prefect.resolve(&reference).await?;
         let mut tags = vec![
             "switchyard".to_string(),
             format!("switchyard.route:{route}"),
@@ -146,7 +145,7 @@ impl RunDeployment {
         let body = FlowRunCreate {
             parameters,
             tags,
-            idempotency_key: Some(format!("{}:{route}:{}", deployment.id, event.id)),
+            idempotency_key: None,
             name,
         };
         if let Some(rate) = &self.rate {
@@ -156,7 +155,10 @@ impl RunDeployment {
             Some(s) => s.acquire().await.ok(),
             None => None,
         };
-        let (deployment, created) = prefect.run_deployment(&reference, &body).await?;
+        let key = format!("{route}:{}", event.id);
+        let (deployment, created) = prefect
+            .run_deployment(&reference, &body, Some(&key))
+            .await?;
         Ok(RunCreated {
             deployment: reference.to_string(),
             deployment_id: deployment.id,

@@ -8,6 +8,7 @@ cd "$ROOT"
 bash scripts/prefect-env.sh
 bash scripts/brokers-env.sh
 bash scripts/kafka-env.sh
+bash scripts/azure-env.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -423,6 +423,40 @@ pub fn start_tansu() -> (ChildGuard, u16) {
     (guard, port)
 }
 
+/// A private Azure Storage queue emulator (Azurite, in memory) on a free loopback port,
+/// installed by `scripts/azure-env.sh`; returns the guard and the port once it accepts
+/// connections. Account `devstoreaccount1`, see [`AZURITE_KEY`].
+pub fn start_azurite() -> (ChildGuard, u16) {
+    let bin = workspace_root().join(".azurite/node_modules/.bin/azurite-queue");
+    assert!(
+        bin.exists(),
+        "azurite is not installed: run scripts/azure-env.sh (scripts/test.sh does)"
+    );
+    let port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--queueHost",
+        "127.0.0.1",
+        "--queuePort",
+        &port.to_string(),
+        "--inMemoryPersistence",
+        "--disableTelemetry",
+        "--skipApiVersionCheck",
+        "--silent",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let guard = ChildGuard::spawn(&mut cmd).unwrap_or_else(|e| panic!("cannot start azurite: {e}"));
+    wait_until("azurite to listen", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    (guard, port)
+}
+
+/// The public key of Azurite's development account `devstoreaccount1`.
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
 /// `GET /api/health` over plain HTTP/1.0 (usable from sync and async tests alike).
 fn healthy(port: u16) -> bool {
     use std::io::Write;

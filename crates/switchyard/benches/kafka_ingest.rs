@@ -132,6 +132,54 @@ fn main() {
         .to_string();
     let _ = router.stop(libc::SIGTERM);
 
+    // Slow action: the same backlog, a route that starts a real flow run for every event on a
+    // SQLite Prefect (tens of runs per second). The engine queue fills, the source stops
+    // reading, and memory must stay flat however large the backlog.
+    let api = &switchyard_testkit::PrefectServer::shared().api_url;
+    common::deploy(
+        api,
+        "slow",
+        "slow",
+        serde_json::json!({"type": "object", "properties": {}}),
+    );
+    let slow_dir = TempDir::new("kafka-slow");
+    // A group of its own: the first router's group has already committed the whole topic.
+    let slow_group = unique("slow");
+    let slow_config = format!(
+        "engine: {{queue_capacity: 4096, max_consumers: 8}}\nsources:\n  - {{type: kafka, name: bus, brokers: \"{bootstrap}\", topics: [{topic}], group: {slow_group}, session_timeout: 6s}}\nroutes:\n  - name: slow\n    action: {{type: run_deployment, deployment: \"slow/slow\"}}\n"
+    );
+    let slow = Router::start(
+        slow_dir.path(),
+        api,
+        "slow.yaml",
+        &slow_config,
+        &["--log-level", "warn"],
+    );
+    let rss = |pid: u32, field: &str| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse().ok())
+            .unwrap_or(0)
+    };
+    let slow_journal = slow_dir.path().join("journal.db");
+    let accepted = || -> usize {
+        rusqlite::Connection::open(&slow_journal)
+            .and_then(|c| c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0)))
+            .map(|v| v as usize)
+            .unwrap_or(0)
+    };
+    let watch = Instant::now();
+    let mut samples = Vec::new();
+    while watch.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(500));
+        samples.push((accepted(), rss(slow.process.pid(), "VmRSS")));
+    }
+    let slow_peak = rss(slow.process.pid(), "VmHWM");
+    let _ = slow.stop(libc::SIGKILL);
+
     println!(
         "kafka ingest: {n} events, 1 partition, tansu (memory); steady state, group join excluded\n"
     );
@@ -157,4 +205,15 @@ fn main() {
         "\nswitchyard peak RSS: {}",
         peak.trim_start_matches("VmHWM:").trim()
     );
+    println!(
+        "\nslow action (a real flow run per event), {n} events waiting, queue_capacity 4096, 20 s:"
+    );
+    for (i, (events, kb)) in samples.iter().enumerate().filter(|(i, _)| i % 8 == 7) {
+        println!(
+            "  t={:>4.1}s accepted {events:>6} events, RSS {:>6.1} MB",
+            (i + 1) as f64 * 0.5,
+            *kb as f64 / 1024.0
+        );
+    }
+    println!("  peak RSS {:.1} MB", slow_peak as f64 / 1024.0);
 }

@@ -51,7 +51,7 @@ pub fn prefect_client(cfg: &PrefectConfig) -> anyhow::Result<PrefectClient> {
 }
 
 fn collector(route: Arc<Route>, env: RouteEnv) -> Collector<Inbound, RouteOutcome> {
-    let topics = route.sources.clone();
+    let topics = route.topics();
     let name = route.name.clone();
     Collector::new(name, move |payload: Arc<Payload<Inbound>>, _ctx| {
         let route = Arc::clone(&route);
@@ -92,9 +92,40 @@ pub async fn run(
         delivery: DeliveryPolicy::from(&config.delivery),
         interrupt: interrupt.clone(),
     };
+    let routes: Vec<Arc<Route>> = routes.into_iter().map(Arc::new).collect();
+    // At start-up, each fixed deployment's parameter schema is checked against what the
+    // route sets (in the background: a Prefect that is down must not stop the router).
+    for route in &routes {
+        let (route, prefect) = (Arc::clone(route), env.prefect.clone());
+        tokio::spawn(async move {
+            let Some(dep) = route.action.static_deployment() else {
+                return;
+            };
+            match prefect.resolve(dep).await {
+                Ok(d) => {
+                    let problems = d
+                        .parameter_openapi_schema
+                        .as_ref()
+                        .map(|s| {
+                            crate::actions::schema::static_problems(
+                                s,
+                                route.action.configured_parameters(),
+                            )
+                        })
+                        .unwrap_or_default();
+                    for p in problems {
+                        tracing::warn!(route = %route.name, deployment = %dep, problem = %p, "route parameters do not fit the deployment's schema");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(route = %route.name, deployment = %dep, error = %e, "cannot check the deployment at start-up")
+                }
+            }
+        });
+    }
     let collectors = routes
-        .into_iter()
-        .map(|r| collector(Arc::new(r), env.clone()))
+        .iter()
+        .map(|r| collector(Arc::clone(r), env.clone()))
         .collect();
     let engine = &config.engine;
     let queue = CollectorQueue::builder(collectors)
@@ -117,6 +148,45 @@ pub async fn run(
 
     let stop = CancellationToken::new();
     let mut background = JoinSet::new();
+    // Stateful routes: restore their buckets, run their clocks, and run their firings (in a
+    // task of their own, never through the engine queue, so a full queue cannot stall them).
+    for route in &routes {
+        let Some(stateful) = route.stateful.clone() else {
+            continue;
+        };
+        let restored = stateful
+            .restore(journal.as_ref())
+            .await
+            .with_context(|| format!("cannot restore the trigger state of route {}", route.name))?;
+        tracing::info!(route = %route.name, buckets = restored, "trigger state restored");
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<switchyard_core::Event>(256);
+        stateful.set_firings(tx);
+        background.spawn(Arc::clone(&stateful).run_clock(Arc::clone(&journal), stop.clone()));
+        let (route, env, journal, stop) = (
+            Arc::clone(route),
+            env.clone(),
+            Arc::clone(&journal),
+            stop.clone(),
+        );
+        background.spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    e = rx.recv() => match e { Some(e) => e, None => return },
+                };
+                let id = event.id.clone();
+                let inbound = Inbound { event, settled: Vec::new() };
+                match route.handle(&inbound, &env).await {
+                    Ok(_) => {
+                        if let Err(e) = journal.finish(&id).await {
+                            tracing::error!(event_id = %id, error = %e, "cannot record the end of the firing; it will be resumed");
+                        }
+                    }
+                    Err(e) => tracing::warn!(event_id = %id, error = %e, "firing not finished; it stays pending and is resumed on restart"),
+                }
+            }
+        });
+    }
     let pending = journal
         .pending()
         .await
@@ -199,6 +269,14 @@ pub async fn run(
             #[cfg(feature = "kafka")]
             SourceConfig::Kafka(cfg) => {
                 sources.spawn(sources::kafka::run(
+                    cfg.clone(),
+                    dispatch.clone(),
+                    stop.clone(),
+                ));
+            }
+            #[cfg(feature = "azure")]
+            SourceConfig::AzureQueue(cfg) => {
+                sources.spawn(sources::azure::run(
                     cfg.clone(),
                     dispatch.clone(),
                     stop.clone(),

@@ -67,6 +67,13 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::admin::DlqCommand,
     },
+    /// Convert Prefect automations (JSON from the API or `prefect automation inspect --json`)
+    /// or a prefect.yaml's deployment `triggers:` into Switchyard routes, printed as YAML.
+    Import {
+        /// The automation JSON or prefect.yaml ("-" for standard input).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Validate a config file and print what it defines.
     Check {
         /// The config file.
@@ -153,8 +160,50 @@ async fn execute(command: Command) -> ExitCode {
             }
         }
         Command::Check { config, online } => check(config, online).await,
+        Command::Import { file } => import(&file),
         Command::Events { journal, command } => crate::admin::events(journal, command).await,
         Command::Dlq { journal, command } => crate::admin::dlq(journal, command).await,
+    }
+}
+
+fn import(file: &std::path::Path) -> ExitCode {
+    let text = if file == std::path::Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(file)
+    };
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    match crate::import::import(&text) {
+        Ok(imported) => {
+            for w in &imported.warnings {
+                eprintln!("warning: {w}");
+            }
+            let doc = serde_json::json!({ "routes": imported.routes });
+            match serde_norway::to_string(&doc) {
+                Ok(yaml) => {
+                    println!(
+                        "# Imported from {} by `switchyard import`; add `from:` sources.",
+                        file.display()
+                    );
+                    print!("{yaml}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: cannot write YAML: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -188,6 +237,10 @@ async fn check(config: ConfigArg, online: bool) -> ExitCode {
             config::SourceConfig::Kafka(k) => {
                 format!("kafka {} {:?} (group {})", k.brokers, k.topics, k.group)
             }
+            config::SourceConfig::AzureQueue(a) => match config::azure::target(a) {
+                Ok(t) => format!("azure queue {} ({:?})", t.queue_url, t.auth),
+                Err((key, m)) => format!("azure queue: {key}: {m}"),
+            },
             config::SourceConfig::Zeromq(z) => format!("zeromq {:?} {}", z.socket, z.endpoint),
             config::SourceConfig::Webhook(w) => format!(
                 "webhook POST http://{}/hooks/{}",
@@ -219,7 +272,23 @@ async fn check(config: ConfigArg, online: bool) -> ExitCode {
         );
         if let (Some(client), Some(dep)) = (&client, r.action.static_deployment()) {
             match client.resolve(dep).await {
-                Ok(d) => println!("    deployment found: {}", d.id),
+                Ok(d) => {
+                    println!("    deployment found: {}", d.id);
+                    let problems = d
+                        .parameter_openapi_schema
+                        .as_ref()
+                        .map(|s| {
+                            crate::actions::schema::static_problems(
+                                s,
+                                r.action.configured_parameters(),
+                            )
+                        })
+                        .unwrap_or_default();
+                    for p in &problems {
+                        println!("    parameters: {p}");
+                    }
+                    failed |= !problems.is_empty();
+                }
                 Err(e) => {
                     println!("    deployment check failed: {e}");
                     failed = true;

@@ -14,6 +14,9 @@ use crate::config::{DeliveryConfig, RouteConfig};
 use crate::journal::{JournalError, Settlement, Store};
 use crate::sources::Inbound;
 use crate::template::{self, Predicate};
+use crate::triggers::{
+    AbsorbError, Absorbed, Machine, Stateful, firing_context, firing_source, name_topic,
+};
 
 /// A compiled route.
 #[derive(Debug)]
@@ -26,6 +29,8 @@ pub struct Route {
     pub when: Option<Predicate>,
     /// The action.
     pub action: Action,
+    /// The trigger or batch, when the route is stateful.
+    pub stateful: Option<Arc<Stateful>>,
 }
 
 /// What a route did with an event (each is recorded in the journal before it is returned).
@@ -43,6 +48,11 @@ pub enum RouteOutcome {
     DeadLettered {
         /// Why.
         reason: String,
+    },
+    /// A trigger or batch took the event into its state (it may have fired).
+    Absorbed {
+        /// What the trigger did with it.
+        note: String,
     },
     /// The journal already had this route's decision (a resumed or redelivered event).
     AlreadySettled,
@@ -126,12 +136,37 @@ impl Route {
             .transpose()
             .map_err(|e| ("when".to_string(), e))?;
         let action = Action::compile(&cfg.action).map_err(|(k, e)| (format!("action.{k}"), e))?;
+        let stateful = Machine::compile(cfg.trigger.as_ref(), cfg.batch.as_ref())?
+            .map(|m| Arc::new(Stateful::new(&cfg.name, m)));
         Ok(Self {
             name: cfg.name.clone(),
             sources: sources.to_vec(),
             when,
             action,
+            stateful,
         })
+    }
+
+    /// The topics the route's collector subscribes to: its sources (or, for a trigger on exact
+    /// event names, only those names from its sources), and its own firings.
+    pub fn topics(&self) -> Vec<String> {
+        let Some(stateful) = &self.stateful else {
+            return self.sources.clone();
+        };
+        let mut t: Vec<String> = match stateful.exact_names() {
+            Some(names) => self
+                .sources
+                .iter()
+                .flat_map(|s| names.iter().map(move |n| name_topic(s, n)))
+                .collect(),
+            None => self.sources.clone(),
+        };
+        t.push(firing_source(&self.name));
+        t
+    }
+
+    fn is_firing(&self, event: &Event) -> bool {
+        self.stateful.is_some() && event.source == firing_source(&self.name)
     }
 
     /// One attempt: evaluate `when`, run the action. Nothing is recorded.
@@ -140,8 +175,15 @@ impl Route {
         event: &Event,
         prefect: &PrefectClient,
     ) -> Result<Decision, Failure> {
-        let ctx = template::context(event);
-        if let Some(when) = &self.when {
+        // A firing runs the action with `event`, `events` and `trigger`; `when` and the
+        // trigger already decided.
+        let firing = self.is_firing(event);
+        let ctx = if firing {
+            firing_context(event)
+        } else {
+            template::context(event)
+        };
+        if let Some(when) = self.when.as_ref().filter(|_| !firing) {
             match when.eval(&ctx) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -179,6 +221,9 @@ impl Route {
         if inbound.settled.iter().any(|r| r == &self.name) {
             tracing::debug!(event_id = %event.id, route = %self.name, "route already settled for this event");
             return Ok(RouteOutcome::AlreadySettled);
+        }
+        if let Some(stateful) = self.stateful.as_ref().filter(|_| !self.is_firing(event)) {
+            return self.absorb(stateful, event, env).await;
         }
         let mut attempt = 0;
         loop {
@@ -232,6 +277,57 @@ impl Route {
                     }
                 }
             }
+        }
+    }
+
+    /// Feeds an event to the route's trigger or batch (after `when`).
+    async fn absorb(
+        &self,
+        stateful: &Stateful,
+        event: &Event,
+        env: &RouteEnv,
+    ) -> Result<RouteOutcome, RouteError> {
+        let skip = |reason: String| async move {
+            env.journal
+                .settle(
+                    &event.id,
+                    &self.name,
+                    &Settlement::Skipped {
+                        reason: reason.clone(),
+                    },
+                )
+                .await?;
+            tracing::info!(event_id = %event.id, route = %self.name, %reason, "route skipped");
+            Ok(RouteOutcome::Skipped { reason })
+        };
+        if let Some(when) = &self.when {
+            match when.eval(&template::context(event)) {
+                Ok(true) => {}
+                Ok(false) => return skip(format!("`when` {:?} is false", when.source())).await,
+                Err(message) => {
+                    let f = Failure {
+                        message,
+                        retryable: false,
+                    };
+                    return self.dead_letter(event, env, f, 1).await;
+                }
+            }
+        }
+        match stateful.absorb(event, env.journal.as_ref()).await {
+            Ok(Absorbed::Unmatched(reason)) => skip(reason).await,
+            Ok(Absorbed::Recorded(note, firings)) => {
+                tracing::info!(event_id = %event.id, route = %self.name, %note, "event absorbed by trigger");
+                stateful.run_firings(firings).await;
+                Ok(RouteOutcome::Absorbed { note })
+            }
+            Err(AbsorbError::Event(message)) => {
+                let f = Failure {
+                    message,
+                    retryable: false,
+                };
+                self.dead_letter(event, env, f, 1).await
+            }
+            Err(AbsorbError::Journal(e)) => Err(e.into()),
         }
     }
 

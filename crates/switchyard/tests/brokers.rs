@@ -718,3 +718,211 @@ fn sources_of_types_this_build_lacks_or_bad_urls_are_config_errors() {
     );
     let _ = Uuid::nil();
 }
+
+/// A private Azurite (queue service) keeping its data in a temporary directory, so a restart
+/// keeps the queue; messages are sent with the reference SAS (signed by Azure's Python SDK),
+/// while the router signs its own from the account key in its connection string.
+#[cfg(feature = "azure")]
+struct Azure {
+    queue: String,
+    port: u16,
+    dir: TempDir,
+    server: Option<ChildGuard>,
+    rt: tokio::runtime::Runtime,
+    client: azure_storage_queue::QueueClient,
+}
+
+#[cfg(feature = "azure")]
+const AZURITE_SAS: &str = "se=2099-01-01T00%3A00%3A00Z&sp=rwdlacup&sv=2026-10-06&ss=q&srt=sco&sig=m%2BxUv0Helrey439xh92VXMws0xQjU1TPrTzn0PVWX18%3D";
+
+#[cfg(feature = "azure")]
+impl Azure {
+    fn start_server(port: u16, dir: &Path) -> ChildGuard {
+        let bin =
+            switchyard_testkit::workspace_root().join(".azurite/node_modules/.bin/azurite-queue");
+        assert!(bin.exists(), "run scripts/azure-env.sh first");
+        let server = spawn(
+            Command::new(bin)
+                .args(["--queueHost", "127.0.0.1", "--queuePort", &port.to_string()])
+                .args(["--disableTelemetry", "--skipApiVersionCheck", "--silent"])
+                .arg("--location")
+                .arg(dir),
+        );
+        wait_port(port);
+        server
+    }
+
+    fn new() -> Self {
+        let dir = TempDir::new("azurite");
+        let port = free_port();
+        let server = Some(Self::start_server(port, dir.path()));
+        let queue = unique("switchyard-test").to_lowercase().replace('_', "-");
+        let url = format!("http://127.0.0.1:{port}/devstoreaccount1/{queue}?{AZURITE_SAS}");
+        let client =
+            azure_storage_queue::QueueClient::new(url.parse().unwrap(), None, None).unwrap();
+        let rt = rt();
+        rt.block_on(client.create(None)).unwrap();
+        Self {
+            queue,
+            port,
+            dir,
+            server,
+            rt,
+            client,
+        }
+    }
+
+    fn connection_string(&self) -> String {
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={};QueueEndpoint=http://127.0.0.1:{}/devstoreaccount1;",
+            switchyard_testkit::AZURITE_KEY,
+            self.port
+        )
+    }
+
+    fn send(&mut self, body: String) {
+        let message = azure_storage_queue::models::QueueMessage {
+            message_text: Some(body),
+        };
+        self.rt
+            .block_on(self.client.send_message(message.try_into().unwrap(), None))
+            .unwrap();
+    }
+
+    /// Receives the next visible message and lets it become visible again after 1 s: a
+    /// consumer that died holding it.
+    fn receive_and_abandon(&mut self) {
+        wait_until("a visible message to receive", DEADLINE, || {
+            let options = azure_storage_queue::models::QueueClientReceiveMessagesOptions {
+                number_of_messages: Some(1),
+                visibility_timeout: Some(1),
+                ..Default::default()
+            };
+            let got = self
+                .rt
+                .block_on(self.client.receive_messages(Some(options)))
+                .ok()?
+                .into_model()
+                .ok()?
+                .items
+                .unwrap_or_default();
+            (!got.is_empty()).then_some(())
+        });
+    }
+}
+
+#[cfg(feature = "azure")]
+impl Broker for Azure {
+    fn source(&self, name: &str) -> String {
+        format!(
+            "{{type: azure_queue, name: {name}, connection_string: \"{}\", queue: {}, visibility_timeout: 2s, max_poll_interval: 500ms}}",
+            self.connection_string(),
+            self.queue
+        )
+    }
+    fn publish(&mut self, n: i64) {
+        self.send(json!({"n": n}).to_string());
+    }
+    fn publish_raw(&mut self, body: &str) {
+        self.send(body.to_string());
+    }
+    fn unacknowledged(&mut self) -> usize {
+        use azure_storage_queue::models::QueueClientGetPropertiesResultHeaders;
+        let props = self.rt.block_on(self.client.get_properties(None)).unwrap();
+        props.approximate_messages_count().unwrap().unwrap_or(0) as usize
+    }
+    fn restart(&mut self) -> bool {
+        // Azurite keeps its metadata in memory and saves it on a graceful stop (a SIGKILL
+        // would lose the queue itself, which no real Azure outage does).
+        if let Some(mut server) = self.server.take() {
+            server.signal(libc::SIGTERM);
+            server.wait_exit(Duration::from_secs(30));
+        }
+        self.server = Some(Self::start_server(self.port, self.dir.path()));
+        true
+    }
+}
+
+#[cfg(feature = "azure")]
+#[test]
+fn azure_queue_contract() {
+    run_contract(&mut Azure::new());
+}
+
+/// A message some consumer received more often than `max_dequeue_count` without settling it
+/// is dead-lettered as poison and deleted, not received forever.
+#[cfg(feature = "azure")]
+#[test]
+fn azure_poison_messages_are_dead_lettered_and_deleted() {
+    let api = &PrefectServer::shared().api_url;
+    let mut azure = Azure::new();
+    azure.publish(7);
+    azure.receive_and_abandon();
+    azure.receive_and_abandon();
+    let dir = TempDir::new("azure-poison");
+    let config = format!(
+        "sources:\n  - {{type: azure_queue, name: az, connection_string: \"{}\", queue: {}, max_dequeue_count: 2, max_poll_interval: 500ms}}\nroutes:\n  - name: never\n    action: {{type: run_deployment, deployment: \"nowhere/none\"}}\n",
+        azure.connection_string(),
+        azure.queue
+    );
+    let router = Router::start(dir.path(), api, "poison.yaml", &config, &[]);
+    router.wait_for_log(&[("message", "poison message dead-lettered")]);
+    let journal = dir.path().join("journal.db");
+    let env = [("SWITCHYARD_JOURNAL", journal.to_str().unwrap_or_default())];
+    let (_, out, _) = switchyard(&["dlq", "list", "--json"], &env);
+    let letters: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["route"], "poison");
+    assert!(
+        letters[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("received 3 times (max_dequeue_count 2)"),
+        "{letters:?}"
+    );
+    wait_until("the poison message deleted", DEADLINE, || {
+        (azure.unacknowledged() == 0).then_some(())
+    });
+    assert_eq!(router.stop(libc::SIGTERM), Some(0));
+}
+
+/// The original router's config form, unchanged: an `AzureStorageQueue` thread with
+/// `storage_account` and `queue_name`, credentials from the environment, and the original
+/// message form.
+#[cfg(feature = "azure")]
+#[test]
+fn legacy_azure_storage_queue_thread_runs_the_named_deployment() {
+    let api = &PrefectServer::shared().api_url;
+    let flow = unique("LegacyAzure");
+    let dep = deploy(
+        api,
+        &flow,
+        "from-queue",
+        json!({"type": "object", "properties": {"name": {"type": "string"}}}),
+    );
+    let mut azure = Azure::new();
+    let dir = TempDir::new("azure-legacy");
+    let config = format!(
+        r#"{{"threads": [{{"publisher_type": "AzureStorageQueue", "storage_account": "devstoreaccount1", "queue_name": "{}", "message_flow_actions": {{}}}}]}}"#,
+        azure.queue
+    );
+    let conn = azure.connection_string();
+    let router = Router::start_env(
+        dir.path(),
+        api,
+        "legacy.json",
+        &config,
+        &[],
+        &[("AZURE_STORAGE_CONNECTION_STRING", conn.as_str())],
+    );
+    azure.send(
+        json!({"flow_name": flow, "deployment_name": "from-queue", "payload": {"name": "Gordon"}})
+            .to_string(),
+    );
+    let runs = common::wait_for_runs(api, dep, 1);
+    assert_eq!(runs[0].parameters["name"], "Gordon");
+    wait_until("the message deleted", DEADLINE, || {
+        (azure.unacknowledged() == 0).then_some(())
+    });
+    assert_eq!(router.stop(libc::SIGINT), Some(0));
+}

@@ -253,8 +253,9 @@ routes:
     ]);
     router.wait_for_log(&[
         ("event_id", &id(&rejected)),
-        ("error", "Prefect rejected the flow run"),
-        ("error", "'three' is not of type 'integer'"),
+        // Checked before the call: the schema's words, no 409 round trip.
+        ("error", "parameters do not match the deployment's schema"),
+        ("error", r#"/count: "three" is not of type "integer""#),
         ("retryable", "false"),
     ]);
     router.wait_for_log(&[

@@ -36,6 +36,7 @@ async fn serve(
     let hooks = vec![WebhookConfig {
         name: "orders".into(),
         event: Some("order.created".into()),
+        format: Default::default(),
     }];
     let dispatch = Dispatcher::new(
         queue.get_publisher(),

@@ -2,6 +2,7 @@
 //! retryable.
 
 mod run_deployment;
+pub mod schema;
 
 use serde::Serialize;
 use switchyard_core::Event;
@@ -51,6 +52,9 @@ pub enum ActionError {
     /// The rendered deployment is not a reference.
     #[error("{0}")]
     InvalidDeployment(String),
+    /// The rendered parameters do not satisfy the deployment's parameter schema.
+    #[error("parameters do not match the deployment's schema: {0}")]
+    Schema(String),
     /// Prefect refused or could not be reached.
     #[error(transparent)]
     Prefect(#[from] PrefectError),
@@ -89,6 +93,13 @@ impl Action {
     pub fn static_deployment(&self) -> Option<&switchyard_prefect::DeploymentRef> {
         match self {
             Self::RunDeployment(a) => a.static_deployment(),
+        }
+    }
+
+    /// The configured parameters (templates unrendered), for static checks.
+    pub fn configured_parameters(&self) -> &serde_json::Value {
+        match self {
+            Self::RunDeployment(a) => a.configured_parameters(),
         }
     }
 }

@@ -17,6 +17,7 @@ pub struct RunDeployment {
     in_flight: Option<tokio::sync::Semaphore>,
     rate: Option<switchyard_prefect::RateLimiter>,
     parameters: ValueTemplate,
+    configured: Value,
     tags: Vec<String>,
     flow_run_name: Option<TextTemplate>,
 }
@@ -78,9 +79,15 @@ impl RunDeployment {
             rate,
             deployment,
             parameters,
+            configured: cfg.parameters.clone(),
             tags: cfg.tags.clone(),
             flow_run_name,
         })
+    }
+
+    /// The parameters as configured.
+    pub fn configured_parameters(&self) -> &Value {
+        &self.configured
     }
 
     /// The deployment when it does not depend on the event.
@@ -155,6 +162,17 @@ impl RunDeployment {
             Some(s) => s.acquire().await.ok(),
             None => None,
         };
+        // Checked here, so a mismatch is a dead letter in the schema's words, not a 409.
+        let deployment = prefect.resolve(&reference).await?;
+        if deployment.enforce_parameter_schema
+            && let Some(schema) = &deployment.parameter_openapi_schema
+        {
+            let problems =
+                super::schema::violations(schema, &Value::Object(body.parameters.clone()));
+            if !problems.is_empty() {
+                return Err(ActionError::Schema(problems.join("; ")));
+            }
+        }
         let key = format!("{route}:{}", event.id);
         let (deployment, created) = prefect
             .run_deployment(&reference, &body, Some(&key))

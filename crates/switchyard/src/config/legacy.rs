@@ -4,7 +4,8 @@
 //! {"threads": [{"publisher_type": "StdInput"}], "settings": {}}
 //! ```
 //!
-//! Each `StdInput` thread becomes a stdin source reading the original message form
+//! An `AzureStorageQueue` thread becomes an Azure queue source reading the same message form
+//! (see [`azure_thread`] for its credentials). Each `StdInput` thread becomes a stdin source reading the original message form
 //! `{"flow_name": "...", "deployment_name": "...", "payload": {...}}`, and one route runs
 //! exactly that deployment (names match exactly) with `payload` as its parameters. Prefect is
 //! reached through `PREFECT_API_URL` / `PREFECT_API_KEY` as before.
@@ -16,8 +17,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{
-    ActionConfig, Config, ConfigError, DeliveryConfig, EngineConfig, HttpConfig, JournalConfig,
-    PrefectConfig, RouteConfig, RunDeploymentConfig, SourceConfig, StdinConfig, StdinFormat, parse,
+    ActionConfig, AzureQueueConfig, Config, ConfigError, DeliveryConfig, EngineConfig, HttpConfig,
+    JournalConfig, MessageEncoding, PrefectConfig, RouteConfig, RunDeploymentConfig, SourceConfig,
+    StdinConfig, StdinFormat, parse,
 };
 
 /// The publisher types the original router knew.
@@ -37,8 +39,56 @@ struct LegacyConfig {
 struct LegacyThread {
     publisher_type: String,
     #[serde(flatten)]
-    #[allow(dead_code)]
     rest: Map<String, Value>,
+}
+
+/// An `AzureStorageQueue` thread: `storage_account` and `queue_name` as before. The original
+/// authenticated with `DefaultAzureCredential`; here credentials come from the environment:
+/// `AZURE_STORAGE_CONNECTION_STRING`, else `AZURE_STORAGE_SAS_TOKEN`, else `AZURE_STORAGE_KEY`,
+/// else an Entra ID token in `AZURE_STORAGE_TOKEN`. `AZURE_STORAGE_QUEUE_ENDPOINT` overrides
+/// `https://<storage_account>.queue.core.windows.net` (e.g. for Azurite).
+fn azure_thread(path: &Path, i: usize, t: &LegacyThread) -> Result<AzureQueueConfig, ConfigError> {
+    let text = |key: &str| -> Result<String, ConfigError> {
+        match t.rest.get(key) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(other) => Err(ConfigError::at(
+                path,
+                format!("threads[{i}].{key}"),
+                format!("expected a non-empty string, got {other}"),
+            )),
+            None => Err(ConfigError::at(
+                path,
+                format!("threads[{i}].{key}"),
+                "expected a string (AzureStorageQueue needs storage_account and queue_name)",
+            )),
+        }
+    };
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let connection_string = env("AZURE_STORAGE_CONNECTION_STRING");
+    let cfg = AzureQueueConfig {
+        name: format!("azure-{i}"),
+        queue_url: None,
+        account: Some(text("storage_account")?),
+        queue: Some(text("queue_name")?),
+        endpoint: env("AZURE_STORAGE_QUEUE_ENDPOINT"),
+        sas: env("AZURE_STORAGE_SAS_TOKEN"),
+        account_key: env("AZURE_STORAGE_KEY"),
+        token_env: (connection_string.is_none() && env("AZURE_STORAGE_TOKEN").is_some())
+            .then(|| "AZURE_STORAGE_TOKEN".to_string()),
+        connection_string,
+        create_queue: false,
+        visibility_timeout: std::time::Duration::from_secs(300),
+        max_dequeue_count: 5,
+        batch: NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN),
+        max_poll_interval: std::time::Duration::from_secs(5),
+        message_encoding: MessageEncoding::Plain,
+        format: crate::sources::PayloadFormat::Json,
+        event: Some("prefect-event-router.message".into()),
+    };
+    super::azure::target(&cfg).map_err(|(key, message)| {
+        ConfigError::at(path, format!("threads[{i}] ({key})"), message)
+    })?;
+    Ok(cfg)
 }
 
 /// One original message.
@@ -82,11 +132,7 @@ pub(super) fn translate(path: &Path, text: &str) -> Result<Config, ConfigError> 
                 ));
             }
             "AzureStorageQueue" => {
-                return Err(ConfigError::at(
-                    path,
-                    format!("threads[{i}].publisher_type"),
-                    "AzureStorageQueue is recognised, but the Azure Storage Queue source is not available in this build yet; supported now: StdInput",
-                ));
+                sources.push(SourceConfig::AzureQueue(azure_thread(path, i, t)?))
             }
             other => {
                 return Err(ConfigError::at(
@@ -111,6 +157,8 @@ pub(super) fn translate(path: &Path, text: &str) -> Result<Config, ConfigError> 
             name: LEGACY_ROUTE.into(),
             from: Vec::new(),
             when: None,
+            trigger: None,
+            batch: None,
             action: ActionConfig::RunDeployment(RunDeploymentConfig {
                 deployment: "{{ event.payload.flow_name }}/{{ event.payload.deployment_name }}"
                     .into(),

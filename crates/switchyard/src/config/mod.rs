@@ -5,8 +5,10 @@
 //! Every error names the file, the key (as a path such as `routes[0].action.deployment`) and
 //! what was expected.
 
+pub mod azure;
 mod interpolate;
 pub mod legacy;
+pub mod triggers;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -328,6 +330,8 @@ pub enum SourceConfig {
     Zeromq(ZmqConfig),
     /// Kafka topics through a consumer group (feature `kafka`).
     Kafka(KafkaConfig),
+    /// An Azure Storage Queue (feature `azure`).
+    AzureQueue(AzureQueueConfig),
 }
 
 impl SourceConfig {
@@ -342,6 +346,7 @@ impl SourceConfig {
             Self::Mqtt(s) => &s.name,
             Self::Zeromq(s) => &s.name,
             Self::Kafka(s) => &s.name,
+            Self::AzureQueue(s) => &s.name,
         }
     }
 
@@ -354,6 +359,7 @@ impl SourceConfig {
             Self::Mqtt(_) if !cfg!(feature = "mqtt") => Some("mqtt"),
             Self::Zeromq(_) if !cfg!(feature = "zeromq") => Some("zeromq"),
             Self::Kafka(_) if !cfg!(feature = "kafka") => Some("kafka"),
+            Self::AzureQueue(_) if !cfg!(feature = "azure") => Some("azure"),
             _ => None,
         }
     }
@@ -395,6 +401,21 @@ pub struct WebhookConfig {
     pub name: String,
     /// Event name (default `<name>.received`; a `ce-type` header overrides it).
     pub event: Option<String>,
+    /// What the body is: `body` (default: any JSON, the payload) or `prefect_event` (a Prefect
+    /// event as `POST /api/events` takes one: `event` is the name, `resource` the labels).
+    #[serde(default)]
+    pub format: WebhookFormat,
+}
+
+/// A webhook body's form.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    /// Any JSON: the payload.
+    #[default]
+    Body,
+    /// A Prefect event: `{"id"?, "occurred"?, "event", "resource", "payload"?, "related"?}`.
+    PrefectEvent,
 }
 
 /// A Redis Streams source: `XREADGROUP` through a consumer group, `XACK` once the event is
@@ -433,6 +454,90 @@ pub struct RedisStreamsConfig {
     pub format: crate::sources::PayloadFormat,
     /// Event name (default `<name>.message`).
     pub event: Option<String>,
+}
+
+/// An Azure Storage Queue source: messages are received with a visibility timeout (renewed
+/// while the event is in flight) and deleted only once the event is settled; a message
+/// dequeued more than `max_dequeue_count` times is dead-lettered and deleted.
+///
+/// The queue is named either by `queue_url`, by `connection_string` + `queue`, or by
+/// `account` + `queue` (endpoint `https://<account>.queue.core.windows.net` unless `endpoint`
+/// is given). Authentication, first that applies: a SAS (`sas`, or `SharedAccessSignature` in
+/// the connection string, or already in `queue_url`); an account key (`account_key` or
+/// `AccountKey`), from which Switchyard signs a short-lived account SAS itself; an Entra ID
+/// access token read from the environment variable `token_env` (https only).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureQueueConfig {
+    /// Source name.
+    pub name: String,
+    /// Full queue URL, e.g. `https://acct.queue.core.windows.net/orders` (may carry a SAS).
+    pub queue_url: Option<String>,
+    /// An Azure Storage connection string (`AccountName=...;AccountKey=...;QueueEndpoint=...`).
+    pub connection_string: Option<String>,
+    /// Storage account name.
+    pub account: Option<String>,
+    /// Queue name.
+    pub queue: Option<String>,
+    /// Queue service endpoint (default `https://<account>.queue.core.windows.net`).
+    pub endpoint: Option<String>,
+    /// A shared access signature (the query string, with or without a leading `?`).
+    pub sas: Option<String>,
+    /// The storage account key (base64), used to sign account SAS tokens.
+    pub account_key: Option<String>,
+    /// Name of an environment variable holding an Entra ID access token for
+    /// `https://storage.azure.com/` (re-read before each request that needs one).
+    pub token_env: Option<String>,
+    /// Create the queue if it does not exist (default false).
+    #[serde(default)]
+    pub create_queue: bool,
+    /// How long a received message stays invisible to other consumers; renewed at half this
+    /// interval while its event is in flight (default `5m`, at least `1s`).
+    #[serde(default = "default_visibility_timeout", with = "humantime_serde")]
+    pub visibility_timeout: Duration,
+    /// A message received more often than this is dead-lettered and deleted (default 5).
+    #[serde(default = "default_max_dequeue_count")]
+    pub max_dequeue_count: u32,
+    /// Messages per receive call, 1 to 32 (default 16).
+    #[serde(default = "default_azure_batch")]
+    pub batch: NonZeroUsize,
+    /// Longest wait between polls of an empty queue: the wait starts at 100 ms and doubles
+    /// while the queue stays empty (default `5s`).
+    #[serde(default = "default_max_poll_interval", with = "humantime_serde")]
+    pub max_poll_interval: Duration,
+    /// How the message text is encoded: `plain` (default) or `base64` (what Azure Functions
+    /// and some SDKs write).
+    #[serde(default)]
+    pub message_encoding: MessageEncoding,
+    /// How the body decodes (default `json`).
+    #[serde(default)]
+    pub format: crate::sources::PayloadFormat,
+    /// Event name (default `<name>.message`).
+    pub event: Option<String>,
+}
+
+/// How an Azure queue message's text is encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageEncoding {
+    /// The text is the body.
+    #[default]
+    Plain,
+    /// The text is the base64 of the body.
+    Base64,
+}
+
+fn default_visibility_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_max_dequeue_count() -> u32 {
+    5
+}
+fn default_azure_batch() -> NonZeroUsize {
+    NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN)
+}
+fn default_max_poll_interval() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// Where a new consumer group starts.
@@ -665,6 +770,10 @@ pub struct RouteConfig {
     pub from: Vec<String>,
     /// Jinja expression over `event`; the route acts only when it is true.
     pub when: Option<String>,
+    /// A Prefect-style trigger: the action runs when it fires, not per event.
+    pub trigger: Option<triggers::TriggerConfig>,
+    /// Micro-batching: the action runs once per closed batch, with every event in it.
+    pub batch: Option<triggers::BatchConfig>,
     /// What to do.
     pub action: ActionConfig,
 }
@@ -907,6 +1016,7 @@ fn check_source(s: &SourceConfig) -> Result<(), (&'static str, String)> {
             Err(("topics", "expected at least one topic".into()))
         }
         SourceConfig::Zeromq(z) => scheme(&z.endpoint, &["tcp"]).map_err(|(_, m)| ("endpoint", m)),
+        SourceConfig::AzureQueue(a) => check_azure(a),
         SourceConfig::Nats(n) => {
             scheme(&n.url, &["nats", "tls"])?;
             match n.mode {
@@ -921,6 +1031,24 @@ fn check_source(s: &SourceConfig) -> Result<(), (&'static str, String)> {
         }
         _ => Ok(()),
     }
+}
+
+fn check_azure(a: &AzureQueueConfig) -> Result<(), (&'static str, String)> {
+    if !(1..=32).contains(&a.batch.get()) {
+        return Err(("batch", format!("expected 1 to 32, got {}", a.batch)));
+    }
+    if a.visibility_timeout < Duration::from_secs(1)
+        || a.visibility_timeout > Duration::from_secs(7 * 24 * 3600)
+    {
+        return Err((
+            "visibility_timeout",
+            "expected between 1s and 7 days".into(),
+        ));
+    }
+    if a.max_dequeue_count == 0 {
+        return Err(("max_dequeue_count", "expected at least 1".into()));
+    }
+    azure::target(a).map(|_| ())
 }
 
 fn check_name(path: &Path, key: &str, name: &str) -> Result<(), ConfigError> {

@@ -49,8 +49,15 @@ fn legacy_form_is_translated() {
         err(r#"{"threads":[{"publisher_type":"Kafka"}]}"#),
         "config error in switchyard.yaml at `threads[0].publisher_type`: unknown publisher_type \"Kafka\"; expected one of: StdInput, AzureStorageQueue"
     );
-    assert!(err(r#"{"threads":[{"publisher_type":"AzureStorageQueue","storage_account":"a","queue_name":"q"}]}"#)
-        .contains("AzureStorageQueue is recognised, but the Azure Storage Queue source is not available in this build yet"));
+    let l = load(r#"{"threads":[{"publisher_type":"AzureStorageQueue","storage_account":"acct","queue_name":"q","message_flow_actions":{}}]}"#)
+        .unwrap();
+    assert!(
+        matches!(&l.config.sources[0], SourceConfig::AzureQueue(a) if a.account.as_deref() == Some("acct") && a.queue.as_deref() == Some("q"))
+    );
+    assert_eq!(
+        err(r#"{"threads":[{"publisher_type":"AzureStorageQueue","storage_account":"a"}]}"#),
+        "config error in switchyard.yaml at `threads[0].queue_name`: expected a string (AzureStorageQueue needs storage_account and queue_name)"
+    );
     assert!(err(r#"{"threads":[]}"#).contains("at `threads`: expected at least one thread"));
 }
 
@@ -160,4 +167,80 @@ fn every_example_parses() {
         seen += 1;
     }
     assert!(seen >= 4, "expected the example configs, found {seen}");
+}
+
+fn azure(source: &str) -> Result<azure::AzureTarget, String> {
+    let text = format!(
+        "sources:\n  - {source}\nroutes:\n  - {{name: r, action: {{type: run_deployment, deployment: a/b}}}}\n"
+    );
+    let l = load(&text).map_err(|e| e.to_string())?;
+    match &l.config.sources[0] {
+        SourceConfig::AzureQueue(a) => azure::target(a).map_err(|(k, m)| format!("{k}: {m}")),
+        other => Err(format!("not an azure source: {other:?}")),
+    }
+}
+
+#[test]
+fn azure_queue_targets_resolve_from_each_form() {
+    let key = "a2V5";
+    let t = azure(&format!("{{type: azure_queue, name: a, connection_string: \"AccountName=acct;AccountKey={key};EndpointSuffix=core.windows.net\", queue: jobs}}")).unwrap();
+    assert_eq!(
+        t.queue_url.as_str(),
+        "https://acct.queue.core.windows.net/jobs"
+    );
+    assert_eq!(t.queue, "jobs");
+    assert!(
+        matches!(&t.auth, azure::AzureAuth::AccountKey { account, key } if account == "acct" && key == b"key")
+    );
+
+    let t = azure("{type: azure_queue, name: a, queue_url: \"http://127.0.0.1:10001/devstoreaccount1/q1?sv=1&sig=x\"}").unwrap();
+    assert_eq!(
+        t.queue_url.as_str(),
+        "http://127.0.0.1:10001/devstoreaccount1/q1"
+    );
+    assert_eq!(t.queue, "q1");
+    assert_eq!(t.auth, azure::AzureAuth::Sas("sv=1&sig=x".into()));
+
+    let t = azure("{type: azure_queue, name: a, account: acct, queue: q, token_env: AZ_TOKEN}")
+        .unwrap();
+    assert_eq!(t.auth, azure::AzureAuth::TokenEnv("AZ_TOKEN".into()));
+    // Secrets never reach Debug output (and so never the logs).
+    let t = azure("{type: azure_queue, name: a, account: acct, queue: q, sas: \"?sig=secret\"}")
+        .unwrap();
+    assert!(!format!("{t:?}").contains("secret"));
+}
+
+#[test]
+fn azure_queue_mistakes_name_the_key() {
+    let e = azure("{type: azure_queue, name: a, account: acct}").unwrap_err();
+    assert!(
+        e.contains("sources[0].queue") && e.contains("expected the queue name"),
+        "{e}"
+    );
+    let e = azure("{type: azure_queue, name: a, queue: q}").unwrap_err();
+    assert!(e.contains("sources[0].account"), "{e}");
+    let e = azure(
+        "{type: azure_queue, name: a, account: acct, queue: q, account_key: \"not base64!\"}",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("sources[0].account_key") && e.contains("base64"),
+        "{e}"
+    );
+    let e = azure("{type: azure_queue, name: a, connection_string: \"AccountName=x;secretwithoutequals\", queue: q}").unwrap_err();
+    assert!(
+        e.contains("sources[0].connection_string") && !e.contains("secretwithoutequals"),
+        "{e}"
+    );
+    let e = azure("{type: azure_queue, name: a, queue_url: \"http://h/acct/q\", token_env: T}")
+        .unwrap_err();
+    assert!(
+        e.contains("sources[0].token_env") && e.contains("https"),
+        "{e}"
+    );
+    let e = azure("{type: azure_queue, name: a, account: acct, queue: q, batch: 33}").unwrap_err();
+    assert!(
+        e.contains("sources[0].batch") && e.contains("1 to 32"),
+        "{e}"
+    );
 }

@@ -206,8 +206,30 @@ pub struct Retention {
     pub max_events: u64,
 }
 
+/// One step of a stateful route (trigger or batch), recorded in one transaction: the
+/// firings it produced (journaled as pending events), its new bucket states, and the route's
+/// decision for the event that caused it (none for a timer).
+#[derive(Debug, Clone, Default)]
+pub struct TriggerChange {
+    /// The route.
+    pub route: String,
+    /// Events the trigger fired, to journal as pending (idempotent by id).
+    pub firings: Vec<Event>,
+    /// Bucket states to store (`Some`) or delete (`None`), by bucket key.
+    pub states: Vec<(String, Option<serde_json::Value>)>,
+    /// The event that caused this and the route's decision for it (`absorbed`, with a reason).
+    pub settles: Option<(String, String)>,
+}
+
 /// Durable storage of events, decisions and dead letters.
 pub trait Store: Send + Sync + 'static {
+    /// Records a trigger step atomically (see [`TriggerChange`]).
+    fn absorb<'a>(&'a self, change: &'a TriggerChange) -> BoxFuture<'a, Result<(), JournalError>>;
+    /// A route's stored bucket states, by key.
+    fn trigger_states<'a>(
+        &'a self,
+        route: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, serde_json::Value)>, JournalError>>;
     /// Records a received event. Idempotent by event id.
     fn accept<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<Accepted, JournalError>>;
     /// Records a failed attempt of a route.

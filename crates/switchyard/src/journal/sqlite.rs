@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Accepted, DeadLetter, Decision, EventDetail, EventFilter, EventStatus, EventSummary,
-    JournalError, PendingEvent, Retention, Settlement, Store,
+    JournalError, PendingEvent, Retention, Settlement, Store, TriggerChange,
 };
 
 type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
@@ -75,6 +75,12 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     resolution TEXT
 );
 CREATE INDEX IF NOT EXISTS dead_letters_open ON dead_letters (resolved_at, id);
+CREATE TABLE IF NOT EXISTS trigger_states (
+    route TEXT NOT NULL,
+    key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (route, key)
+);
 ";
 
 /// The SQLite [`Store`]. Cheap to clone.
@@ -300,6 +306,76 @@ impl Store for SqliteStore {
             })
             .await
         })
+    }
+
+    fn absorb<'a>(&'a self, change: &'a TriggerChange) -> BoxFuture<'a, Result<(), JournalError>> {
+        let c = change.clone();
+        Box::pin(async move {
+            let mut firings = Vec::with_capacity(c.firings.len());
+            for e in &c.firings {
+                let payload = serde_json::to_string(&e.payload)
+                    .map_err(|x| JournalError::Db(x.to_string()))?;
+                let labels = serde_json::to_string(&e.labels)
+                    .map_err(|x| JournalError::Db(x.to_string()))?;
+                firings.push((e.clone(), payload, labels));
+            }
+            self.run(move |conn| {
+                let at = now_ms();
+                // Firings first: an id already journaled (a replayed event) is not a second one.
+                for (e, payload, labels) in &firings {
+                    conn.prepare_cached(
+                        "INSERT INTO events (id, source, name, occurred, received, payload, labels, status, accepted_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8) ON CONFLICT (id) DO NOTHING",
+                    )?
+                    .execute(params![e.id, e.source, e.name, e.occurred.to_rfc3339(), e.received.to_rfc3339(), payload, labels, at])?;
+                }
+                for (key, state) in &c.states {
+                    match state {
+                        Some(v) => conn.prepare_cached(
+                            "INSERT INTO trigger_states (route, key, state) VALUES (?1, ?2, ?3)
+                             ON CONFLICT (route, key) DO UPDATE SET state = excluded.state",
+                        )?
+                        .execute(params![c.route, key, v.to_string()])?,
+                        None => conn.prepare_cached("DELETE FROM trigger_states WHERE route = ?1 AND key = ?2")?
+                            .execute(params![c.route, key])?,
+                    };
+                }
+                if let Some((event_id, reason)) = &c.settles {
+                    conn.prepare_cached(
+                        "INSERT INTO decisions (event_id, route, kind, detail, at) VALUES (?1, ?2, 'absorbed', ?3, ?4)",
+                    )?
+                    .execute(params![event_id, c.route, reason, at])?;
+                    conn.prepare_cached(
+                        "INSERT INTO route_states (event_id, route, status) VALUES (?1, ?2, 'absorbed')
+                         ON CONFLICT (event_id, route) DO UPDATE SET status = excluded.status",
+                    )?
+                    .execute(params![event_id, c.route])?;
+                }
+                Ok(())
+            })
+            .await
+        })
+    }
+
+    fn trigger_states<'a>(
+        &'a self,
+        route: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, serde_json::Value)>, JournalError>> {
+        let route = route.to_string();
+        Box::pin(self.run(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT key, state FROM trigger_states WHERE route = ?1 ORDER BY key",
+            )?;
+            let rows = stmt
+                .query_map(params![route], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(k, v)| serde_json::from_str(&v).ok().map(|v| (k, v)))
+                .collect())
+        }))
     }
 
     fn attempt_failed<'a>(

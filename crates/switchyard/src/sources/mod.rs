@@ -8,6 +8,8 @@
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+#[cfg(feature = "azure")]
+pub mod azure;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 #[cfg(feature = "mqtt")]
@@ -135,16 +137,34 @@ impl Dispatcher {
     /// as a dead letter of the pseudo-route `decode`, with the reason, so it can be inspected
     /// and the source can acknowledge it instead of receiving it forever.
     pub async fn reject(&self, event: Event, reason: &str) -> Result<(), JournalError> {
-        if let Accepted::New = self.journal.accept(&event).await? {
+        self.give_up(&event, "decode", reason).await?;
+        tracing::warn!(event_id = %event.id, source = %event.source, reason, "message does not decode; dead-lettered");
+        Ok(())
+    }
+
+    /// Ends an event without (further) routing: a dead letter of the pseudo-route `stage` with
+    /// the reason, and the event finished, whether it is new or was pending. Used for messages
+    /// that do not decode and for poison messages a broker has redelivered too often. An event
+    /// already settled is left as it is.
+    pub async fn give_up(
+        &self,
+        event: &Event,
+        stage: &str,
+        reason: &str,
+    ) -> Result<(), JournalError> {
+        let open = match self.journal.accept(event).await? {
+            Accepted::New => true,
+            Accepted::Duplicate { status, .. } => status == EventStatus::Pending,
+        };
+        if open {
             let dead = Settlement::DeadLettered {
                 reason: reason.to_string(),
                 retryable: false,
                 attempts: 1,
             };
-            self.journal.settle(&event.id, "decode", &dead).await?;
+            self.journal.settle(&event.id, stage, &dead).await?;
             self.journal.finish(&event.id).await?;
         }
-        tracing::warn!(event_id = %event.id, source = %event.source, reason, "message does not decode; dead-lettered");
         Ok(())
     }
 
@@ -184,9 +204,13 @@ impl Dispatcher {
 
     fn queue(&self, permit: SendPermit<'_, Inbound, RouteOutcome>, inbound: Inbound) -> Receipt {
         let id = inbound.event.id.clone();
-        // Routes subscribe to their sources' names as topics.
-        let topic = inbound.event.source.clone();
-        let handle = permit.send(Payload::to_topics(inbound, [topic]));
+        // Routes subscribe to their sources' names as topics, or (triggers on exact event
+        // names) to `<source>#<name>`.
+        let topics = [
+            inbound.event.source.clone(),
+            crate::triggers::name_topic(&inbound.event.source, &inbound.event.name),
+        ];
+        let handle = permit.send(Payload::to_topics(inbound, topics));
         let (tx, rx) = oneshot::channel();
         let journal = Arc::clone(&self.journal);
         let event_id = id.clone();

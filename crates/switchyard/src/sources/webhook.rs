@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use switchyard_core::Event;
 
 use super::{Dispatcher, Refused};
-use crate::config::WebhookConfig;
+use crate::config::{WebhookConfig, WebhookFormat};
 
 struct HookState {
     hooks: BTreeMap<String, WebhookConfig>,
@@ -48,6 +48,58 @@ pub fn app(hooks: Vec<WebhookConfig>, dispatch: Dispatcher, max_body_bytes: usiz
 
 fn reply(status: StatusCode, body: Value) -> Response {
     (status, axum::Json(body)).into_response()
+}
+
+/// A Prefect event body: `event` names it, `resource` (and `related`, as
+/// `related.<role>.<label>`) become labels, `payload` the payload, `id` and `occurred` are kept.
+fn prefect_event(hook: &str, body: Value) -> Result<switchyard_core::EventBuilder, String> {
+    let Value::Object(mut obj) = body else {
+        return Err("expected a Prefect event object".into());
+    };
+    let name = match obj.remove("event") {
+        Some(Value::String(s)) if !s.is_empty() => s,
+        _ => return Err("expected `event`: the event name".into()),
+    };
+    let resource = match obj.remove("resource") {
+        Some(Value::Object(r)) if r.contains_key("prefect.resource.id") => r,
+        _ => {
+            return Err(
+                "expected `resource` with a `prefect.resource.id` label (as Prefect requires)"
+                    .into(),
+            );
+        }
+    };
+    let payload = obj.remove("payload").unwrap_or_else(|| json!({}));
+    let mut b = Event::builder(hook, name, payload);
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for (k, v) in &resource {
+        b = b.label(k.clone(), text(v));
+    }
+    if let Some(Value::Array(related)) = obj.remove("related") {
+        for r in related.iter().filter_map(Value::as_object) {
+            let role = r
+                .get("prefect.resource.role")
+                .map(text)
+                .unwrap_or_else(|| "related".into());
+            for (k, v) in r {
+                b = b.label(format!("related.{role}.{k}"), text(v));
+            }
+        }
+    }
+    if let Some(Value::String(id)) = obj.get("id") {
+        b = b.id(format!("{hook}:{id}"));
+    }
+    if let Some(t) = obj
+        .get("occurred")
+        .and_then(Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    {
+        b = b.occurred(t.with_timezone(&chrono::Utc));
+    }
+    Ok(b)
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -98,11 +150,21 @@ async fn receive(
             );
         }
     };
-    let event_name = header_str(&headers, "ce-type")
-        .map(String::from)
-        .or_else(|| hook.event.clone())
-        .unwrap_or_else(|| format!("{name}.received"));
-    let mut builder = Event::builder(&name, event_name, payload);
+    let mut builder = if hook.format == WebhookFormat::PrefectEvent {
+        match prefect_event(&name, payload) {
+            Ok(b) => b,
+            Err(reason) => {
+                tracing::warn!(source = %name, reason, "not a Prefect event, refused");
+                return reply(StatusCode::BAD_REQUEST, json!({"error": reason}));
+            }
+        }
+    } else {
+        let event_name = header_str(&headers, "ce-type")
+            .map(String::from)
+            .or_else(|| hook.event.clone())
+            .unwrap_or_else(|| format!("{name}.received"));
+        Event::builder(&name, event_name, payload)
+    };
     if let Some(id) =
         header_str(&headers, "idempotency-key").or_else(|| header_str(&headers, "ce-id"))
     {

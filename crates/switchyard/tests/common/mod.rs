@@ -179,6 +179,18 @@ pub struct Router {
 
 impl Router {
     pub fn start(dir: &Path, api: &str, config_name: &str, config: &str, extra: &[&str]) -> Self {
+        Self::start_env(dir, api, config_name, config, extra, &[])
+    }
+
+    /// [`Router::start`] with extra environment variables.
+    pub fn start_env(
+        dir: &Path,
+        api: &str,
+        config_name: &str,
+        config: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         static N: AtomicUsize = AtomicUsize::new(0);
         let path = dir.join(config_name);
         std::fs::write(&path, config).unwrap();
@@ -194,6 +206,7 @@ impl Router {
             .env("SWITCHYARD_JOURNAL", dir.join("journal.db"))
             .env_remove("RUST_LOG")
             .env_remove("PREFECT_API_KEY")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());

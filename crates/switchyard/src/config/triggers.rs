@@ -1,0 +1,215 @@
+//! Trigger and batch settings, in Prefect's own shape where Prefect has one, so automations
+//! and `prefect.yaml` `triggers:` move over unchanged (`within` in seconds, `posture` as
+//! `Reactive` / `Proactive`).
+
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A trigger, tagged by `type` as in Prefect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TriggerConfig {
+    /// Counts matching events per bucket (Prefect's `EventTrigger`).
+    Event(EventTriggerConfig),
+    /// Fires when `require` of its triggers have fired within `within`.
+    Compound(CompoundTriggerConfig),
+    /// Fires when its triggers fire in order within `within`.
+    Sequence(SequenceTriggerConfig),
+}
+
+/// Prefect's reactive / proactive posture.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum Posture {
+    /// Fires when `threshold` expected events arrive within `within`.
+    #[default]
+    #[serde(alias = "reactive")]
+    Reactive,
+    /// Fires when fewer than `threshold` expected events arrive within `within`.
+    #[serde(alias = "proactive")]
+    Proactive,
+}
+
+/// One label pattern or several (any may match), as Prefect's `match` values.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// A single pattern.
+    One(String),
+    /// Any of these.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The patterns.
+    pub fn patterns(&self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s.clone()],
+            Self::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// Prefect's `EventTrigger`, plus `when` (a predicate over the payload) and `key` (a template
+/// that buckets events by any field, e.g. `{{ event.payload.dataset_id }}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventTriggerConfig {
+    /// Label patterns the event must match (`*` wildcards, `!` negation).
+    #[serde(default, rename = "match")]
+    pub match_labels: BTreeMap<String, OneOrMany>,
+    /// Prefect's related-resource match; Switchyard events carry no related resources, so a
+    /// non-empty value is refused rather than silently ignored.
+    #[serde(default)]
+    pub match_related: serde_json::Value,
+    /// Event names that count (wildcards); empty: every matching event.
+    #[serde(default)]
+    pub expect: Vec<String>,
+    /// Event names that must be seen first, opening the bucket.
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// Labels whose values split events into separate buckets.
+    #[serde(default)]
+    pub for_each: Vec<String>,
+    /// Reactive (default) or Proactive.
+    #[serde(default)]
+    pub posture: Posture,
+    /// Events needed (reactive) or expected (proactive); default 1.
+    #[serde(default = "one")]
+    pub threshold: u64,
+    /// The window: seconds (Prefect) or a duration such as `10m`; 0 = no window (reactive).
+    #[serde(default, deserialize_with = "seconds_or_duration")]
+    pub within: Duration,
+    /// Jinja predicate over `event`; only events for which it is true count.
+    pub when: Option<String>,
+    /// Template rendering a bucket key from the event (combined with `for_each`).
+    pub key: Option<String>,
+    /// How many of the counted events are kept for the run's `events` (default 100).
+    #[serde(default = "default_keep")]
+    pub keep_events: NonZeroUsize,
+}
+
+/// How many of a compound trigger's triggers must fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Require {
+    /// Any one.
+    Any,
+    /// All.
+    All,
+    /// At least this many.
+    AtLeast(usize),
+}
+
+impl<'de> Deserialize<'de> for Require {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(usize),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Self::AtLeast(n)),
+            Raw::S(s) if s == "any" => Ok(Self::Any),
+            Raw::S(s) if s == "all" => Ok(Self::All),
+            Raw::S(s) => Err(serde::de::Error::custom(format!(
+                "expected \"any\", \"all\" or a number, got {s:?}"
+            ))),
+        }
+    }
+}
+
+/// Prefect's `CompoundTrigger`, plus `key` (a keyed join: each child's events are bucketed by
+/// the same key, so `file.landed` and `schema.ready` join on `dataset_id`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompoundTriggerConfig {
+    /// `any`, `all` or a number.
+    pub require: Require,
+    /// The window in which the required triggers must fire.
+    #[serde(default, deserialize_with = "seconds_or_duration")]
+    pub within: Duration,
+    /// The triggers (event triggers).
+    pub triggers: Vec<TriggerConfig>,
+    /// Template rendering the join key from each event.
+    pub key: Option<String>,
+}
+
+/// Prefect's `SequenceTrigger`, plus `key`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SequenceTriggerConfig {
+    /// The window in which the whole sequence must happen.
+    #[serde(default, deserialize_with = "seconds_or_duration")]
+    pub within: Duration,
+    /// The triggers (event triggers), in order.
+    pub triggers: Vec<TriggerConfig>,
+    /// Template rendering the join key from each event.
+    pub key: Option<String>,
+}
+
+/// Micro-batching: events that pass `when` gather in a batch (per `key`), which closes at
+/// `max_events`, `max_delay` after its first event, or `idle` after its last, whichever comes
+/// first; the action then runs once with every event as `events`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Close when this many events are in (default 100, at most 10,000).
+    #[serde(default = "default_keep")]
+    pub max_events: NonZeroUsize,
+    /// Close this long after the first event (default `1m`).
+    #[serde(
+        default = "default_max_delay",
+        deserialize_with = "seconds_or_duration"
+    )]
+    pub max_delay: Duration,
+    /// Close when no event arrived for this long (a sliding window of inactivity).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub idle: Option<Duration>,
+    /// Template rendering a batch key: one batch per key.
+    pub key: Option<String>,
+}
+
+fn one() -> u64 {
+    1
+}
+fn default_keep() -> NonZeroUsize {
+    NonZeroUsize::new(100).unwrap_or(NonZeroUsize::MIN)
+}
+fn default_max_delay() -> Duration {
+    Duration::from_secs(60)
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Seconds(f64),
+    Text(String),
+}
+
+fn to_duration<E: serde::de::Error>(raw: RawDuration) -> Result<Duration, E> {
+    match raw {
+        RawDuration::Seconds(s) if s >= 0.0 && s.is_finite() => Ok(Duration::from_secs_f64(s)),
+        RawDuration::Seconds(s) => Err(E::custom(format!(
+            "expected a non-negative number of seconds, got {s}"
+        ))),
+        RawDuration::Text(t) => humantime_serde::re::humantime::parse_duration(&t).map_err(|e| {
+            E::custom(format!(
+                "expected seconds or a duration such as \"10m\", got {t:?}: {e}"
+            ))
+        }),
+    }
+}
+
+/// Seconds (as Prefect writes `within`) or a duration string.
+fn seconds_or_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    to_duration(RawDuration::deserialize(d)?)
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    Option::<RawDuration>::deserialize(d)?
+        .map(to_duration)
+        .transpose()
+}

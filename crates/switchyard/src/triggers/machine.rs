@@ -1,0 +1,889 @@
+//! The trigger and batch state machines: pure functions of (state, event or time) → (state,
+//! firings). Time is passed in, so tests drive it exactly and a restart resumes from stored
+//! state with the wall clock.
+//!
+//! Semantics (documented in the README):
+//! - **Reactive** event trigger: a bucket opens at its first counted event (or at an `after`
+//!   event); when `threshold` counted events arrive within `within` of its opening it fires
+//!   and starts over. A window that ends short of the threshold is dropped. `within: 0` means
+//!   no window.
+//! - **Proactive** event trigger: a window opens at an `after` event (with no `after`: at
+//!   start-up for the unkeyed bucket, and at an expected event for a keyed one). When it ends
+//!   with fewer than `threshold` expected events, the trigger fires once and waits: the next
+//!   expected event *resolves* it and opens a new window. When it ends with enough, the next
+//!   window starts at once (with `after`, the next `after` event opens it).
+//! - **Compound**: each child counts on its own; the compound fires when `require` children
+//!   have fired within `within` of the first. **Sequence**: the children must fire in order
+//!   within `within` of the first; a first child firing again restarts the sequence.
+//! - **Batch**: opens at its first event, closes at `max_events`, `max_delay` after opening,
+//!   or `idle` after its last event.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use switchyard_core::Event;
+
+use crate::config::triggers::{BatchConfig, Posture, Require, TriggerConfig};
+use crate::template::{self, Predicate, TextTemplate};
+
+/// A wildcard pattern (`*` matches any run of characters), possibly negated with a leading `!`.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    negate: bool,
+    parts: Vec<String>,
+}
+
+impl Pattern {
+    /// Parses `text`.
+    pub fn new(text: &str) -> Self {
+        let (negate, body) = match text.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        Self {
+            negate,
+            parts: body.split('*').map(str::to_string).collect(),
+        }
+    }
+
+    fn glob(&self, value: &str) -> bool {
+        let parts = &self.parts;
+        if parts.len() == 1 {
+            return value == parts[0];
+        }
+        let (first, last) = (&parts[0], &parts[parts.len() - 1]);
+        if !value.starts_with(first.as_str())
+            || !value.ends_with(last.as_str())
+            || value.len() < first.len() + last.len()
+        {
+            return false;
+        }
+        let mut rest = &value[first.len()..value.len() - last.len()];
+        for middle in &parts[1..parts.len() - 1] {
+            match rest.find(middle.as_str()) {
+                Some(at) => rest = &rest[at + middle.len()..],
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+impl Pattern {
+    /// The exact text, when the pattern has no wildcard and no negation.
+    fn exact(&self) -> Option<&str> {
+        (!self.negate && self.parts.len() == 1).then(|| self.parts[0].as_str())
+    }
+}
+
+/// Any of `patterns` matches, none of the negated ones does (Prefect's rule for one label).
+fn matches_patterns(patterns: &[Pattern], value: Option<&str>) -> bool {
+    let (neg, pos): (Vec<&Pattern>, Vec<&Pattern>) = patterns.iter().partition(|p| p.negate);
+    let Some(value) = value else {
+        // A missing label satisfies only a purely negative rule.
+        return pos.is_empty();
+    };
+    (pos.is_empty() || pos.iter().any(|p| p.glob(value))) && !neg.iter().any(|p| p.glob(value))
+}
+
+fn name_in(patterns: &[Pattern], name: &str) -> bool {
+    patterns.iter().any(|p| p.glob(name) != p.negate)
+}
+
+/// A compiled event trigger.
+#[derive(Debug)]
+pub struct EventSpec {
+    labels: Vec<(String, Vec<Pattern>)>,
+    expect: Vec<Pattern>,
+    after: Vec<Pattern>,
+    for_each: Vec<String>,
+    key: Option<TextTemplate>,
+    when: Option<Predicate>,
+    posture: Posture,
+    threshold: u64,
+    within: Duration,
+    keep: usize,
+}
+
+/// A compiled batch.
+#[derive(Debug)]
+pub struct BatchSpec {
+    max_events: usize,
+    max_delay: Duration,
+    idle: Option<Duration>,
+    key: Option<TextTemplate>,
+}
+
+/// What a stateful route runs.
+#[derive(Debug)]
+pub enum Machine {
+    /// One event trigger.
+    Event(Box<EventSpec>),
+    /// Compound (`ordered: false`) or sequence (`ordered: true`).
+    Joined {
+        /// How many children must fire.
+        required: usize,
+        /// In order.
+        ordered: bool,
+        /// The window.
+        within: Duration,
+        /// Join key.
+        key: Option<TextTemplate>,
+        /// The children.
+        children: Vec<EventSpec>,
+    },
+    /// Micro-batching.
+    Batch(BatchSpec),
+}
+
+/// One bucket's state, stored in the journal as JSON.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// When the current window opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened: Option<DateTime<Utc>>,
+    /// Counted events in the window.
+    #[serde(default)]
+    pub count: u64,
+    /// The last counted events (at most `keep_events`; every event for a batch).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<Event>,
+    /// An `after` event was seen.
+    #[serde(default)]
+    pub after_seen: bool,
+    /// Proactive: fired and waiting for an expected event to resolve.
+    #[serde(default)]
+    pub fired: bool,
+    /// When the last event arrived (batch idle rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<DateTime<Utc>>,
+    /// Compound / sequence: each child's own bucket.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<Bucket>,
+    /// Compound / sequence: when each child fired, and its events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hits: Vec<Option<(DateTime<Utc>, Vec<Event>)>>,
+}
+
+impl Bucket {
+    fn is_idle(&self) -> bool {
+        self.opened.is_none()
+            && self.count == 0
+            && self.events.is_empty()
+            && !self.after_seen
+            && !self.fired
+            && self.children.iter().all(Bucket::is_idle)
+            && self.hits.iter().all(Option::is_none)
+    }
+}
+
+/// A firing: the action will run once for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fired {
+    /// The bucket key.
+    pub key: String,
+    /// Deterministic id: the same input always fires the same id, so a replay after a crash
+    /// finds the firing already journaled instead of making a second one.
+    pub id: String,
+    /// `threshold`, `absence`, `compound`, `sequence` or `batch`.
+    pub kind: &'static str,
+    /// The contributing events, oldest first.
+    pub events: Vec<Event>,
+    /// How many events counted (may exceed `events.len()`).
+    pub count: u64,
+    /// Why, for the journal and logs.
+    pub reason: String,
+}
+
+/// The result of feeding one event.
+#[derive(Debug, Default)]
+pub struct Step {
+    /// Whether the event was relevant to the trigger at all.
+    pub relevant: bool,
+    /// What happened, for the event's decision.
+    pub note: String,
+    /// Buckets that changed (to store or, when idle, delete).
+    pub changed: Vec<String>,
+    /// Firings.
+    pub fired: Vec<Fired>,
+}
+
+fn dur(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+impl EventSpec {
+    fn compile(cfg: &TriggerConfig, at: &str) -> Result<Self, (String, String)> {
+        let TriggerConfig::Event(c) = cfg else {
+            return Err((
+                at.to_string(),
+                "expected an event trigger here (compound and sequence triggers take event triggers)"
+                    .into(),
+            ));
+        };
+        if !(c.match_related.is_null()
+            || c.match_related.as_object().is_some_and(|m| m.is_empty())
+            || c.match_related.as_array().is_some_and(|a| a.is_empty()))
+        {
+            return Err((
+                format!("{at}match_related"),
+                "Switchyard events carry no related resources; express the condition with `match` on labels or `when` on the payload".into(),
+            ));
+        }
+        if c.threshold == 0 {
+            return Err((format!("{at}threshold"), "expected at least 1".into()));
+        }
+        if c.posture == Posture::Proactive && c.within.is_zero() {
+            return Err((
+                format!("{at}within"),
+                "a Proactive trigger needs a window (how long to wait for the expected events)"
+                    .into(),
+            ));
+        }
+        Ok(Self {
+            labels: c
+                .match_labels
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.patterns().iter().map(|p| Pattern::new(p)).collect(),
+                    )
+                })
+                .collect(),
+            expect: c.expect.iter().map(|p| Pattern::new(p)).collect(),
+            after: c.after.iter().map(|p| Pattern::new(p)).collect(),
+            for_each: c.for_each.clone(),
+            key: c
+                .key
+                .as_deref()
+                .map(TextTemplate::compile)
+                .transpose()
+                .map_err(|e| (format!("{at}key"), e))?,
+            when: c
+                .when
+                .as_deref()
+                .map(Predicate::compile)
+                .transpose()
+                .map_err(|e| (format!("{at}when"), e))?,
+            posture: c.posture,
+            threshold: c.threshold,
+            within: c.within,
+            keep: c.keep_events.get(),
+        })
+    }
+
+    /// Whether the event is for this trigger: labels match, `when` holds, and its name is
+    /// expected or an `after` event.
+    fn relevant(&self, event: &Event, ctx: &minijinja::Value) -> Result<bool, String> {
+        let labels_ok = self.labels.iter().all(|(key, patterns)| {
+            let value = match key.as_str() {
+                "event" => Some(event.name.as_str()),
+                "source" => Some(event.source.as_str()),
+                k => event.labels.get(k).map(String::as_str),
+            };
+            matches_patterns(patterns, value)
+        });
+        if !labels_ok || !(self.is_expected(&event.name) || self.is_after(&event.name)) {
+            return Ok(false);
+        }
+        match &self.when {
+            Some(w) => w.eval(ctx),
+            None => Ok(true),
+        }
+    }
+
+    fn is_expected(&self, name: &str) -> bool {
+        self.expect.is_empty() || name_in(&self.expect, name)
+    }
+
+    fn is_after(&self, name: &str) -> bool {
+        !self.after.is_empty() && name_in(&self.after, name)
+    }
+
+    fn bucket_key(&self, event: &Event, ctx: &minijinja::Value) -> Result<String, String> {
+        let mut parts: Vec<String> = self
+            .for_each
+            .iter()
+            .map(|l| event.labels.get(l).cloned().unwrap_or_default())
+            .collect();
+        if let Some(k) = &self.key {
+            parts.push(
+                k.render(ctx)
+                    .map_err(|e| format!("cannot render key: {e}"))?,
+            );
+        }
+        Ok(parts.join("|"))
+    }
+
+    fn window_end(&self, b: &Bucket) -> Option<DateTime<Utc>> {
+        match (b.opened, self.within.is_zero()) {
+            (Some(o), false) => Some(o + dur(self.within)),
+            _ => None,
+        }
+    }
+
+    /// Feeds a relevant event; returns the firing (without id/key) and a note. Windows due
+    /// before `now` must have been ended with [`EventSpec::tick`] first.
+    fn feed(
+        &self,
+        b: &mut Bucket,
+        event: &Event,
+        now: DateTime<Utc>,
+    ) -> (Option<(Vec<Event>, u64, String)>, String) {
+        if self.is_after(&event.name) {
+            // An `after` event opens a fresh window; it does not count itself (as in Prefect,
+            // so `after` = `expect` is the heartbeat idiom: the *next* one must come in time).
+            *b = Bucket {
+                opened: Some(now),
+                after_seen: true,
+                ..Bucket::default()
+            };
+            return (None, "opened a window (`after` event)".into());
+        }
+        if !self.after.is_empty() && !b.after_seen {
+            return (None, "waiting for an `after` event".into());
+        }
+        match self.posture {
+            Posture::Reactive => {
+                match b.opened {
+                    // Fired in this period already: Prefect waits for the next one.
+                    Some(o) if now < o => {
+                        return (
+                            None,
+                            format!(
+                                "ignored: fired this period; counting resumes at {}",
+                                o.to_rfc3339()
+                            ),
+                        );
+                    }
+                    Some(_) => {}
+                    None => b.opened = Some(now),
+                }
+                b.count += 1;
+                push_kept(&mut b.events, event.clone(), self.keep);
+                if b.count < self.threshold {
+                    return (None, format!("counted {} of {}", b.count, self.threshold));
+                }
+                let reason = format!(
+                    "{} of {} expected events{}",
+                    b.count,
+                    self.threshold,
+                    if self.within.is_zero() {
+                        String::new()
+                    } else {
+                        format!(" within {}", humantime(self.within))
+                    }
+                );
+                let fired = (std::mem::take(&mut b.events), b.count, reason.clone());
+                let next = self.window_end(b).map(|end| end.max(now));
+                *b = Bucket::default();
+                if self.after.is_empty() {
+                    // The next period starts where this one ends (nothing with `within: 0`).
+                    b.opened = next;
+                }
+                (Some(fired), format!("fired: {reason}"))
+            }
+            Posture::Proactive => {
+                let note = if b.fired {
+                    b.fired = false;
+                    "resolved: the expected event is back".to_string()
+                } else {
+                    format!("counted {} of {} expected", b.count + 1, self.threshold)
+                };
+                b.opened.get_or_insert(now);
+                b.count += 1;
+                push_kept(&mut b.events, event.clone(), self.keep);
+                (None, note)
+            }
+        }
+    }
+
+    /// Ends a window that is over at `now`. A proactive trigger short of its threshold fires
+    /// (and, without `after`, keeps watching: each silent period fires, as in Prefect); a
+    /// reactive window that ended short of its threshold is dropped. The next period starts at
+    /// the later of the window's end and `now`, so a long outage fires once, not once per
+    /// missed period.
+    fn tick(
+        &self,
+        b: &mut Bucket,
+        now: DateTime<Utc>,
+    ) -> Option<(Vec<Event>, u64, String, DateTime<Utc>)> {
+        let end = self.window_end(b)?;
+        if now < end {
+            return None;
+        }
+        let next = |b: &mut Bucket, fired: bool| {
+            *b = Bucket::default();
+            if self.after.is_empty() {
+                b.opened = Some(end.max(now));
+                b.fired = fired;
+            }
+        };
+        match self.posture {
+            Posture::Reactive => {
+                *b = Bucket::default();
+                None
+            }
+            Posture::Proactive if b.count < self.threshold => {
+                let reason = format!(
+                    "{} of {} expected events within {}",
+                    b.count,
+                    self.threshold,
+                    humantime(self.within)
+                );
+                let events = std::mem::take(&mut b.events);
+                let count = b.count;
+                next(b, true);
+                Some((events, count, reason, end))
+            }
+            Posture::Proactive => {
+                next(b, false);
+                None
+            }
+        }
+    }
+
+    fn deadline(&self, b: &Bucket) -> Option<DateTime<Utc>> {
+        self.window_end(b)
+    }
+
+    /// The event names this trigger can use, when they are all exact names (so the engine
+    /// can deliver only those events to the route).
+    fn exact_names(&self) -> Option<Vec<String>> {
+        if self.expect.is_empty() {
+            return None;
+        }
+        self.expect
+            .iter()
+            .chain(&self.after)
+            .map(|p| p.exact().map(str::to_string))
+            .collect()
+    }
+
+    /// Proactive and unkeyed with no `after`: the watch starts at start-up.
+    fn starts_armed(&self) -> bool {
+        self.posture == Posture::Proactive
+            && self.after.is_empty()
+            && self.for_each.is_empty()
+            && self.key.is_none()
+    }
+}
+
+fn push_kept(events: &mut Vec<Event>, e: Event, keep: usize) {
+    events.push(e);
+    if events.len() > keep {
+        let extra = events.len() - keep;
+        events.drain(..extra);
+    }
+}
+
+fn humantime(d: Duration) -> String {
+    humantime_serde::re::humantime::format_duration(d).to_string()
+}
+
+impl Machine {
+    /// Compiles a route's trigger or batch; errors are `(key, message)`.
+    pub fn compile(
+        trigger: Option<&TriggerConfig>,
+        batch: Option<&BatchConfig>,
+    ) -> Result<Option<Self>, (String, String)> {
+        match (trigger, batch) {
+            (Some(_), Some(_)) => Err((
+                "batch".into(),
+                "a route has either a trigger or a batch, not both".into(),
+            )),
+            (None, None) => Ok(None),
+            (None, Some(b)) => {
+                if b.max_events.get() > 10_000 {
+                    return Err(("batch.max_events".into(), "expected at most 10000".into()));
+                }
+                if b.max_delay.is_zero() {
+                    return Err(("batch.max_delay".into(), "expected more than 0".into()));
+                }
+                Ok(Some(Self::Batch(BatchSpec {
+                    max_events: b.max_events.get(),
+                    max_delay: b.max_delay,
+                    idle: b.idle.filter(|d| !d.is_zero()),
+                    key: b
+                        .key
+                        .as_deref()
+                        .map(TextTemplate::compile)
+                        .transpose()
+                        .map_err(|e| ("batch.key".to_string(), e))?,
+                })))
+            }
+            (Some(t @ TriggerConfig::Event(_)), None) => {
+                EventSpec::compile(t, "trigger.").map(|s| Some(Self::Event(Box::new(s))))
+            }
+            (Some(TriggerConfig::Compound(c)), None) => {
+                let n = c.triggers.len();
+                let required = match c.require {
+                    Require::Any => 1,
+                    Require::All => n,
+                    Require::AtLeast(k) => k,
+                };
+                if required == 0 || required > n {
+                    return Err((
+                        "trigger.require".into(),
+                        format!("expected 1 to {n} (the number of triggers), got {required}"),
+                    ));
+                }
+                Self::joined(&c.triggers, required, false, c.within, c.key.as_deref())
+            }
+            (Some(TriggerConfig::Sequence(s)), None) => {
+                let n = s.triggers.len();
+                Self::joined(&s.triggers, n, true, s.within, s.key.as_deref())
+            }
+        }
+    }
+
+    fn joined(
+        triggers: &[TriggerConfig],
+        required: usize,
+        ordered: bool,
+        within: Duration,
+        key: Option<&str>,
+    ) -> Result<Option<Self>, (String, String)> {
+        if triggers.is_empty() {
+            return Err((
+                "trigger.triggers".into(),
+                "expected at least one trigger".into(),
+            ));
+        }
+        let children = triggers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| EventSpec::compile(t, &format!("trigger.triggers[{i}].")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Self::Joined {
+            required,
+            ordered,
+            within,
+            key: key
+                .map(TextTemplate::compile)
+                .transpose()
+                .map_err(|e| ("trigger.key".to_string(), e))?,
+            children,
+        }))
+    }
+
+    /// Buckets to create at start-up (a proactive watch that starts armed).
+    pub fn start(&self, buckets: &mut BTreeMap<String, Bucket>, now: DateTime<Utc>) -> Vec<String> {
+        match self {
+            Self::Event(spec) if spec.starts_armed() && !buckets.contains_key("") => {
+                buckets.insert(
+                    String::new(),
+                    Bucket {
+                        opened: Some(now),
+                        ..Bucket::default()
+                    },
+                );
+                vec![String::new()]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Feeds one event.
+    pub fn on_event(
+        &self,
+        route: &str,
+        buckets: &mut BTreeMap<String, Bucket>,
+        event: &Event,
+        now: DateTime<Utc>,
+    ) -> Result<Step, String> {
+        let ctx = template::context(event);
+        let mut step = Step::default();
+        match self {
+            Self::Event(spec) => {
+                if !spec.relevant(event, &ctx)? {
+                    step.note = "not matched by the trigger".into();
+                    return Ok(step);
+                }
+                step.relevant = true;
+                let key = spec.bucket_key(event, &ctx)?;
+                let b = buckets.entry(key.clone()).or_default();
+                let (fired, note) = spec.feed(b, event, now);
+                step.note = note;
+                step.changed.push(key.clone());
+                if let Some((events, count, reason)) = fired {
+                    step.fired.push(Fired {
+                        id: format!("trigger:{route}:{}", event.id),
+                        key,
+                        kind: "threshold",
+                        events,
+                        count,
+                        reason,
+                    });
+                }
+            }
+            Self::Joined {
+                required,
+                ordered,
+                within,
+                key,
+                children,
+            } => {
+                let key = match key {
+                    Some(k) => k
+                        .render(&ctx)
+                        .map_err(|e| format!("cannot render key: {e}"))?,
+                    None => String::new(),
+                };
+                let b = buckets.entry(key.clone()).or_default();
+                b.children.resize_with(children.len(), Bucket::default);
+                b.hits.resize_with(children.len(), || None);
+                let mut notes = Vec::new();
+                for (i, child) in children.iter().enumerate() {
+                    if !child.relevant(event, &ctx)? {
+                        continue;
+                    }
+                    step.relevant = true;
+                    let (fired, note) = child.feed(&mut b.children[i], event, now);
+                    notes.push(format!("trigger {i}: {note}"));
+                    if let Some((events, _, _)) = fired {
+                        record_hit(b, i, *ordered, *within, now, events);
+                    }
+                }
+                if !step.relevant {
+                    step.note = "not matched by the trigger".into();
+                    if b.is_idle() {
+                        buckets.remove(&key);
+                    }
+                    return Ok(step);
+                }
+                step.changed.push(key.clone());
+                if let Some(f) = joined_ready(b, *required, *ordered) {
+                    step.fired.push(Fired {
+                        id: format!("trigger:{route}:{}", event.id),
+                        key,
+                        kind: if *ordered { "sequence" } else { "compound" },
+                        count: f.len() as u64,
+                        events: f,
+                        reason: format!(
+                            "{} of {} triggers fired{}",
+                            required,
+                            children.len(),
+                            if *ordered { " in order" } else { "" }
+                        ),
+                    });
+                    notes.push("fired".into());
+                }
+                step.note = notes.join("; ");
+            }
+            Self::Batch(spec) => {
+                step.relevant = true;
+                let key = match &spec.key {
+                    Some(k) => k
+                        .render(&ctx)
+                        .map_err(|e| format!("cannot render key: {e}"))?,
+                    None => String::new(),
+                };
+                let b = buckets.entry(key.clone()).or_default();
+                b.opened.get_or_insert(now);
+                b.last = Some(now);
+                b.count += 1;
+                b.events.push(event.clone());
+                step.changed.push(key.clone());
+                if b.events.len() >= spec.max_events {
+                    let taken = std::mem::take(b);
+                    step.fired
+                        .push(batch_fired(route, &key, taken, "max_events reached"));
+                    step.note = format!("closed the batch ({} events)", spec.max_events);
+                } else {
+                    step.note = format!("batched ({} so far)", b.events.len());
+                }
+            }
+        }
+        Ok(step)
+    }
+
+    /// Ends what is due at `now`; returns the changed keys and the firings.
+    pub fn tick(
+        &self,
+        route: &str,
+        buckets: &mut BTreeMap<String, Bucket>,
+        now: DateTime<Utc>,
+    ) -> (Vec<String>, Vec<Fired>) {
+        let (mut changed, mut fired) = (Vec::new(), Vec::new());
+        for (key, b) in buckets.iter_mut() {
+            match self {
+                Self::Event(spec) => {
+                    if spec.deadline(b).is_some_and(|d| d <= now) {
+                        changed.push(key.clone());
+                        if let Some((events, count, reason, end)) = spec.tick(b, now) {
+                            fired.push(Fired {
+                                id: format!("trigger:{route}:{key}:absence:{}", end.to_rfc3339()),
+                                key: key.clone(),
+                                kind: "absence",
+                                events,
+                                count,
+                                reason,
+                            });
+                        }
+                    }
+                }
+                Self::Joined {
+                    ordered,
+                    within,
+                    children,
+                    ..
+                } => {
+                    let mut touched = false;
+                    for (i, child) in children.iter().enumerate() {
+                        let Some(cb) = b.children.get_mut(i) else {
+                            continue;
+                        };
+                        if child.deadline(cb).is_some_and(|d| d <= now) {
+                            touched = true;
+                            if let Some((events, _, _, _)) = child.tick(cb, now) {
+                                record_hit(b, i, *ordered, *within, now, events);
+                            }
+                        }
+                    }
+                    if expire_hits(b, *within, now) {
+                        touched = true;
+                    }
+                    if touched {
+                        changed.push(key.clone());
+                    }
+                }
+                Self::Batch(spec) => {
+                    if batch_deadline(spec, b).is_some_and(|d| d <= now) {
+                        changed.push(key.clone());
+                        let reason = if b.opened.is_some_and(|o| o + dur(spec.max_delay) <= now) {
+                            "max_delay reached"
+                        } else {
+                            "idle"
+                        };
+                        let taken = std::mem::take(b);
+                        fired.push(batch_fired(route, key, taken, reason));
+                    }
+                }
+            }
+        }
+        (changed, fired)
+    }
+
+    /// When `tick` next has something to do.
+    pub fn next_deadline(&self, buckets: &BTreeMap<String, Bucket>) -> Option<DateTime<Utc>> {
+        buckets
+            .values()
+            .filter_map(|b| match self {
+                Self::Event(spec) => spec.deadline(b),
+                Self::Joined {
+                    within, children, ..
+                } => {
+                    let first_hit = b.hits.iter().flatten().map(|(t, _)| *t).min();
+                    children
+                        .iter()
+                        .zip(&b.children)
+                        .filter_map(|(c, cb)| c.deadline(cb))
+                        .chain(
+                            first_hit
+                                .filter(|_| !within.is_zero())
+                                .map(|t| t + dur(*within)),
+                        )
+                        .min()
+                }
+                Self::Batch(spec) => batch_deadline(spec, b),
+            })
+            .min()
+    }
+
+    /// The only event names that can matter to this machine, when that set is known exactly
+    /// (every `expect`/`after` is an exact name); `None` for batches and wildcards.
+    pub fn exact_names(&self) -> Option<Vec<String>> {
+        let mut names = match self {
+            Self::Event(spec) => spec.exact_names()?,
+            Self::Joined { children, .. } => {
+                let mut all = Vec::new();
+                for c in children {
+                    all.extend(c.exact_names()?);
+                }
+                all
+            }
+            Self::Batch(_) => return None,
+        };
+        names.sort();
+        names.dedup();
+        Some(names)
+    }
+
+    /// Whether a bucket can be deleted.
+    pub fn idle(b: &Bucket) -> bool {
+        b.is_idle()
+    }
+}
+
+fn record_hit(
+    b: &mut Bucket,
+    i: usize,
+    ordered: bool,
+    within: Duration,
+    now: DateTime<Utc>,
+    events: Vec<Event>,
+) {
+    expire_hits(b, within, now);
+    if ordered && i > 0 && b.hits.iter().take(i).any(Option::is_none) {
+        return; // out of order: ignored
+    }
+    if ordered && i == 0 {
+        b.hits.iter_mut().for_each(|h| *h = None); // a new first step restarts the sequence
+    }
+    if let Some(h) = b.hits.get_mut(i) {
+        *h = Some((now, events));
+    }
+}
+
+/// Drops hits older than the window (counted from the earliest); true when any went.
+fn expire_hits(b: &mut Bucket, within: Duration, now: DateTime<Utc>) -> bool {
+    if within.is_zero() {
+        return false;
+    }
+    let first = b.hits.iter().flatten().map(|(t, _)| *t).min();
+    match first {
+        Some(t) if t + dur(within) <= now => {
+            b.hits.iter_mut().for_each(|h| *h = None);
+            true
+        }
+        _ => false,
+    }
+}
+
+fn joined_ready(b: &mut Bucket, required: usize, ordered: bool) -> Option<Vec<Event>> {
+    let hit = b.hits.iter().filter(|h| h.is_some()).count();
+    let ready = if ordered {
+        b.hits.iter().all(Option::is_some)
+    } else {
+        hit >= required
+    };
+    if !ready {
+        return None;
+    }
+    let mut all: Vec<(DateTime<Utc>, Vec<Event>)> =
+        b.hits.iter_mut().filter_map(Option::take).collect();
+    all.sort_by_key(|(t, _)| *t);
+    Some(all.into_iter().flat_map(|(_, e)| e).collect())
+}
+
+fn batch_deadline(spec: &BatchSpec, b: &Bucket) -> Option<DateTime<Utc>> {
+    let by_delay = b.opened.map(|o| o + dur(spec.max_delay));
+    let by_idle = spec.idle.and_then(|i| b.last.map(|l| l + dur(i)));
+    [by_delay, by_idle].into_iter().flatten().min()
+}
+
+fn batch_fired(route: &str, key: &str, b: Bucket, why: &str) -> Fired {
+    let first = b.events.first().map(|e| e.id.clone()).unwrap_or_default();
+    Fired {
+        id: format!("batch:{route}:{key}:{first}"),
+        key: key.to_string(),
+        kind: "batch",
+        count: b.events.len() as u64,
+        reason: format!("{} events, {why}", b.events.len()),
+        events: b.events,
+    }
+}

@@ -1,0 +1,356 @@
+//! Stateful routes: Prefect-style triggers and micro-batches.
+//!
+//! A stateful route does not run its action per event. Each event it matches is fed to its
+//! [`Machine`]; the new bucket state, any firing, and the event's decision (`absorbed`) are
+//! written to the journal in one transaction, so the source may acknowledge the event as soon
+//! as it is absorbed and a restart resumes windows, counters, pending joins and batches.
+//!
+//! A firing is itself a journaled event (source `trigger:<route>`, name
+//! `switchyard.trigger.<kind>`, payload `{trigger, events}`, a deterministic id) that the route
+//! then runs its action for, with retries and dead letters like any event, and an idempotency
+//! key from the firing's id: a replay never starts a second run. Its templates see `event`
+//! (the last contributing event, or the firing itself for an absence), `events` (every
+//! contributing event, oldest first) and `trigger` (`route`, `key`, `kind`, `count`, `reason`,
+//! `fired_at`).
+
+pub mod machine;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use switchyard_core::Event;
+use tokio::sync::{Mutex, Notify, mpsc};
+
+use crate::journal::{JournalError, Store, TriggerChange};
+pub use machine::{Bucket, Fired, Machine};
+
+/// The engine topic of events named `name` from `source`: routes whose trigger expects exact
+/// names subscribe to these instead of the whole source, so rules that cannot match an event
+/// never see it.
+pub fn name_topic(source: &str, name: &str) -> String {
+    format!("{source}#{name}")
+}
+
+/// The source name of a route's firings.
+pub fn firing_source(route: &str) -> String {
+    format!("trigger:{route}")
+}
+
+/// The template context of a firing: `event`, `events`, `trigger`.
+pub fn firing_context(firing: &Event) -> minijinja::Value {
+    let events = firing.payload.get("events").cloned().unwrap_or(json!([]));
+    let last = events
+        .as_array()
+        .and_then(|a| a.last().cloned())
+        .unwrap_or_else(|| serde_json::to_value(firing).unwrap_or(Value::Null));
+    let trigger = firing
+        .payload
+        .get("trigger")
+        .cloned()
+        .unwrap_or(Value::Null);
+    minijinja::context! {
+        event => minijinja::Value::from_serialize(&last),
+        events => minijinja::Value::from_serialize(&events),
+        trigger => minijinja::Value::from_serialize(&trigger),
+    }
+}
+
+/// Wall-clock time that follows tokio's clock, so tests can pause and advance it.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    wall: DateTime<Utc>,
+    at: tokio::time::Instant,
+}
+
+impl Clock {
+    /// Anchored now.
+    pub fn new() -> Self {
+        Self {
+            wall: Utc::now(),
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    /// The current time.
+    pub fn now(&self) -> DateTime<Utc> {
+        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.at);
+        self.wall + chrono::Duration::from_std(elapsed).unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// The tokio instant of a wall-clock time (now if past).
+    pub fn instant(&self, t: DateTime<Utc>) -> tokio::time::Instant {
+        let ahead = (t - self.now()).to_std().unwrap_or_default();
+        tokio::time::Instant::now() + ahead
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Why an event could not be absorbed.
+#[derive(Debug, thiserror::Error)]
+pub enum AbsorbError {
+    /// The event itself is the problem (a `when` or `key` template failed): permanent.
+    #[error("{0}")]
+    Event(String),
+    /// The journal failed: the event stays pending.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// What became of an event.
+#[derive(Debug)]
+pub enum Absorbed {
+    /// The trigger does not match it (nothing recorded yet).
+    Unmatched(String),
+    /// Recorded, with the decision note and the firings to run.
+    Recorded(String, Vec<Event>),
+}
+
+/// A stateful route's live state.
+pub struct Stateful {
+    route: String,
+    machine: Machine,
+    buckets: Mutex<BTreeMap<String, Bucket>>,
+    clock: Clock,
+    changed: Notify,
+    firings: OnceLock<mpsc::Sender<Event>>,
+}
+
+impl std::fmt::Debug for Stateful {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stateful")
+            .field("route", &self.route)
+            .field("machine", &self.machine)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stateful {
+    /// A route's state, empty until [`Stateful::restore`].
+    pub fn new(route: &str, machine: Machine) -> Self {
+        Self {
+            route: route.to_string(),
+            machine,
+            buckets: Mutex::new(BTreeMap::new()),
+            clock: Clock::new(),
+            changed: Notify::new(),
+            firings: OnceLock::new(),
+        }
+    }
+
+    /// See [`Machine::exact_names`].
+    pub fn exact_names(&self) -> Option<Vec<String>> {
+        self.machine.exact_names()
+    }
+
+    /// The route.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// Where firings go to be run (set once when the router starts).
+    pub fn set_firings(&self, tx: mpsc::Sender<Event>) {
+        let _ = self.firings.set(tx);
+    }
+
+    /// Hands firings to the route's runner; waits while it is busy (backpressure). Without a
+    /// runner (not started), they stay pending in the journal and are resumed on restart.
+    pub async fn run_firings(&self, firings: Vec<Event>) {
+        if let Some(tx) = self.firings.get() {
+            for f in firings {
+                if tx.send(f).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Loads the stored buckets and starts what starts armed.
+    pub async fn restore(&self, journal: &dyn Store) -> Result<usize, JournalError> {
+        let stored = journal.trigger_states(&self.route).await?;
+        let mut buckets = self.buckets.lock().await;
+        buckets.clear();
+        for (key, value) in stored {
+            match serde_json::from_value::<Bucket>(value) {
+                Ok(b) => {
+                    buckets.insert(key, b);
+                }
+                Err(e) => {
+                    tracing::warn!(route = %self.route, %key, error = %e, "stored trigger state does not parse; starting that bucket afresh")
+                }
+            }
+        }
+        let restored = buckets.len();
+        let started = self.machine.start(&mut buckets, self.clock.now());
+        if !started.is_empty() {
+            let change = self.change(&buckets, started, Vec::new(), None);
+            journal.absorb(&change).await?;
+        }
+        Ok(restored)
+    }
+
+    fn change(
+        &self,
+        buckets: &BTreeMap<String, Bucket>,
+        keys: Vec<String>,
+        firings: Vec<Event>,
+        settles: Option<(String, String)>,
+    ) -> TriggerChange {
+        let states = keys
+            .into_iter()
+            .map(|k| {
+                let state = buckets
+                    .get(&k)
+                    .filter(|b| !Machine::idle(b))
+                    .and_then(|b| serde_json::to_value(b).ok());
+                (k, state)
+            })
+            .collect();
+        TriggerChange {
+            route: self.route.clone(),
+            firings,
+            states,
+            settles,
+        }
+    }
+
+    fn firing_event(&self, f: &Fired, now: DateTime<Utc>) -> Event {
+        let payload = json!({
+            "trigger": {
+                "route": self.route, "key": f.key, "kind": f.kind, "count": f.count,
+                "reason": f.reason, "fired_at": now.to_rfc3339(),
+            },
+            "events": f.events,
+        });
+        Event::builder(
+            firing_source(&self.route),
+            format!("switchyard.trigger.{}", f.kind),
+            payload,
+        )
+        .id(&f.id)
+        .occurred(now)
+        .label("switchyard.route", &self.route)
+        .label("switchyard.trigger.key", &f.key)
+        .build()
+    }
+
+    /// Feeds one event and records the step (see the module docs).
+    pub async fn absorb(
+        &self,
+        event: &Event,
+        journal: &dyn Store,
+    ) -> Result<Absorbed, AbsorbError> {
+        // Windows that ended before this event are settled first (the clock task may not
+        // have woken yet), so the event lands in the right period.
+        let due = self.tick(journal).await?;
+        self.run_firings(due).await;
+        let mut buckets = self.buckets.lock().await;
+        let now = self.clock.now();
+        let before = buckets.clone();
+        let step = self
+            .machine
+            .on_event(&self.route, &mut buckets, event, now)
+            .map_err(AbsorbError::Event)?;
+        if !step.relevant {
+            return Ok(Absorbed::Unmatched(step.note));
+        }
+        let firings: Vec<Event> = step
+            .fired
+            .iter()
+            .map(|f| self.firing_event(f, now))
+            .collect();
+        let note = match firings.first() {
+            Some(f) => format!("{} (firing {})", step.note, f.id),
+            None => step.note.clone(),
+        };
+        let change = self.change(
+            &buckets,
+            step.changed,
+            firings.clone(),
+            Some((event.id.clone(), note.clone())),
+        );
+        if let Err(e) = journal.absorb(&change).await {
+            *buckets = before; // not recorded: as if the event had not arrived
+            return Err(e.into());
+        }
+        buckets.retain(|_, b| !Machine::idle(b));
+        drop(buckets);
+        self.changed.notify_one();
+        for f in &step.fired {
+            tracing::info!(route = %self.route, key = %f.key, kind = f.kind, firing = %f.id, reason = %f.reason, events = f.count, "trigger fired");
+        }
+        Ok(Absorbed::Recorded(note, firings))
+    }
+
+    /// Ends what is due now; returns the firings (already journaled).
+    pub async fn tick(&self, journal: &dyn Store) -> Result<Vec<Event>, JournalError> {
+        let mut buckets = self.buckets.lock().await;
+        let now = self.clock.now();
+        let before = buckets.clone();
+        let (changed, fired) = self.machine.tick(&self.route, &mut buckets, now);
+        if changed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let firings: Vec<Event> = fired.iter().map(|f| self.firing_event(f, now)).collect();
+        let change = self.change(&buckets, changed, firings.clone(), None);
+        if let Err(e) = journal.absorb(&change).await {
+            *buckets = before;
+            return Err(e);
+        }
+        buckets.retain(|_, b| !Machine::idle(b));
+        for f in &fired {
+            tracing::info!(route = %self.route, key = %f.key, kind = f.kind, firing = %f.id, reason = %f.reason, events = f.count, "trigger fired");
+        }
+        Ok(firings)
+    }
+
+    /// Runs the route's clock until `stop`: whenever a window, deadline or batch is due, ticks
+    /// and hands the firings on. A journal failure is retried a second later.
+    pub async fn run_clock(
+        self: Arc<Self>,
+        journal: Arc<dyn Store>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            let next = {
+                let buckets = self.buckets.lock().await;
+                self.machine.next_deadline(&buckets)
+            };
+            let sleep = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(self.clock.instant(t)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.changed.notified() => continue,
+                _ = sleep => {}
+            }
+            match self.tick(journal.as_ref()).await {
+                Ok(firings) => self.run_firings(firings).await,
+                Err(e) => {
+                    tracing::error!(route = %self.route, error = %e, "cannot record the trigger's state; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// A snapshot of the buckets (for tests and inspection).
+    pub async fn buckets(&self) -> BTreeMap<String, Bucket> {
+        self.buckets.lock().await.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests;

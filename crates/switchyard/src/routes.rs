@@ -229,19 +229,7 @@ impl Route {
         loop {
             attempt += 1;
             match self.attempt(event, &env.prefect).await {
-                Ok(Decision::Skip(reason)) => {
-                    env.journal
-                        .settle(
-                            &event.id,
-                            &self.name,
-                            &Settlement::Skipped {
-                                reason: reason.clone(),
-                            },
-                        )
-                        .await?;
-                    tracing::info!(event_id = %event.id, route = %self.name, %reason, "route skipped");
-                    return Ok(RouteOutcome::Skipped { reason });
-                }
+                Ok(Decision::Skip(reason)) => return self.skip(event, env, reason).await,
                 Ok(Decision::Ran(run)) => {
                     env.journal
                         .settle(&event.id, &self.name, &Settlement::Ran(run.clone()))
@@ -287,23 +275,13 @@ impl Route {
         event: &Event,
         env: &RouteEnv,
     ) -> Result<RouteOutcome, RouteError> {
-        let skip = |reason: String| async move {
-            env.journal
-                .settle(
-                    &event.id,
-                    &self.name,
-                    &Settlement::Skipped {
-                        reason: reason.clone(),
-                    },
-                )
-                .await?;
-            tracing::info!(event_id = %event.id, route = %self.name, %reason, "route skipped");
-            Ok(RouteOutcome::Skipped { reason })
-        };
         if let Some(when) = &self.when {
             match when.eval(&template::context(event)) {
                 Ok(true) => {}
-                Ok(false) => return skip(format!("`when` {:?} is false", when.source())).await,
+                Ok(false) => {
+                    let reason = format!("`when` {:?} is false", when.source());
+                    return self.skip(event, env, reason).await;
+                }
                 Err(message) => {
                     let f = Failure {
                         message,
@@ -314,7 +292,7 @@ impl Route {
             }
         }
         match stateful.absorb(event, env.journal.as_ref()).await {
-            Ok(Absorbed::Unmatched(reason)) => skip(reason).await,
+            Ok(Absorbed::Unmatched(reason)) => self.skip(event, env, reason).await,
             Ok(Absorbed::Recorded(note, firings)) => {
                 tracing::info!(event_id = %event.id, route = %self.name, %note, "event absorbed by trigger");
                 stateful.run_firings(firings).await;
@@ -329,6 +307,22 @@ impl Route {
             }
             Err(AbsorbError::Journal(e)) => Err(e.into()),
         }
+    }
+
+    async fn skip(
+        &self,
+        event: &Event,
+        env: &RouteEnv,
+        reason: String,
+    ) -> Result<RouteOutcome, RouteError> {
+        let settlement = Settlement::Skipped {
+            reason: reason.clone(),
+        };
+        env.journal
+            .settle(&event.id, &self.name, &settlement)
+            .await?;
+        tracing::info!(event_id = %event.id, route = %self.name, %reason, "route skipped");
+        Ok(RouteOutcome::Skipped { reason })
     }
 
     async fn dead_letter(

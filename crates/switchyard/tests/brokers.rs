@@ -27,10 +27,17 @@ use uuid::Uuid;
 trait Broker {
     /// The `sources:` entry for this broker, named `name`.
     fn source(&self, name: &str) -> String;
-    /// Publishes `{"n": n}` (with a stable message id where the protocol has one).
-    fn publish(&mut self, n: i64);
+    /// Publishes one message: event number `n` (a key or message id where the protocol has
+    /// one) or `None` for a raw body.
+    fn send(&mut self, n: Option<i64>, body: &str);
+    /// Publishes `{"n": n}`.
+    fn publish(&mut self, n: i64) {
+        self.send(Some(n), &json!({"n": n}).to_string());
+    }
     /// Publishes a body that is not JSON.
-    fn publish_raw(&mut self, body: &str);
+    fn publish_raw(&mut self, body: &str) {
+        self.send(None, body);
+    }
     /// Messages not yet acknowledged by the router's consumer (after it stopped).
     fn unacknowledged(&mut self) -> usize;
     /// Restarts the broker, keeping its data, if this test controls it.
@@ -197,16 +204,7 @@ impl Broker for Redis {
             self.port, self.stream
         )
     }
-    fn publish(&mut self, n: i64) {
-        let _: String = redis::cmd("XADD")
-            .arg(&self.stream)
-            .arg("*")
-            .arg("payload")
-            .arg(json!({"n": n}).to_string())
-            .query(&mut self.conn)
-            .unwrap();
-    }
-    fn publish_raw(&mut self, body: &str) {
+    fn send(&mut self, _: Option<i64>, body: &str) {
         let _: String = redis::cmd("XADD")
             .arg(&self.stream)
             .arg("*")
@@ -303,7 +301,7 @@ impl Nats {
         self.js = Some(js);
     }
 
-    fn send(&mut self, body: String) {
+    fn publish_body(&mut self, body: String) {
         let subject = format!("{}.orders", self.stream);
         let js = self.js.as_ref().unwrap();
         self.rt.block_on(async {
@@ -323,11 +321,8 @@ impl Broker for Nats {
             self.port, self.stream
         )
     }
-    fn publish(&mut self, n: i64) {
-        self.send(json!({"n": n}).to_string());
-    }
-    fn publish_raw(&mut self, body: &str) {
-        self.send(body.to_string());
+    fn send(&mut self, _: Option<i64>, body: &str) {
+        self.publish_body(body.to_string());
     }
     fn unacknowledged(&mut self) -> usize {
         let js = self.js.as_ref().unwrap();
@@ -392,7 +387,7 @@ impl Amqp {
         }
     }
 
-    fn send(&mut self, body: String) {
+    fn publish_body(&mut self, body: String) {
         self.next_id += 1;
         let props = lapin::BasicProperties::default()
             .with_message_id(format!("m{}", self.next_id).as_str().into())
@@ -421,11 +416,8 @@ impl Broker for Amqp {
             self.queue
         )
     }
-    fn publish(&mut self, n: i64) {
-        self.send(json!({"n": n}).to_string());
-    }
-    fn publish_raw(&mut self, body: &str) {
-        self.send(body.to_string());
+    fn send(&mut self, _: Option<i64>, body: &str) {
+        self.publish_body(body.to_string());
     }
     fn unacknowledged(&mut self) -> usize {
         let (ch, q) = (&self.channel, self.queue.as_str());
@@ -452,7 +444,7 @@ struct Mqtt {
 }
 
 impl Mqtt {
-    fn send(&self, body: &str) {
+    fn publish_body(&self, body: &str) {
         let status = Command::new("mosquitto_pub")
             .args([
                 "-h",
@@ -479,11 +471,8 @@ impl Broker for Mqtt {
             self.base, self.base
         )
     }
-    fn publish(&mut self, n: i64) {
-        self.send(&json!({"n": n}).to_string());
-    }
-    fn publish_raw(&mut self, body: &str) {
-        self.send(body);
+    fn send(&mut self, _: Option<i64>, body: &str) {
+        self.publish_body(body);
     }
     fn unacknowledged(&mut self) -> usize {
         0 // not observable from outside the broker; the run counts above are the check
@@ -543,7 +532,7 @@ impl Kafka {
         }
     }
 
-    fn send(&mut self, key: String, body: String) {
+    fn publish_body(&mut self, key: String, body: String) {
         use rdkafka::producer::FutureRecord;
         let (p, topic) = (&self.producer, self.topic.clone());
         self.rt.block_on(async move {
@@ -565,11 +554,9 @@ impl Broker for Kafka {
             self.port, self.topic, self.session
         )
     }
-    fn publish(&mut self, n: i64) {
-        self.send(format!("k{n}"), json!({"n": n}).to_string());
-    }
-    fn publish_raw(&mut self, body: &str) {
-        self.send("raw".into(), body.to_string());
+    fn send(&mut self, n: Option<i64>, body: &str) {
+        let key = n.map_or_else(|| "raw".to_string(), |n| format!("k{n}"));
+        self.publish_body(key, body.to_string());
     }
     fn unacknowledged(&mut self) -> usize {
         0 // committed offsets are checked by the restart: nothing re-runs and nothing is missing
@@ -780,7 +767,7 @@ impl Azure {
         )
     }
 
-    fn send(&mut self, body: String) {
+    fn publish_body(&mut self, body: String) {
         let message = azure_storage_queue::models::QueueMessage {
             message_text: Some(body),
         };
@@ -820,11 +807,8 @@ impl Broker for Azure {
             self.queue
         )
     }
-    fn publish(&mut self, n: i64) {
-        self.send(json!({"n": n}).to_string());
-    }
-    fn publish_raw(&mut self, body: &str) {
-        self.send(body.to_string());
+    fn send(&mut self, _: Option<i64>, body: &str) {
+        self.publish_body(body.to_string());
     }
     fn unacknowledged(&mut self) -> usize {
         use azure_storage_queue::models::QueueClientGetPropertiesResultHeaders;
@@ -915,7 +899,7 @@ fn legacy_azure_storage_queue_thread_runs_the_named_deployment() {
         &[],
         &[("AZURE_STORAGE_CONNECTION_STRING", conn.as_str())],
     );
-    azure.send(
+    azure.publish_body(
         json!({"flow_name": flow, "deployment_name": "from-queue", "payload": {"name": "Gordon"}})
             .to_string(),
     );

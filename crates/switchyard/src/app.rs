@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Loaded, PrefectConfig, SourceConfig};
 use crate::journal::{Retention, SqliteStore, Store};
-use crate::routes::{DeliveryPolicy, Route, RouteEnv, RouteOutcome};
+use crate::routes::{DeliveryPolicy, Route, RouteEnv, RouteOutcome, skipped_routes};
 use crate::sources::{self, Dispatcher, Inbound};
 
 /// How `run` behaves beyond the config file.
@@ -177,8 +177,9 @@ pub async fn run(
                 let id = event.id.clone();
                 let inbound = Inbound { event, settled: Vec::new() };
                 match route.handle(&inbound, &env).await {
-                    Ok(_) => {
-                        if let Err(e) = journal.finish(&id).await {
+                    Ok(outcome) => {
+                        let skipped = skipped_routes([(route.name.as_str(), &outcome)]);
+                        if let Err(e) = journal.finish_skipped(&id, &skipped).await {
                             tracing::error!(event_id = %id, error = %e, "cannot record the end of the firing; it will be resumed");
                         }
                     }

@@ -33,7 +33,8 @@ pub struct Route {
     pub stateful: Option<Arc<Stateful>>,
 }
 
-/// What a route did with an event (each is recorded in the journal before it is returned).
+/// What a route did with an event. Each is recorded in the journal before it is returned,
+/// except `Skipped`: the caller records skips with the event's end ([`skipped_routes`]).
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum RouteOutcome {
@@ -56,6 +57,19 @@ pub enum RouteOutcome {
     },
     /// The journal already had this route's decision (a resumed or redelivered event).
     AlreadySettled,
+}
+
+/// The routes that skipped an event, `(route, reason)`, for [`Store::finish_skipped`].
+pub fn skipped_routes<'a>(
+    outcomes: impl IntoIterator<Item = (&'a str, &'a RouteOutcome)>,
+) -> Vec<(String, String)> {
+    outcomes
+        .into_iter()
+        .filter_map(|(route, o)| match o {
+            RouteOutcome::Skipped { reason } => Some((route.to_string(), reason.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Why a route could not settle an event; the event stays pending and is resumed later.
@@ -147,13 +161,18 @@ impl Route {
         })
     }
 
-    /// The topics the route's collector subscribes to: its sources (or, for a trigger on exact
-    /// event names, only those names from its sources), and its own firings.
+    /// The topics the route's collector subscribes to: its sources — or, when the route can
+    /// only apply to exact event names (a trigger's `expect`/`after`, or a `when` that tests
+    /// only `event.name`), just those names from its sources — and its own firings. Events of
+    /// other names never reach the route: matching costs nothing for rules that cannot apply,
+    /// and the journal records no decision of such a route for them.
     pub fn topics(&self) -> Vec<String> {
-        let Some(stateful) = &self.stateful else {
-            return self.sources.clone();
-        };
-        let mut t: Vec<String> = match stateful.exact_names() {
+        let names = self
+            .stateful
+            .as_ref()
+            .and_then(|s| s.exact_names())
+            .or_else(|| self.when.as_ref().and_then(Predicate::exact_names));
+        let mut t: Vec<String> = match names {
             Some(names) => self
                 .sources
                 .iter()
@@ -161,7 +180,9 @@ impl Route {
                 .collect(),
             None => self.sources.clone(),
         };
-        t.push(firing_source(&self.name));
+        if self.stateful.is_some() {
+            t.push(firing_source(&self.name));
+        }
         t
     }
 
@@ -229,7 +250,7 @@ impl Route {
         loop {
             attempt += 1;
             match self.attempt(event, &env.prefect).await {
-                Ok(Decision::Skip(reason)) => return self.skip(event, env, reason).await,
+                Ok(Decision::Skip(reason)) => return self.skip(event, reason),
                 Ok(Decision::Ran(run)) => {
                     env.journal
                         .settle(&event.id, &self.name, &Settlement::Ran(run.clone()))
@@ -280,7 +301,7 @@ impl Route {
                 Ok(true) => {}
                 Ok(false) => {
                     let reason = format!("`when` {:?} is false", when.source());
-                    return self.skip(event, env, reason).await;
+                    return self.skip(event, reason);
                 }
                 Err(message) => {
                     let f = Failure {
@@ -292,7 +313,7 @@ impl Route {
             }
         }
         match stateful.absorb(event, env.journal.as_ref()).await {
-            Ok(Absorbed::Unmatched(reason)) => self.skip(event, env, reason).await,
+            Ok(Absorbed::Unmatched(reason)) => self.skip(event, reason),
             Ok(Absorbed::Recorded(note, firings)) => {
                 tracing::info!(event_id = %event.id, route = %self.name, %note, "event absorbed by trigger");
                 stateful.run_firings(firings).await;
@@ -309,18 +330,9 @@ impl Route {
         }
     }
 
-    async fn skip(
-        &self,
-        event: &Event,
-        env: &RouteEnv,
-        reason: String,
-    ) -> Result<RouteOutcome, RouteError> {
-        let settlement = Settlement::Skipped {
-            reason: reason.clone(),
-        };
-        env.journal
-            .settle(&event.id, &self.name, &settlement)
-            .await?;
+    /// A skip is not written here: whoever finishes the event records it with the event's end
+    /// ([`Store::finish_skipped`], see [`skipped_routes`]).
+    fn skip(&self, event: &Event, reason: String) -> Result<RouteOutcome, RouteError> {
         tracing::info!(event_id = %event.id, route = %self.name, %reason, "route skipped");
         Ok(RouteOutcome::Skipped { reason })
     }

@@ -79,6 +79,14 @@ impl Predicate {
         &self.source
     }
 
+    /// The event names this predicate can be true for, when the event's name is all it tests:
+    /// `event.name == 'x'` (either way round) or `event.name in ['x', 'y']`. `None` for
+    /// anything else. Routes use it to be delivered only those names (see
+    /// [`crate::routes::Route::topics`]); the predicate is still evaluated.
+    pub fn exact_names(&self) -> Option<Vec<String>> {
+        names_tested(&self.source)
+    }
+
     /// Whether the expression is truthy for this context.
     pub fn eval(&self, ctx: &JinjaValue) -> Result<bool, String> {
         self.expr
@@ -86,6 +94,41 @@ impl Predicate {
             .map(|v| v.is_true())
             .map_err(|e| format!("`when` {:?} failed: {}", self.source, describe(&e)))
     }
+}
+
+const EVENT_NAME: &str = "event.name";
+
+/// See [`Predicate::exact_names`]. Anything this does not recognise for certain is `None`
+/// (the route then sees every event of its sources), so it errs on the side of delivery.
+fn names_tested(source: &str) -> Option<Vec<String>> {
+    let s = source.trim();
+    if let Some(rest) = s.strip_prefix(EVENT_NAME).map(str::trim_start) {
+        if let Some(lit) = rest.strip_prefix("==") {
+            return string_literal(lit.trim()).map(|n| vec![n]);
+        }
+        // Only a list: `in ('x')` is a substring test in Jinja, not a one-element tuple.
+        let list = rest.strip_prefix("in")?.trim_start();
+        let inner = list.strip_prefix('[')?.strip_suffix(']')?;
+        let names = inner
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(string_literal)
+            .collect::<Option<Vec<_>>>()?;
+        return (!names.is_empty()).then_some(names);
+    }
+    let (lit, rest) = s.split_once("==")?;
+    if rest.trim() != EVENT_NAME {
+        return None;
+    }
+    string_literal(lit.trim()).map(|n| vec![n])
+}
+
+/// A whole quoted string with no escapes or quotes inside, unquoted.
+fn string_literal(s: &str) -> Option<String> {
+    let quote = s.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+    let inner = s.strip_prefix(quote)?.strip_suffix(quote)?;
+    (!inner.contains(['\\', '\'', '"'])).then(|| inner.to_string())
 }
 
 /// A text template (always renders a string).
@@ -310,5 +353,49 @@ mod tests {
         );
         assert!(Predicate::compile("event.payload.amount >").is_err());
         assert!(p("event.payload.customer.name + 1 > 0").is_err());
+    }
+
+    #[test]
+    fn name_only_predicates_give_their_names_and_nothing_else_does() {
+        let names = |s: &str| Predicate::compile(s).unwrap().exact_names();
+        let v = |n: &[&str]| Some(n.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            names("event.name == 'order.created'"),
+            v(&["order.created"])
+        );
+        assert_eq!(
+            names(" \"order.created\"==event.name "),
+            v(&["order.created"])
+        );
+        assert_eq!(names("event.name in ['a', \"b\",]"), v(&["a", "b"]));
+        for other in [
+            "event.name in ('a')", // a substring test in Jinja
+            "event.name in ('a', 'b')",
+            "event.name == 'a' or true",
+            "event.name == 'a' or 'b'",
+            "event.name == 'a' ~ 'b'",
+            "event.name == 'a'|lower",
+            "event.name != 'a'",
+            "event.names == 'a'",
+            "event.name.lower() == 'a'",
+            "not event.name == 'a'",
+            "'a' == event.name == 'b'",
+            "event.name in ['a'] + ['b']",
+            "event.name in ['a', x]",
+            "event.name in []",
+            "event.name == 'it\\'s'",
+            "event.payload.name == 'a'",
+        ] {
+            assert_eq!(names(other), None, "{other}");
+        }
+        // What is recognised agrees with evaluation.
+        for (src, name) in [
+            ("event.name == 'order.created'", "order.created"),
+            ("event.name in ['x', 'order.created']", "order.created"),
+        ] {
+            let p = Predicate::compile(src).unwrap();
+            assert!(p.exact_names().unwrap().contains(&name.to_string()));
+            assert_eq!(p.eval(&ctx()), Ok(true), "{src}");
+        }
     }
 }

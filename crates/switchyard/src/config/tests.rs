@@ -244,3 +244,23 @@ fn azure_queue_mistakes_name_the_key() {
         "{e}"
     );
 }
+
+#[test]
+fn routes_that_test_only_the_name_subscribe_to_those_names() {
+    let l = load(
+        r#"
+sources: [{type: webhook, name: a}, {type: webhook, name: b}]
+routes:
+  - {name: by_name, when: "event.name in ['x', 'y']", action: {type: run_deployment, deployment: f/d}}
+  - {name: by_payload, from: [a], when: "event.payload.n > 1", action: {type: run_deployment, deployment: f/d}}
+  - {name: all, from: [b], action: {type: run_deployment, deployment: f/d}}
+  - {name: counted, from: [a], trigger: {type: event, expect: [z], threshold: 2, within: 60}, action: {type: run_deployment, deployment: f/d}}
+"#,
+    )
+    .unwrap();
+    let topics: Vec<Vec<String>> = l.routes.iter().map(|r| r.topics()).collect();
+    assert_eq!(topics[0], ["a#x", "a#y", "b#x", "b#y"]);
+    assert_eq!(topics[1], ["a"]);
+    assert_eq!(topics[2], ["b"]);
+    assert_eq!(topics[3], ["a#z", "trigger:counted"]);
+}

@@ -249,7 +249,19 @@ pub trait Store: Send + Sync + 'static {
         settlement: &'a Settlement,
     ) -> BoxFuture<'a, Result<(), JournalError>>;
     /// Marks the event finished; returns its status (dead if any route dead-lettered).
-    fn finish<'a>(&'a self, event_id: &'a str) -> BoxFuture<'a, Result<EventStatus, JournalError>>;
+    fn finish<'a>(&'a self, event_id: &'a str) -> BoxFuture<'a, Result<EventStatus, JournalError>> {
+        self.finish_skipped(event_id, &[])
+    }
+    /// Records the routes that skipped the event, `(route, reason)`, and marks it finished, in
+    /// one transaction; returns its status. Skips are recorded here rather than one by one:
+    /// deciding a skip again after a crash is harmless, so it need not be durable any earlier,
+    /// and an event that every route skips costs two journal writes (accept, finish), not one
+    /// per route more.
+    fn finish_skipped<'a>(
+        &'a self,
+        event_id: &'a str,
+        skipped: &'a [(String, String)],
+    ) -> BoxFuture<'a, Result<EventStatus, JournalError>>;
     /// Pending events with their settled routes, oldest first (for recovery).
     fn pending(&self) -> BoxFuture<'_, Result<Vec<PendingEvent>, JournalError>>;
     /// Events, newest first.

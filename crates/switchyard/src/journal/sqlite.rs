@@ -75,6 +75,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     resolution TEXT
 );
 CREATE INDEX IF NOT EXISTS dead_letters_open ON dead_letters (resolved_at, id);
+CREATE INDEX IF NOT EXISTS dead_letters_event ON dead_letters (event_id);
 CREATE TABLE IF NOT EXISTS trigger_states (
     route TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -110,11 +111,16 @@ impl SqliteStore {
         }
         let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+            // temp_store: the writer runs each job in a savepoint, and a savepoint's undo
+            // pages (the statement journal) otherwise spill to a temporary file.
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY;",
         )
         .map_err(|e| open_err(e.to_string()))?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| open_err(e.to_string()))?;
+        // Every statement the writer runs stays prepared (the default cache of 16 is smaller
+        // than the set of statements, so they would be re-parsed in turn).
+        conn.set_prepared_statement_cache_capacity(64);
         let version: Option<i64> = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
@@ -191,7 +197,7 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
             let msg = format!("cannot start a transaction: {e}");
             for job in jobs {
                 let (_, reply) = job(Err(&msg));
@@ -201,16 +207,16 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>) {
         }
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let _ = conn.execute_batch("SAVEPOINT job");
+            let _ = exec(&conn, "SAVEPOINT job");
             let (ok, reply) = job(Ok(&conn));
             if ok {
-                let _ = conn.execute_batch("RELEASE job");
+                let _ = exec(&conn, "RELEASE job");
             } else {
                 let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
             }
             replies.push(reply);
         }
-        let commit = conn.execute_batch("COMMIT").err().map(|e| e.to_string());
+        let commit = exec(&conn, "COMMIT").err().map(|e| e.to_string());
         if commit.is_some() {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -218,6 +224,11 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>) {
             reply(commit.as_deref());
         }
     }
+}
+
+/// Runs a statement from the cache (transaction control runs several times per job).
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
@@ -274,6 +285,62 @@ fn dead_letter_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
 
 const DEAD_LETTER_COLUMNS: &str =
     "id, event_id, route, reason, retryable, attempts, at, resolution";
+
+/// Records a route's final decision (inside the caller's transaction).
+fn record_settlement(
+    conn: &Connection,
+    event_id: &str,
+    route: &str,
+    s: &Settlement,
+    at: i64,
+) -> rusqlite::Result<()> {
+    let status = match s {
+        Settlement::Skipped { reason } => {
+            conn.prepare_cached(
+                "INSERT INTO decisions (event_id, route, kind, detail, at) VALUES (?1, ?2, 'skipped', ?3, ?4)",
+            )?
+            .execute(params![event_id, route, reason, at])?;
+            "skipped"
+        }
+        Settlement::Ran(run) => {
+            conn.prepare_cached(
+                "INSERT INTO decisions (event_id, route, kind, flow_run_id, flow_run_name, deployment, replayed, at)
+                 VALUES (?1, ?2, 'run_created', ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                event_id,
+                route,
+                run.flow_run_id.to_string(),
+                run.flow_run_name,
+                run.deployment,
+                run.replayed,
+                at
+            ])?;
+            "ran"
+        }
+        Settlement::DeadLettered {
+            reason,
+            retryable,
+            attempts,
+        } => {
+            conn.prepare_cached(
+                "INSERT INTO decisions (event_id, route, kind, detail, attempt, at) VALUES (?1, ?2, 'dead_lettered', ?3, ?4, ?5)",
+            )?
+            .execute(params![event_id, route, reason, attempts, at])?;
+            conn.prepare_cached(
+                "INSERT INTO dead_letters (event_id, route, reason, retryable, attempts, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![event_id, route, reason, retryable, attempts, at])?;
+            "dead_lettered"
+        }
+    };
+    conn.prepare_cached(
+        "INSERT INTO route_states (event_id, route, status) VALUES (?1, ?2, ?3)
+         ON CONFLICT (event_id, route) DO UPDATE SET status = excluded.status",
+    )?
+    .execute(params![event_id, route, status])?;
+    Ok(())
+}
 
 impl Store for SqliteStore {
     fn accept<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<Accepted, JournalError>> {
@@ -404,68 +471,40 @@ impl Store for SqliteStore {
         settlement: &'a Settlement,
     ) -> BoxFuture<'a, Result<(), JournalError>> {
         let (event_id, route, s) = (event_id.to_string(), route.to_string(), settlement.clone());
-        Box::pin(self.run(move |conn| {
-            let at = now_ms();
-            let status = match &s {
-                Settlement::Skipped { reason } => {
-                    conn.prepare_cached(
-                        "INSERT INTO decisions (event_id, route, kind, detail, at) VALUES (?1, ?2, 'skipped', ?3, ?4)",
-                    )?
-                    .execute(params![event_id, route, reason, at])?;
-                    "skipped"
-                }
-                Settlement::Ran(run) => {
-                    conn.prepare_cached(
-                        "INSERT INTO decisions (event_id, route, kind, flow_run_id, flow_run_name, deployment, replayed, at)
-                         VALUES (?1, ?2, 'run_created', ?3, ?4, ?5, ?6, ?7)",
-                    )?
-                    .execute(params![
-                        event_id,
-                        route,
-                        run.flow_run_id.to_string(),
-                        run.flow_run_name,
-                        run.deployment,
-                        run.replayed,
-                        at
-                    ])?;
-                    "ran"
-                }
-                Settlement::DeadLettered { reason, retryable, attempts } => {
-                    conn.prepare_cached(
-                        "INSERT INTO decisions (event_id, route, kind, detail, attempt, at) VALUES (?1, ?2, 'dead_lettered', ?3, ?4, ?5)",
-                    )?
-                    .execute(params![event_id, route, reason, attempts, at])?;
-                    conn.prepare_cached(
-                        "INSERT INTO dead_letters (event_id, route, reason, retryable, attempts, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )?
-                    .execute(params![event_id, route, reason, retryable, attempts, at])?;
-                    "dead_lettered"
-                }
-            };
-            conn.prepare_cached(
-                "INSERT INTO route_states (event_id, route, status) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (event_id, route) DO UPDATE SET status = excluded.status",
-            )?
-            .execute(params![event_id, route, status])?;
-            Ok(())
-        }))
+        Box::pin(self.run(move |conn| record_settlement(conn, &event_id, &route, &s, now_ms())))
     }
 
-    fn finish<'a>(&'a self, event_id: &'a str) -> BoxFuture<'a, Result<EventStatus, JournalError>> {
-        let event_id = event_id.to_string();
+    fn finish_skipped<'a>(
+        &'a self,
+        event_id: &'a str,
+        skipped: &'a [(String, String)],
+    ) -> BoxFuture<'a, Result<EventStatus, JournalError>> {
+        let (event_id, skipped) = (event_id.to_string(), skipped.to_vec());
         Box::pin(self.run(move |conn| {
-            let open: i64 = conn.query_row(
-                "SELECT COUNT(*) FROM dead_letters WHERE event_id = ?1 AND resolved_at IS NULL",
-                params![event_id],
-                |r| r.get(0),
-            )?;
+            let at = now_ms();
+            for (route, reason) in &skipped {
+                record_settlement(
+                    conn,
+                    &event_id,
+                    route,
+                    &Settlement::Skipped {
+                        reason: reason.clone(),
+                    },
+                    at,
+                )?;
+            }
+            let open: i64 = conn
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM dead_letters WHERE event_id = ?1 AND resolved_at IS NULL",
+                )?
+                .query_row(params![event_id], |r| r.get(0))?;
             let status = if open > 0 {
                 EventStatus::Dead
             } else {
                 EventStatus::Done
             };
             conn.prepare_cached("UPDATE events SET status = ?2, finished_at = ?3 WHERE id = ?1")?
-                .execute(params![event_id, status.as_str(), now_ms()])?;
+                .execute(params![event_id, status.as_str(), at])?;
             Ok(status)
         }))
     }

@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
 use crate::journal::{Accepted, EventStatus, JournalError, Settlement, Store};
-use crate::routes::RouteOutcome;
+use crate::routes::{RouteOutcome, skipped_routes};
 
 /// What travels through the engine: the event and the routes that already settled it (set
 /// when a journaled event is resumed after a restart or redelivered).
@@ -215,11 +215,16 @@ impl Dispatcher {
         let journal = Arc::clone(&self.journal);
         let event_id = id.clone();
         self.finishers.spawn(async move {
-            let all_settled = handle.wait().await.all_ok();
-            let disposition = if !all_settled {
+            let results = handle.wait().await;
+            let disposition = if !results.all_ok() {
                 Disposition::Unfinished
             } else {
-                match journal.finish(&event_id).await {
+                let skipped = skipped_routes(
+                    results
+                        .iter()
+                        .filter_map(|r| Some((&*r.collector, r.result.as_ref().ok()?))),
+                );
+                match journal.finish_skipped(&event_id, &skipped).await {
                     Ok(status) => Disposition::Settled { dead: status == EventStatus::Dead },
                     Err(e) => {
                         tracing::error!(event_id = %event_id, error = %e, "cannot record the end of the event; it will be resumed");

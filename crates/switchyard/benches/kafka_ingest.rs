@@ -2,7 +2,8 @@
 //! journaled, decided and settled, nothing is called) against a bare rdkafka consumer loop
 //! reading the same topic in the same run. Also reports Switchyard's peak RSS.
 //! Run: `cargo bench -p switchyard --bench kafka_ingest` (`SWITCHYARD_KAFKA_EVENTS`, default
-//! 20000). Needs `scripts/kafka-env.sh`.
+//! 20000; `SWITCHYARD_KAFKA_SLOW_SECONDS` for the slow-action phase, default 20). Needs
+//! `scripts/kafka-env.sh`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -173,7 +174,13 @@ fn main() {
     };
     let watch = Instant::now();
     let mut samples = Vec::new();
-    while watch.elapsed() < Duration::from_secs(20) {
+    let slow_for = Duration::from_secs(
+        std::env::var("SWITCHYARD_KAFKA_SLOW_SECONDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20),
+    );
+    while watch.elapsed() < slow_for {
         std::thread::sleep(Duration::from_millis(500));
         samples.push((accepted(), rss(slow.process.pid(), "VmRSS")));
     }
@@ -206,9 +213,16 @@ fn main() {
         peak.trim_start_matches("VmHWM:").trim()
     );
     println!(
-        "\nslow action (a real flow run per event), {n} events waiting, queue_capacity 4096, 20 s:"
+        "\nslow action (a real flow run per event), {n} events waiting, queue_capacity 4096, {} s:",
+        slow_for.as_secs()
     );
-    for (i, (events, kb)) in samples.iter().enumerate().filter(|(i, _)| i % 8 == 7) {
+    // Five samples, evenly spaced.
+    let every = (samples.len() / 5).max(1);
+    for (i, (events, kb)) in samples
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % every == every - 1)
+    {
         println!(
             "  t={:>4.1}s accepted {events:>6} events, RSS {:>6.1} MB",
             (i + 1) as f64 * 0.5,

@@ -179,7 +179,7 @@ pub async fn run(
                 match route.handle(&inbound, &env).await {
                     Ok(outcome) => {
                         let skipped = skipped_routes([(route.name.as_str(), &outcome)]);
-                        if let Err(e) = journal.finish_skipped(&id, &skipped).await {
+                        if let Err(e) = journal.finish_skipped(&id, skipped).await {
                             tracing::error!(event_id = %id, error = %e, "cannot record the end of the firing; it will be resumed");
                         }
                     }

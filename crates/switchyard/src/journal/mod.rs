@@ -250,7 +250,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), JournalError>>;
     /// Marks the event finished; returns its status (dead if any route dead-lettered).
     fn finish<'a>(&'a self, event_id: &'a str) -> BoxFuture<'a, Result<EventStatus, JournalError>> {
-        self.finish_skipped(event_id, &[])
+        self.finish_skipped(event_id, Vec::new())
     }
     /// Records the routes that skipped the event, `(route, reason)`, and marks it finished, in
     /// one transaction; returns its status. Skips are recorded here rather than one by one:
@@ -260,7 +260,7 @@ pub trait Store: Send + Sync + 'static {
     fn finish_skipped<'a>(
         &'a self,
         event_id: &'a str,
-        skipped: &'a [(String, String)],
+        skipped: Vec<(String, String)>,
     ) -> BoxFuture<'a, Result<EventStatus, JournalError>>;
     /// Pending events with their settled routes, oldest first (for recovery).
     fn pending(&self) -> BoxFuture<'_, Result<Vec<PendingEvent>, JournalError>>;

@@ -477,21 +477,14 @@ impl Store for SqliteStore {
     fn finish_skipped<'a>(
         &'a self,
         event_id: &'a str,
-        skipped: &'a [(String, String)],
+        skipped: Vec<(String, String)>,
     ) -> BoxFuture<'a, Result<EventStatus, JournalError>> {
-        let (event_id, skipped) = (event_id.to_string(), skipped.to_vec());
+        let event_id = event_id.to_string();
         Box::pin(self.run(move |conn| {
             let at = now_ms();
-            for (route, reason) in &skipped {
-                record_settlement(
-                    conn,
-                    &event_id,
-                    route,
-                    &Settlement::Skipped {
-                        reason: reason.clone(),
-                    },
-                    at,
-                )?;
+            for (route, reason) in skipped {
+                let skip = Settlement::Skipped { reason };
+                record_settlement(conn, &event_id, &route, &skip, at)?;
             }
             let open: i64 = conn
                 .prepare_cached(

@@ -224,7 +224,7 @@ impl Dispatcher {
                         .iter()
                         .filter_map(|r| Some((&*r.collector, r.result.as_ref().ok()?))),
                 );
-                match journal.finish_skipped(&event_id, &skipped).await {
+                match journal.finish_skipped(&event_id, skipped).await {
                     Ok(status) => Disposition::Settled { dead: status == EventStatus::Dead },
                     Err(e) => {
                         tracing::error!(event_id = %event_id, error = %e, "cannot record the end of the event; it will be resumed");

@@ -91,7 +91,10 @@ impl PrefectClient {
     /// Builds a client (no request is made).
     pub fn new(config: ClientConfig) -> Result<Self, PrefectError> {
         let mut base = Url::parse(config.api_url.trim()).map_err(|e| {
-            PrefectError::Client(format!("invalid Prefect API URL {:?}: {e}", config.api_url))
+            PrefectError::Client(format!(
+                "invalid Prefect API URL {:?}: {e}",
+                without_credentials(&config.api_url)
+            ))
         })?;
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
@@ -412,8 +415,11 @@ impl PrefectClient {
                     retry_after(&headers),
                 ),
                 Ok((status, _, body)) => return Ok(Answer { status, body }),
-                Err(e) if e.is_builder() => return Err(PrefectError::Client(e.to_string())),
-                Err(e) => (transport_reason(&e), None),
+                Err(e) if e.is_builder() => {
+                    return Err(PrefectError::Client(e.without_url().to_string()));
+                }
+                // Without the URL: it may carry credentials.
+                Err(e) => (transport_reason(&e.without_url()), None),
             };
             if attempt > policy.max_retries {
                 return Err(PrefectError::Unavailable {
@@ -425,6 +431,21 @@ impl PrefectClient {
             tracing::warn!(call = what, attempt, delay_ms = delay.as_millis() as u64, %reason, "transient Prefect failure, retrying");
             tokio::time::sleep(delay).await;
         }
+    }
+}
+
+/// A URL that cannot be parsed, fit to print: whatever stands between `://` and the last `@`
+/// before the path is dropped.
+fn without_credentials(raw: &str) -> String {
+    match raw.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find('/').unwrap_or(rest.len());
+            match rest[..end].rfind('@') {
+                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+                None => raw.to_string(),
+            }
+        }
+        None => raw.to_string(),
     }
 }
 

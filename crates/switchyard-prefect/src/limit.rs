@@ -162,10 +162,15 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// `per_second` must be positive; see [`RateLimiter::per_second`].
+    /// `None` unless `per_second` is positive, finite and its interval fits a [`Duration`]
+    /// (a rate of `1e-300` would not).
     pub fn per_second(per_second: f64) -> Option<Self> {
-        (per_second.is_finite() && per_second > 0.0).then(|| Self {
-            interval: Duration::from_secs_f64(1.0 / per_second),
+        if !(per_second.is_finite() && per_second > 0.0) {
+            return None;
+        }
+        let interval = Duration::try_from_secs_f64(1.0 / per_second).ok()?;
+        Some(Self {
+            interval,
             next: Mutex::new(None),
         })
     }

@@ -338,7 +338,10 @@ async fn replay_one(
         .iter()
         .find(|r| r.name == dl.route)
         .ok_or_else(|| format!("route {:?} is not in {}", dl.route, loaded.path.display()))?;
-    let (settlement, resolution) = match route.attempt(&event, prefect).await {
+    let (settlement, resolution) = match route
+        .attempt(&std::sync::Arc::new(event.clone()), prefect)
+        .await
+    {
         Ok(Decision::Ran(run)) => {
             let note = format!(
                 "replayed: flow run {} ({})",

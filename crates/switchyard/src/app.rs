@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use switchyard_core::engine::{Collector, CollectorQueue, Payload, ShutdownMode, ShutdownReport};
+use switchyard_core::engine::{Collector, CollectorQueue, Payload, ShutdownMode};
 use switchyard_prefect::{ClientConfig, PrefectClient, RetryPolicy};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -68,7 +68,7 @@ pub async fn run(
     loaded: Loaded,
     opts: RunOptions,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<ShutdownReport> {
+) -> anyhow::Result<Stopped> {
     let Loaded {
         path,
         config,
@@ -79,10 +79,11 @@ pub async fn run(
         .journal
         .clone()
         .unwrap_or_else(|| config.journal.path.clone());
+    crate::template::set_sandbox_threads(config.templates.threads);
     let journal: Arc<dyn Store> = Arc::new(SqliteStore::open(&journal_path)?);
     let prefect = prefect_client(&config.prefect)?;
     tracing::info!(
-        config = %path.display(), legacy, prefect = %prefect.api_url(), journal = %journal_path.display(),
+        config = %path.display(), legacy, prefect = %crate::secrets::url(prefect.api_url().as_str()), journal = %journal_path.display(),
         sources = config.sources.len(), routes = routes.len(), "switchyard starting"
     );
     let interrupt = CancellationToken::new();
@@ -92,7 +93,6 @@ pub async fn run(
         delivery: DeliveryPolicy::from(&config.delivery),
         interrupt: interrupt.clone(),
     };
-    let routes: Vec<Arc<Route>> = routes.into_iter().map(Arc::new).collect();
     // At start-up, each fixed deployment's parameter schema is checked against what the
     // route sets (in the background: a Prefect that is down must not stop the router).
     for route in &routes {
@@ -160,13 +160,14 @@ pub async fn run(
             .with_context(|| format!("cannot restore the trigger state of route {}", route.name))?;
         tracing::info!(route = %route.name, buckets = restored, "trigger state restored");
         let (tx, mut rx) = tokio::sync::mpsc::channel::<switchyard_core::Event>(256);
-        stateful.set_firings(tx);
+        stateful.set_firings(tx, Arc::clone(dispatch.owned()));
         background.spawn(Arc::clone(&stateful).run_clock(Arc::clone(&journal), stop.clone()));
-        let (route, env, journal, stop) = (
+        let (route, env, journal, stop, owned) = (
             Arc::clone(route),
             env.clone(),
             Arc::clone(&journal),
             stop.clone(),
+            Arc::clone(dispatch.owned()),
         );
         background.spawn(async move {
             loop {
@@ -175,7 +176,7 @@ pub async fn run(
                     e = rx.recv() => match e { Some(e) => e, None => return },
                 };
                 let id = event.id.clone();
-                let inbound = Inbound { event, settled: Vec::new() };
+                let inbound = Inbound { event: Arc::new(event), settled: Vec::new() };
                 match route.handle(&inbound, &env).await {
                     Ok(outcome) => {
                         let skipped = skipped_routes([(route.name.as_str(), &outcome)]);
@@ -183,8 +184,9 @@ pub async fn run(
                             tracing::error!(event_id = %id, error = %e, "cannot record the end of the firing; it will be resumed");
                         }
                     }
-                    Err(e) => tracing::warn!(event_id = %id, error = %e, "firing not finished; it stays pending and is resumed on restart"),
+                    Err(e) => tracing::warn!(event_id = %id, error = %e, "firing not finished; it stays pending and is resumed later"),
                 }
+                owned.release(&id);
             }
         });
     }
@@ -206,6 +208,39 @@ pub async fn run(
             }
         });
     }
+    // The sweep: a pending event that no task holds (its end could not be written, a retry
+    // was interrupted) is resumed while running, not only at the next start.
+    let (d, s) = (dispatch.clone(), stop.clone());
+    let (sweep_every, sweep_after) = (config.journal.sweep_interval, config.journal.sweep_after);
+    background.spawn(async move {
+        let mut every = tokio::time::interval(sweep_every);
+        every.tick().await;
+        loop {
+            tokio::select! {
+                _ = s.cancelled() => break,
+                _ = every.tick() => match d.sweep(sweep_after, 1000).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(events = n, "sweep resumed pending events that had no owner"),
+                    Err(e) => tracing::warn!(error = %e, "sweep of pending events failed"),
+                },
+            }
+        }
+    });
+    // The journal's integrity: still its file, still taking writes.
+    let (j, s, check_every) = (
+        Arc::clone(&journal),
+        stop.clone(),
+        config.journal.check_interval,
+    );
+    background.spawn(async move {
+        let mut every = tokio::time::interval(check_every);
+        loop {
+            tokio::select! {
+                _ = s.cancelled() => break,
+                _ = every.tick() => { j.check().await; }
+            }
+        }
+    });
     let retention = Retention {
         max_age: config.journal.retention.max_age,
         max_events: config.journal.retention.max_events,
@@ -350,15 +385,30 @@ pub async fn run(
         .await;
     finishers.close();
     finishers.wait().await;
-    let unfinished = journal.pending().await.map(|p| p.len()).unwrap_or(0);
-    if unfinished > 0 {
+    let pending = journal.pending().await.map(|p| p.len()).unwrap_or(0);
+    if pending > 0 {
         tracing::warn!(
-            events = unfinished,
+            events = pending,
             "events left pending in the journal; they resume on the next start"
         );
     }
     tracing::info!(events = report.finished, "switchyard stopped");
-    Ok(report)
+    Ok(Stopped {
+        finished: report.finished,
+        pending,
+        journal_fault: journal.check().await,
+    })
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// Events the engine finished.
+    pub finished: u64,
+    /// Events left pending in the journal (resumed by the next start).
+    pub pending: usize,
+    /// Why the journal could not take writes at the end, if it could not.
+    pub journal_fault: Option<String>,
 }
 
 /// Resolves SIGINT or SIGTERM.

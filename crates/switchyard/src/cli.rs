@@ -106,7 +106,7 @@ impl ConfigArg {
             .ok_or_else(|| "no config file: pass FILE or --config FILE".to_string());
         path.and_then(|p| config::load(&p).map_err(|e| e.to_string()))
             .map_err(|e| {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", crate::secrets::redact(&e));
                 ExitCode::from(2)
             })
     }
@@ -150,11 +150,27 @@ async fn execute(command: Command) -> ExitCode {
             )
             .await
             {
-                // Events not finished by the deadline stay pending in the journal: not lost.
-                Ok(_) => ExitCode::SUCCESS,
+                Ok(app::Stopped {
+                    journal_fault: Some(why),
+                    ..
+                }) => {
+                    eprintln!("switchyard: the journal failed: {why}");
+                    ExitCode::FAILURE
+                }
+                Ok(stopped) if stopped.pending == 0 => ExitCode::SUCCESS,
+                // Not lost (they resume on the next start), but not done: say so.
+                Ok(stopped) => {
+                    eprintln!(
+                        "switchyard: {} events left pending in the journal; they resume on the next start",
+                        stopped.pending
+                    );
+                    ExitCode::FAILURE
+                }
                 Err(e) => {
-                    tracing::error!("{e:#}");
-                    eprintln!("error: {e:#}");
+                    let e = format!("{e:#}");
+                    let e = crate::secrets::redact(&e);
+                    tracing::error!("{e}");
+                    eprintln!("error: {e}");
                     ExitCode::FAILURE
                 }
             }
@@ -233,7 +249,9 @@ async fn check(config: ConfigArg, online: bool) -> ExitCode {
                 n.stream.as_deref().unwrap_or_default()
             ),
             config::SourceConfig::Amqp(a) => format!("amqp queue {}", a.queue),
-            config::SourceConfig::Mqtt(m) => format!("mqtt {} {:?}", m.url, m.topics),
+            config::SourceConfig::Mqtt(m) => {
+                format!("mqtt {} {:?}", crate::secrets::url(&m.url), m.topics)
+            }
             config::SourceConfig::Kafka(k) => {
                 format!("kafka {} {:?} (group {})", k.brokers, k.topics, k.group)
             }
@@ -251,7 +269,15 @@ async fn check(config: ConfigArg, online: bool) -> ExitCode {
     }
     let mut failed = false;
     let client = if online {
-        app::prefect_client(&loaded.config.prefect).ok()
+        match app::prefect_client(&loaded.config.prefect) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                let e = format!("{e:#}");
+                println!("  online check failed: {}", crate::secrets::redact(&e));
+                failed = true;
+                None
+            }
+        }
     } else {
         None
     };

@@ -83,6 +83,15 @@ pub enum RouteError {
     Interrupted,
 }
 
+/// What a route will do for an event, decided before anything outside is touched.
+#[derive(Debug)]
+pub enum Plan {
+    /// Not applicable, and why.
+    Skip(String),
+    /// Run the action as rendered.
+    Run(crate::actions::Rendered),
+}
+
 /// A route's decision before it is recorded.
 #[derive(Debug, Clone)]
 pub enum Decision {
@@ -190,12 +199,9 @@ impl Route {
         self.stateful.is_some() && event.source == firing_source(&self.name)
     }
 
-    /// One attempt: evaluate `when`, run the action. Nothing is recorded.
-    pub async fn attempt(
-        &self,
-        event: &Event,
-        prefect: &PrefectClient,
-    ) -> Result<Decision, Failure> {
+    /// Evaluates `when` and renders the action: synchronous and bounded by the template
+    /// budget ([`crate::template`]); [`Route::attempt`] runs it on the evaluation pool.
+    pub fn plan(&self, event: &Event) -> Result<Plan, Failure> {
         // A firing runs the action with `event`, `events` and `trigger`; `when` and the
         // trigger already decided.
         let firing = self.is_firing(event);
@@ -208,10 +214,7 @@ impl Route {
             match when.eval(&ctx) {
                 Ok(true) => {}
                 Ok(false) => {
-                    return Ok(Decision::Skip(format!(
-                        "`when` {:?} is false",
-                        when.source()
-                    )));
+                    return Ok(Plan::Skip(format!("`when` {:?} is false", when.source())));
                 }
                 Err(message) => {
                     return Err(Failure {
@@ -222,19 +225,53 @@ impl Route {
             }
         }
         self.action
-            .execute(&self.name, event, &ctx, prefect)
-            .await
-            .map(Decision::Ran)
+            .render(&self.name, &ctx)
+            .map(Plan::Run)
             .map_err(|e| Failure {
                 retryable: e.is_retryable(),
                 message: e.to_string(),
             })
     }
 
+    /// One attempt: evaluate `when`, run the action. Nothing is recorded.
+    pub async fn attempt(
+        self: &Arc<Self>,
+        event: &Arc<Event>,
+        prefect: &PrefectClient,
+    ) -> Result<Decision, Failure> {
+        let (route, ev) = (Arc::clone(self), Arc::clone(event));
+        let plan = template::sandbox(move || route.plan(&ev))
+            .await
+            .map_err(|message| Failure {
+                message,
+                retryable: false,
+            })??;
+        match plan {
+            Plan::Skip(reason) => Ok(Decision::Skip(reason)),
+            Plan::Run(rendered) => self
+                .action
+                .execute(&self.name, event, rendered, prefect)
+                .await
+                .map(Decision::Ran)
+                .map_err(|e| Failure {
+                    retryable: e.is_retryable(),
+                    message: e.to_string(),
+                }),
+        }
+    }
+
+    /// Whether `when` holds for the event (a route without one always applies).
+    fn when_holds(&self, event: &Event) -> Result<bool, String> {
+        match &self.when {
+            Some(when) => when.eval(&template::context(event)),
+            None => Ok(true),
+        }
+    }
+
     /// Settles the route for one event: skips, runs (retrying transient failures), or
     /// dead-letters, and records the decision in the journal before returning it.
     pub async fn handle(
-        &self,
+        self: &Arc<Self>,
         inbound: &Inbound,
         env: &RouteEnv,
     ) -> Result<RouteOutcome, RouteError> {
@@ -291,13 +328,17 @@ impl Route {
 
     /// Feeds an event to the route's trigger or batch (after `when`).
     async fn absorb(
-        &self,
-        stateful: &Stateful,
-        event: &Event,
+        self: &Arc<Self>,
+        stateful: &Arc<Stateful>,
+        event: &Arc<Event>,
         env: &RouteEnv,
     ) -> Result<RouteOutcome, RouteError> {
         if let Some(when) = &self.when {
-            match when.eval(&template::context(event)) {
+            let (route, ev) = (Arc::clone(self), Arc::clone(event));
+            let holds = template::sandbox(move || route.when_holds(&ev))
+                .await
+                .and_then(|r| r);
+            match holds {
                 Ok(true) => {}
                 Ok(false) => {
                     let reason = format!("`when` {:?} is false", when.source());

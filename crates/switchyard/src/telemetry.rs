@@ -21,7 +21,8 @@ pub fn init(level: &str, format: LogFormat) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Every line passes the secret mask (see `crate::secrets`).
+        .with_writer(crate::secrets::RedactingStderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = match format {

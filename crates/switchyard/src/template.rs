@@ -13,26 +13,182 @@
 //!   `.get()`, ...).
 //! * `when` predicates are lenient: a missing field is simply undefined (falsy), so
 //!   `event.payload.amount > 100` is false, not an error, for events without `amount`.
+//!
+//! **Budgets.** Every evaluation runs on a [`Budget`]: at most `fuel` template instructions
+//! (minijinja's fuel: a loop bounded by the payload cannot run for ever) and at most
+//! `max_output_bytes` of output. A template that exceeds either fails with a reason that says
+//! so; the caller dead-letters the event. Evaluations that the router runs per event go
+//! through [`sandbox`], a small pool of threads of its own, so even the most expensive single
+//! instruction (minijinja caps a repeated string at 100 MB) never holds up the async runtime.
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, RwLock};
 
 use minijinja::{Environment, Expression, UndefinedBehavior, Value as JinjaValue};
 use serde_json::{Map, Value};
 use switchyard_core::Event;
 
-static STRICT: LazyLock<Environment<'static>> = LazyLock::new(|| {
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env
+/// Limits on one template evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Budget {
+    /// Template instructions per evaluation (a `when`, a key, one parameter set).
+    pub fuel: u64,
+    /// Largest rendered text or value, in bytes (as JSON for values).
+    pub max_output_bytes: usize,
+}
+
+/// Default instructions per evaluation: about a millisecond of work, far above what a
+/// parameter template needs (a loop over a thousand items takes ~10k).
+pub const DEFAULT_FUEL: u64 = 100_000;
+/// Default largest rendered output: 1 MiB.
+pub const DEFAULT_MAX_OUTPUT: usize = 1 << 20;
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            fuel: DEFAULT_FUEL,
+            max_output_bytes: DEFAULT_MAX_OUTPUT,
+        }
+    }
+}
+
+static BUDGET: RwLock<Budget> = RwLock::new(Budget {
+    fuel: DEFAULT_FUEL,
+    max_output_bytes: DEFAULT_MAX_OUTPUT,
 });
 
-static LENIENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
+/// Sets the budget that templates compiled from now on evaluate under (the config's
+/// `templates` section sets it before its routes are compiled).
+pub fn set_budget(b: Budget) {
+    *BUDGET.write().unwrap_or_else(PoisonError::into_inner) = b;
+}
+
+fn budget() -> Budget {
+    *BUDGET.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+struct Envs {
+    strict: Environment<'static>,
+    lenient: Environment<'static>,
+}
+
+fn environment(undefined: UndefinedBehavior, fuel: u64) -> Environment<'static> {
     let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Chainable);
+    env.set_undefined_behavior(undefined);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_fuel(Some(fuel));
     env
-});
+}
+
+/// The environments for a fuel level. Compiled expressions borrow their environment for
+/// their whole life, so each level's pair is made once and kept (a process sees one or two).
+fn envs(fuel: u64) -> &'static Envs {
+    static ALL: LazyLock<Mutex<HashMap<u64, &'static Envs>>> = LazyLock::new(Default::default);
+    let mut all = ALL.lock().unwrap_or_else(PoisonError::into_inner);
+    all.entry(fuel).or_insert_with(|| {
+        Box::leak(Box::new(Envs {
+            strict: environment(UndefinedBehavior::Strict, fuel),
+            lenient: environment(UndefinedBehavior::Chainable, fuel),
+        }))
+    })
+}
+
+/// An `io::Write` into memory that refuses to grow past a limit, so an oversized render stops
+/// where it crosses the limit instead of after.
+struct Capped {
+    buf: Vec<u8>,
+    max: usize,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > self.max {
+            return Err(std::io::Error::other("output too large"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn too_large(max: usize) -> String {
+    format!("output is over templates.max_output_bytes ({max} bytes)")
+}
+
+/// Checks that a value's JSON form fits in `max` bytes without building it.
+fn check_size(v: &JinjaValue, max: usize) -> Result<(), String> {
+    let mut sink = Capped {
+        buf: Vec::new(),
+        max,
+    };
+    match serde_json::to_writer(&mut sink, v) {
+        Err(e) if e.is_io() => Err(too_large(max)),
+        _ => Ok(()),
+    }
+}
+
+/// Runs `f` on the evaluation pool and waits for it; see the module docs. The pool has
+/// [`set_sandbox_threads`] threads (default 2); a job that panics is reported as an error,
+/// and the thread survives it.
+pub async fn sandbox<R, F>(f: F) -> Result<R, String>
+where
+    R: Send + 'static,
+    F: FnOnce() -> R + Send + 'static,
+{
+    let pool = pool();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = tx.send(r.map_err(|_| "template evaluation panicked".to_string()));
+    });
+    if pool.send(job).await.is_err() {
+        return Err("the template evaluation pool is gone".into());
+    }
+    rx.await
+        .map_err(|_| "the template evaluation pool is gone".to_string())?
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+static THREADS: RwLock<usize> = RwLock::new(2);
+
+/// Threads of the evaluation pool; takes effect if called before the first evaluation.
+pub fn set_sandbox_threads(n: usize) {
+    *THREADS.write().unwrap_or_else(PoisonError::into_inner) = n.max(1);
+}
+
+fn pool() -> &'static tokio::sync::mpsc::Sender<Job> {
+    static POOL: LazyLock<tokio::sync::mpsc::Sender<Job>> = LazyLock::new(|| {
+        let n = *THREADS.read().unwrap_or_else(PoisonError::into_inner);
+        // Bounded: callers wait (the engine's consumers are few) rather than queue work.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Job>(64);
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..n {
+            let rx = Arc::clone(&rx);
+            let spawned = std::thread::Builder::new()
+                .name(format!("template-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = rx
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .blocking_recv();
+                        match job {
+                            Some(job) => job(),
+                            None => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a template evaluation thread");
+            }
+        }
+        tx
+    });
+    &POOL
+}
 
 /// The template context for one event.
 pub fn context(event: &Event) -> JinjaValue {
@@ -40,6 +196,9 @@ pub fn context(event: &Event) -> JinjaValue {
 }
 
 fn describe(e: &minijinja::Error) -> String {
+    if e.kind() == minijinja::ErrorKind::OutOfFuel {
+        return "ran out of fuel: more instructions than templates.fuel allows".into();
+    }
     let mut msg = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -56,6 +215,13 @@ pub struct Predicate {
     expr: Expression<'static, 'static>,
 }
 
+// Compiled expressions hold only shared, immutable data.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Predicate>();
+    assert_send_sync::<ValueTemplate>();
+};
+
 impl std::fmt::Debug for Predicate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Predicate({:?})", self.source)
@@ -65,7 +231,8 @@ impl std::fmt::Debug for Predicate {
 impl Predicate {
     /// Compiles an expression such as `event.payload.amount > 100`.
     pub fn compile(source: &str) -> Result<Self, String> {
-        let expr = LENIENT
+        let expr = envs(budget().fuel)
+            .lenient
             .compile_expression_owned(source.to_string())
             .map_err(|e| format!("invalid expression {source:?}: {}", describe(&e)))?;
         Ok(Self {
@@ -132,27 +299,55 @@ fn string_literal(s: &str) -> Option<String> {
 }
 
 /// A text template (always renders a string).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TextTemplate {
     source: String,
+    env: &'static Environment<'static>,
+    max_output: usize,
+}
+
+impl std::fmt::Debug for TextTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TextTemplate({:?})", self.source)
+    }
 }
 
 impl TextTemplate {
     /// Checks the syntax.
     pub fn compile(source: &str) -> Result<Self, String> {
-        STRICT
-            .template_from_str(source)
+        let b = budget();
+        let env = &envs(b.fuel).strict;
+        env.template_from_str(source)
             .map_err(|e| format!("invalid template {source:?}: {}", describe(&e)))?;
         Ok(Self {
             source: source.to_string(),
+            env,
+            max_output: b.max_output_bytes,
         })
     }
 
-    /// Renders to a string.
+    /// Renders to a string, within the budget.
     pub fn render(&self, ctx: &JinjaValue) -> Result<String, String> {
-        STRICT
-            .render_str(&self.source, ctx)
-            .map_err(|e| format!("template {:?} failed: {}", self.source, describe(&e)))
+        let failed =
+            |e: minijinja::Error| format!("template {:?} failed: {}", self.source, describe(&e));
+        let template = self.env.template_from_str(&self.source).map_err(failed)?;
+        let mut out = Capped {
+            buf: Vec::new(),
+            max: self.max_output,
+        };
+        match template.render_captured_to(ctx, &mut out) {
+            Ok(_) => {}
+            Err(e) if e.kind() == minijinja::ErrorKind::WriteFailure => {
+                return Err(format!(
+                    "template {:?} failed: {}",
+                    self.source,
+                    too_large(self.max_output)
+                ));
+            }
+            Err(e) => return Err(failed(e)),
+        }
+        String::from_utf8(out.buf)
+            .map_err(|e| format!("template {:?} rendered invalid UTF-8: {e}", self.source))
     }
 
     /// The template text.
@@ -172,6 +367,8 @@ pub enum ValueTemplate {
         source: String,
         /// Compiled.
         expr: Box<Expression<'static, 'static>>,
+        /// Largest result, as JSON.
+        max_output: usize,
     },
     /// Text with placeholders.
     Text(TextTemplate),
@@ -197,17 +394,23 @@ impl ValueTemplate {
     pub fn compile(value: &Value) -> Result<Self, (String, String)> {
         Ok(match value {
             Value::String(s) => match single_expression(s) {
-                Some(expr) => Self::Expr {
-                    source: expr.to_string(),
-                    expr: Box::new(STRICT.compile_expression_owned(expr.to_string()).map_err(
-                        |e| {
+                Some(expr) => {
+                    let b = budget();
+                    let compiled = envs(b.fuel)
+                        .strict
+                        .compile_expression_owned(expr.to_string())
+                        .map_err(|e| {
                             (
                                 String::new(),
                                 format!("invalid expression {expr:?}: {}", describe(&e)),
                             )
-                        },
-                    )?),
-                },
+                        })?;
+                    Self::Expr {
+                        source: expr.to_string(),
+                        expr: Box::new(compiled),
+                        max_output: b.max_output_bytes,
+                    }
+                }
                 None if s.contains("{{") || s.contains("{%") => {
                     Self::Text(TextTemplate::compile(s).map_err(|e| (String::new(), e))?)
                 }
@@ -238,13 +441,19 @@ impl ValueTemplate {
         match self {
             Self::Literal(v) => Ok(v.clone()),
             Self::Text(t) => t.render(ctx).map(Value::String),
-            Self::Expr { source, expr } => {
+            Self::Expr {
+                source,
+                expr,
+                max_output,
+            } => {
                 let v = expr
                     .eval(ctx)
                     .map_err(|e| format!("`{{{{ {source} }}}}` failed: {}", describe(&e)))?;
                 if v.is_undefined() {
                     return Err(format!("`{{{{ {source} }}}}` is undefined for this event"));
                 }
+                check_size(&v, *max_output)
+                    .map_err(|e| format!("`{{{{ {source} }}}}` failed: {e}"))?;
                 serde_json::to_value(&v)
                     .map_err(|e| format!("`{{{{ {source} }}}}` gave a value that is not JSON: {e}"))
             }

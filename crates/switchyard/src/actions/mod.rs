@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::config::ActionConfig;
 
-pub use run_deployment::RunDeployment;
+pub use run_deployment::{MAX_PARAMETER_DEPTH, Rendered, RunDeployment, json_depth};
 
 /// A compiled action.
 #[derive(Debug)]
@@ -49,6 +49,11 @@ pub enum ActionError {
     /// The parameters did not render to an object.
     #[error("parameters must render to a JSON object, got {0}")]
     ParametersNotObject(String),
+    /// The parameters nest deeper than [`MAX_PARAMETER_DEPTH`].
+    #[error(
+        "parameters nest {0} levels deep; at most {MAX_PARAMETER_DEPTH} can be sent to Prefect"
+    )]
+    TooDeep(usize),
     /// The rendered deployment is not a reference.
     #[error("{0}")]
     InvalidDeployment(String),
@@ -76,16 +81,24 @@ impl Action {
         }
     }
 
-    /// Runs the action for one event.
+    /// Renders what the action will do for one event (synchronous, within the template
+    /// budget; see [`crate::template::sandbox`]).
+    pub fn render(&self, route: &str, ctx: &minijinja::Value) -> Result<Rendered, ActionError> {
+        match self {
+            Self::RunDeployment(a) => a.render(route, ctx),
+        }
+    }
+
+    /// Does what [`Action::render`] described.
     pub async fn execute(
         &self,
         route: &str,
         event: &Event,
-        ctx: &minijinja::Value,
+        rendered: Rendered,
         prefect: &PrefectClient,
     ) -> Result<RunCreated, ActionError> {
         match self {
-            Self::RunDeployment(a) => a.execute(route, event, ctx, prefect).await,
+            Self::RunDeployment(a) => a.create(route, event, rendered, prefect).await,
         }
     }
 

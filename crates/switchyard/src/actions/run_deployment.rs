@@ -98,16 +98,9 @@ impl RunDeployment {
         }
     }
 
-    /// Renders and creates the run. The idempotency key is
-    /// `<deployment id>:<route>:<event id>`, so a redelivered event returns the run it
-    /// already started (Prefect scopes keys per flow, hence the deployment id in it).
-    pub async fn execute(
-        &self,
-        route: &str,
-        event: &Event,
-        ctx: &minijinja::Value,
-        prefect: &PrefectClient,
-    ) -> Result<RunCreated, ActionError> {
+    /// Renders what the run will be: deployment, parameters, name and tags. Synchronous and
+    /// bounded by the template budget; the router calls it on the evaluation pool.
+    pub fn render(&self, route: &str, ctx: &minijinja::Value) -> Result<Rendered, ActionError> {
         let reference = match &self.deployment {
             Target::Static(r) => r.clone(),
             Target::Templated(t) => {
@@ -135,6 +128,10 @@ impl RunDeployment {
                 Value::Object(map) => map,
                 other => return Err(ActionError::ParametersNotObject(other.to_string())),
             };
+        let depth = json_depth(&Value::Object(parameters.clone()));
+        if depth > MAX_PARAMETER_DEPTH {
+            return Err(ActionError::TooDeep(depth));
+        }
         let name = self
             .flow_run_name
             .as_ref()
@@ -149,12 +146,28 @@ impl RunDeployment {
             format!("switchyard.route:{route}"),
         ];
         tags.extend(self.tags.iter().cloned());
-        let body = FlowRunCreate {
-            parameters,
-            tags,
-            idempotency_key: None,
-            name,
-        };
+        Ok(Rendered {
+            reference,
+            body: FlowRunCreate {
+                parameters,
+                tags,
+                idempotency_key: None,
+                name,
+            },
+        })
+    }
+
+    /// Creates the run [`RunDeployment::render`] described. The idempotency key is
+    /// `<deployment id>:<route>:<event id>`, so a redelivered event returns the run it
+    /// already started (Prefect scopes keys per flow, hence the deployment id in it).
+    pub async fn create(
+        &self,
+        route: &str,
+        event: &Event,
+        rendered: Rendered,
+        prefect: &PrefectClient,
+    ) -> Result<RunCreated, ActionError> {
+        let Rendered { reference, body } = rendered;
         if let Some(rate) = &self.rate {
             rate.ready().await;
         }
@@ -185,4 +198,31 @@ impl RunDeployment {
             replayed: created.replayed,
         })
     }
+}
+
+/// A run, rendered and not yet created.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    reference: DeploymentRef,
+    body: FlowRunCreate,
+}
+
+/// Deepest parameters sent to Prefect. Prefect echoes the parameters in its answer, one level
+/// deeper, and a JSON reader stops at 128 levels: deeper parameters would create a run whose
+/// answer cannot be read. No flow needs more than this.
+pub const MAX_PARAMETER_DEPTH: usize = 64;
+
+/// Nesting depth of a JSON value (a scalar is 1), without recursion.
+pub fn json_depth(v: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(v, 1usize)];
+    while let Some((v, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        match v {
+            Value::Array(items) => stack.extend(items.iter().map(|i| (i, d + 1))),
+            Value::Object(map) => stack.extend(map.values().map(|i| (i, d + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }

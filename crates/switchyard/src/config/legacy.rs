@@ -149,6 +149,7 @@ pub(super) fn translate(path: &Path, text: &str) -> Result<Config, ConfigError> 
     Ok(Config {
         journal: JournalConfig::default(),
         delivery: DeliveryConfig::default(),
+        templates: Default::default(),
         prefect: PrefectConfig::default(),
         engine: EngineConfig::default(),
         http: HttpConfig::default(),
@@ -162,7 +163,11 @@ pub(super) fn translate(path: &Path, text: &str) -> Result<Config, ConfigError> 
             action: ActionConfig::RunDeployment(RunDeploymentConfig {
                 deployment: "{{ event.payload.flow_name }}/{{ event.payload.deployment_name }}"
                     .into(),
-                parameters: Value::String("{{ event.payload.payload }}".into()),
+                // As the original router: no `payload` means no parameters.
+                parameters: Value::String(
+                    "{{ event.payload.payload if event.payload.payload is defined else {} }}"
+                        .into(),
+                ),
                 tags: vec!["prefect-event-router".into()],
                 flow_run_name: None,
                 max_in_flight: None,

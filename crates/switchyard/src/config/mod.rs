@@ -6,6 +6,7 @@
 //! what was expected.
 
 pub mod azure;
+pub mod bounds;
 mod interpolate;
 pub mod legacy;
 pub mod triggers;
@@ -84,6 +85,9 @@ pub struct Config {
     /// How long transient failures are retried before an event is dead-lettered.
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    /// Budgets for templates and `when` expressions.
+    #[serde(default)]
+    pub templates: TemplatesConfig,
     /// Where events come from.
     pub sources: Vec<SourceConfig>,
     /// What to do with them.
@@ -196,6 +200,18 @@ pub struct JournalConfig {
     /// How long finished events are kept.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// How often the journal is checked (default `5s`): still the file it opened (a file
+    /// removed or replaced stops the intake for good) and still taking writes (a full disk
+    /// stops the intake until a write succeeds again).
+    #[serde(default = "default_check_interval", with = "humantime_serde")]
+    pub check_interval: Duration,
+    /// How often pending events that no task holds are looked for (default `30s`), and
+    /// resumed: an event whose end could not be written is finished while running.
+    #[serde(default = "default_sweep_interval", with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// How old a pending event must be before the sweep resumes it (default `1m`).
+    #[serde(default = "default_sweep_after", with = "humantime_serde")]
+    pub sweep_after: Duration,
 }
 
 impl Default for JournalConfig {
@@ -203,8 +219,21 @@ impl Default for JournalConfig {
         Self {
             path: default_journal_path(),
             retention: RetentionConfig::default(),
+            check_interval: default_check_interval(),
+            sweep_interval: default_sweep_interval(),
+            sweep_after: default_sweep_after(),
         }
     }
+}
+
+fn default_check_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_sweep_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_sweep_after() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_journal_path() -> PathBuf {
@@ -280,6 +309,54 @@ fn default_backoff() -> Duration {
 }
 fn default_max_backoff() -> Duration {
     Duration::from_secs(60)
+}
+
+/// Budgets for every template and `when` expression the router evaluates per event. An
+/// evaluation that exceeds one fails and the event is dead-lettered with the reason; the
+/// router keeps serving whatever the payloads are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplatesConfig {
+    /// Template instructions per evaluation (default 100,000, about a millisecond); a loop
+    /// bounded by the payload stops here.
+    #[serde(default = "default_fuel")]
+    pub fuel: u64,
+    /// Largest rendered text or value in bytes (default 1 MiB).
+    #[serde(default = "default_max_output")]
+    pub max_output_bytes: usize,
+    /// Threads that evaluate templates, apart from the async runtime (default 2).
+    #[serde(default = "default_template_threads")]
+    pub threads: usize,
+}
+
+impl Default for TemplatesConfig {
+    fn default() -> Self {
+        Self {
+            fuel: default_fuel(),
+            max_output_bytes: default_max_output(),
+            threads: default_template_threads(),
+        }
+    }
+}
+
+impl TemplatesConfig {
+    /// The budget templates compile with.
+    pub fn budget(&self) -> crate::template::Budget {
+        crate::template::Budget {
+            fuel: self.fuel,
+            max_output_bytes: self.max_output_bytes,
+        }
+    }
+}
+
+fn default_fuel() -> u64 {
+    crate::template::DEFAULT_FUEL
+}
+fn default_max_output() -> usize {
+    crate::template::DEFAULT_MAX_OUTPUT
+}
+fn default_template_threads() -> usize {
+    2
 }
 
 /// The HTTP server for webhook sources (started only when there is one).
@@ -820,7 +897,7 @@ pub struct Loaded {
     /// The settings.
     pub config: Config,
     /// Compiled routes, in file order.
-    pub routes: Vec<Route>,
+    pub routes: Vec<std::sync::Arc<Route>>,
     /// Whether it was the original prefect-event-router's form.
     pub legacy: bool,
 }
@@ -841,6 +918,9 @@ pub fn load_str(
     let text = interpolate(text, env).map_err(|e| ConfigError::file(path, e.to_string()))?;
     let shape: Value = serde_norway::from_str(&text)
         .map_err(|e| ConfigError::file(path, format!("not valid YAML or JSON: {e}")))?;
+    // Before anything can print a part of it.
+    crate::secrets::register_env();
+    crate::secrets::register_value(&shape);
     let (config, legacy) = match &shape {
         Value::Object(map) if map.contains_key("threads") => {
             (legacy::translate(path, &text)?, true)
@@ -868,8 +948,15 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ConfigError> {
     let de = serde_norway::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let key = e.path().to_string();
+        let mut key = e.path().to_string();
         let mut message = e.into_inner().to_string();
+        // A value deserialized by hand (a trigger) says where inside it the error is.
+        if let Some(at) = message.find(triggers::AT)
+            && let Some((inner, rest)) = message[at + triggers::AT.len()..].split_once("`: ")
+        {
+            key = format!("{key}.{inner}");
+            message = rest.to_string();
+        }
         // serde_norway prefixes its own (shorter) path; the key already says where.
         if let Some((head, tail)) = message.split_once(": ") {
             let root = head.split(['[', '.']).next().unwrap_or(head);
@@ -885,7 +972,7 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn validate(path: &Path, config: &Config) -> Result<Vec<Route>, ConfigError> {
+fn validate(path: &Path, config: &Config) -> Result<Vec<std::sync::Arc<Route>>, ConfigError> {
     if config.sources.is_empty() {
         return Err(ConfigError::at(
             path,
@@ -932,6 +1019,7 @@ fn validate(path: &Path, config: &Config) -> Result<Vec<Route>, ConfigError> {
             }
         }
     }
+    bounds::check(config).map_err(|(key, message)| ConfigError::at(path, key, message))?;
     let e = &config.engine;
     if e.min_consumers > e.max_consumers {
         return Err(ConfigError::at(
@@ -943,6 +1031,8 @@ fn validate(path: &Path, config: &Config) -> Result<Vec<Route>, ConfigError> {
             ),
         ));
     }
+    // Templates compiled below evaluate under this config's budget.
+    crate::template::set_budget(config.templates.budget());
     let mut known: Vec<&str> = config.sources.iter().map(SourceConfig::name).collect();
     known.sort_unstable();
     let mut route_names = HashSet::new();
@@ -969,11 +1059,11 @@ fn validate(path: &Path, config: &Config) -> Result<Vec<Route>, ConfigError> {
             }
         }
         let all: Vec<String> = known.iter().map(|s| s.to_string()).collect();
-        routes.push(
+        routes.push(std::sync::Arc::new(
             Route::compile(r, if r.from.is_empty() { &all } else { &r.from }).map_err(
                 |(key, message)| ConfigError::at(path, format!("routes[{i}].{key}"), message),
             )?,
-        );
+        ));
     }
     Ok(routes)
 }
@@ -990,8 +1080,9 @@ fn check_source(s: &SourceConfig) -> Result<(), (&'static str, String)> {
             Err((
                 "url",
                 format!(
-                    "expected a URL starting with {}, got {url:?}",
-                    allowed.join("://, ") + "://"
+                    "expected a URL starting with {}, got {:?}",
+                    allowed.join("://, ") + "://",
+                    crate::secrets::url(url)
                 ),
             ))
         }

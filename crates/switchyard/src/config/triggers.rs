@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-/// A trigger, tagged by `type` as in Prefect.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+/// A trigger, tagged by `type` as in Prefect. (Deserialized by hand, see below, so an error
+/// inside names its field: `routes[0].trigger.within`, not `routes[0].trigger`.)
+#[derive(Debug, Clone)]
 pub enum TriggerConfig {
     /// Counts matching events per bucket (Prefect's `EventTrigger`).
     Event(EventTriggerConfig),
@@ -18,6 +18,65 @@ pub enum TriggerConfig {
     Compound(CompoundTriggerConfig),
     /// Fires when its triggers fire in order within `within`.
     Sequence(SequenceTriggerConfig),
+}
+
+/// The start of an error message that says where inside a value it happened; the config
+/// loader moves it into the error's key.
+pub(crate) const AT: &str = "at `";
+
+/// An error at `path` inside a value, as [`AT`] messages nest.
+pub(crate) fn located(path: &str, message: &str) -> String {
+    let path = path.trim_start_matches('.');
+    match message.strip_prefix(AT).and_then(|m| m.split_once("`: ")) {
+        Some((inner, rest)) if path.is_empty() || path == "." => format!("{AT}{inner}`: {rest}"),
+        Some((inner, rest)) => format!("{AT}{path}.{inner}`: {rest}"),
+        None if path.is_empty() || path == "." => message.to_string(),
+        None => format!("{AT}{path}`: {message}"),
+    }
+}
+
+fn variant<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+    value: serde_json::Value,
+) -> Result<T, E> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        E::custom(located(&path, &e.into_inner().to_string()))
+    })
+}
+
+impl<'de> Deserialize<'de> for TriggerConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut value = serde_json::Value::deserialize(d)?;
+        let Some(map) = value.as_object_mut() else {
+            return Err(D::Error::custom(
+                "expected a trigger: a mapping with `type: event | compound | sequence`",
+            ));
+        };
+        let kind = match map.remove("type") {
+            Some(serde_json::Value::String(t)) => t,
+            Some(other) => {
+                return Err(D::Error::custom(located(
+                    "type",
+                    &format!("expected event, compound or sequence, got {other}"),
+                )));
+            }
+            None => {
+                return Err(D::Error::custom(
+                    "missing field `type` (event, compound or sequence)",
+                ));
+            }
+        };
+        match kind.as_str() {
+            "event" => variant(value).map(Self::Event),
+            "compound" => variant(value).map(Self::Compound),
+            "sequence" => variant(value).map(Self::Sequence),
+            other => Err(D::Error::custom(located(
+                "type",
+                &format!("unknown trigger type {other:?}; expected event, compound or sequence"),
+            ))),
+        }
+    }
 }
 
 /// Prefect's reactive / proactive posture.
@@ -190,17 +249,34 @@ enum RawDuration {
 }
 
 fn to_duration<E: serde::de::Error>(raw: RawDuration) -> Result<Duration, E> {
-    match raw {
-        RawDuration::Seconds(s) if s >= 0.0 && s.is_finite() => Ok(Duration::from_secs_f64(s)),
-        RawDuration::Seconds(s) => Err(E::custom(format!(
-            "expected a non-negative number of seconds, got {s}"
-        ))),
-        RawDuration::Text(t) => humantime_serde::re::humantime::parse_duration(&t).map_err(|e| {
-            E::custom(format!(
-                "expected seconds or a duration such as \"10m\", got {t:?}: {e}"
-            ))
-        }),
+    let max = super::bounds::MAX_WINDOW;
+    let too_long = || {
+        E::custom(format!(
+            "expected at most {} (ten years)",
+            humantime_serde::re::humantime::format_duration(max)
+        ))
+    };
+    let d = match raw {
+        RawDuration::Seconds(s) if s >= 0.0 && s.is_finite() => {
+            Duration::try_from_secs_f64(s).map_err(|_| too_long())?
+        }
+        RawDuration::Seconds(s) => {
+            return Err(E::custom(format!(
+                "expected a non-negative number of seconds, got {s}"
+            )));
+        }
+        RawDuration::Text(t) => {
+            humantime_serde::re::humantime::parse_duration(&t).map_err(|e| {
+                E::custom(format!(
+                    "expected seconds or a duration such as \"10m\", got {t:?}: {e}"
+                ))
+            })?
+        }
+    };
+    if d > max {
+        return Err(too_long());
     }
+    Ok(d)
 }
 
 /// Seconds (as Prefect writes `within`) or a duration string.

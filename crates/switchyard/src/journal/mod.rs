@@ -36,6 +36,10 @@ pub enum JournalError {
     /// The journal was closed.
     #[error("the journal is closed")]
     Closed,
+    /// The journal cannot take new events now (its file was removed or replaced, or a write
+    /// failed for lack of space); see [`Store::fault`].
+    #[error("the journal cannot take new events: {0}")]
+    Unavailable(String),
 }
 
 /// Where an event stands.
@@ -80,6 +84,23 @@ pub enum Accepted {
         /// Routes with a final decision.
         settled: Vec<String>,
     },
+    /// The id is already journaled with a different name or payload: a sender reused an id
+    /// (an `Idempotency-Key`) for another message. Nothing was written.
+    Conflict,
+}
+
+/// What makes two deliveries under one id the same message: a digest of the event's name and
+/// payload (hex, 128 bits of SHA-256).
+pub fn digest(name: &str, payload_json: &str) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(name.as_bytes());
+    h.update([0]);
+    h.update(payload_json.as_bytes());
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A route's final decision for an event.
@@ -263,7 +284,16 @@ pub trait Store: Send + Sync + 'static {
         skipped: Vec<(String, String)>,
     ) -> BoxFuture<'a, Result<EventStatus, JournalError>>;
     /// Pending events with their settled routes, oldest first (for recovery).
-    fn pending(&self) -> BoxFuture<'_, Result<Vec<PendingEvent>, JournalError>>;
+    fn pending(&self) -> BoxFuture<'_, Result<Vec<PendingEvent>, JournalError>> {
+        self.pending_before(None, usize::MAX)
+    }
+    /// At most `limit` pending events accepted before `before` (all of them with `None`),
+    /// oldest first, with their settled routes: what the sweep looks for while running.
+    fn pending_before(
+        &self,
+        before: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<PendingEvent>, JournalError>>;
     /// Events, newest first.
     fn list_events<'a>(
         &'a self,
@@ -288,4 +318,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), JournalError>>;
     /// Deletes finished events past the retention; returns how many.
     fn prune(&self, retention: Retention) -> BoxFuture<'_, Result<u64, JournalError>>;
+    /// Why the journal cannot take new events now, if it cannot: [`Store::accept`] refuses
+    /// while this is set, and readiness reports it.
+    fn fault(&self) -> Option<String>;
+    /// Checks that the journal is still the file it opened and that it takes a write; sets
+    /// or clears [`Store::fault`] accordingly (a file removed or replaced stays a fault).
+    fn check(&self) -> BoxFuture<'_, Option<String>>;
 }

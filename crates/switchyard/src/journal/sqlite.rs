@@ -25,7 +25,7 @@ type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
 /// whether it succeeded and how to reply once the commit outcome is known.
 type Job = Box<dyn FnOnce(Result<&Connection, &str>) -> (bool, Reply) + Send>;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS events (
     labels TEXT NOT NULL,
     status TEXT NOT NULL,
     accepted_at INTEGER NOT NULL,
-    finished_at INTEGER
+    finished_at INTEGER,
+    digest TEXT
 );
 CREATE INDEX IF NOT EXISTS events_status ON events (status, accepted_at);
 CREATE INDEX IF NOT EXISTS events_finished ON events (finished_at);
@@ -89,6 +90,108 @@ CREATE TABLE IF NOT EXISTS trigger_states (
 pub struct SqliteStore {
     tx: mpsc::Sender<Job>,
     path: Arc<str>,
+    file: std::path::PathBuf,
+    identity: Option<(u64, u64)>,
+    fault: Arc<Faults>,
+}
+
+/// Why the journal cannot take new events. A write that failed for lack of space (or any
+/// storage error) is transient: the next write that succeeds clears it. A file that was
+/// removed or replaced under the router is permanent: what is written now would be lost.
+#[derive(Debug, Default)]
+struct Faults {
+    transient: std::sync::RwLock<Option<String>>,
+    permanent: std::sync::RwLock<Option<String>>,
+}
+
+impl Faults {
+    fn get(&self) -> Option<String> {
+        let read = |l: &std::sync::RwLock<Option<String>>| {
+            l.read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        };
+        read(&self.permanent).or_else(|| read(&self.transient))
+    }
+
+    fn set_transient(&self, why: Option<String>) {
+        let mut t = self
+            .transient
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match (&*t, &why) {
+            (None, Some(w)) => {
+                tracing::error!(reason = %w, "journal write failed; refusing new events until a write succeeds")
+            }
+            (Some(_), None) => tracing::info!("journal writes again; accepting new events"),
+            _ => {}
+        }
+        *t = why;
+    }
+
+    fn set_permanent(&self, why: String) {
+        let mut p = self
+            .permanent
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if p.is_none() {
+            tracing::error!(reason = %why, "journal lost; refusing new events (restart Switchyard)");
+            *p = Some(why);
+        }
+    }
+}
+
+/// Errors that say the storage (not the statement) failed: full, read-only, I/O.
+fn is_storage_error(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, C::DiskFull | C::SystemIoFailure | C::ReadOnly | C::CannotOpen | C::DatabaseCorrupt | C::NotADatabase)
+    )
+}
+
+/// The file's (device, inode), to notice it being removed or replaced.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// Creates the journal's directory (0700) and file (0600) when they do not exist, and
+/// narrows an existing file to 0600: it holds every payload in plain text.
+fn prepare_file(path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(dir)?;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        let meta = f.metadata()?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
 }
 
 fn now_ms() -> i64 {
@@ -106,10 +209,14 @@ impl SqliteStore {
             path: path.display().to_string(),
             message,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
-        }
+        prepare_file(path).map_err(|e| open_err(e.to_string()))?;
         let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        // SQLite quietly opens a file it cannot write read-only; a journal must take writes.
+        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
+            return Err(open_err(
+                "the file is read-only; the journal must be writable".into(),
+            ));
+        }
         conn.execute_batch(
             // temp_store: the writer runs each job in a savepoint, and a savepoint's undo
             // pages (the statement journal) otherwise spill to a temporary file.
@@ -138,6 +245,14 @@ impl SqliteStore {
                 )
                 .map_err(|e| open_err(e.to_string()))?;
             }
+            Some(1) => {
+                // Version 2 keeps each event's digest, to tell a redelivery from a reused id.
+                conn.execute_batch(
+                    "ALTER TABLE events ADD COLUMN digest TEXT;
+                     UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+                )
+                .map_err(|e| open_err(e.to_string()))?;
+            }
             Some(v) if v > SCHEMA_VERSION => {
                 return Err(open_err(format!(
                     "schema version {v} is newer than this switchyard understands ({SCHEMA_VERSION})"
@@ -145,14 +260,21 @@ impl SqliteStore {
             }
             Some(_) => {}
         }
+        // A journal that cannot take a write is refused now, not on the first event.
+        probe(&conn).map_err(|e| open_err(format!("cannot write to it: {e}")))?;
+        let fault = Arc::new(Faults::default());
         let (tx, rx) = mpsc::channel::<Job>(1024);
+        let writer_fault = Arc::clone(&fault);
         std::thread::Builder::new()
             .name("journal-writer".into())
-            .spawn(move || writer(conn, rx))
+            .spawn(move || writer(conn, rx, &writer_fault))
             .map_err(|e| open_err(e.to_string()))?;
         Ok(Self {
             tx,
             path: Arc::from(path.display().to_string()),
+            file: path.to_path_buf(),
+            identity: identity(path),
+            fault,
         })
     }
 
@@ -167,9 +289,15 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
     {
         let (otx, orx) = oneshot::channel();
+        let fault = Arc::clone(&self.fault);
         let job: Job = Box::new(move |conn| {
             let result = match conn {
-                Ok(conn) => f(conn).map_err(|e| e.to_string()),
+                Ok(conn) => f(conn).map_err(|e| {
+                    if is_storage_error(&e) {
+                        fault.set_transient(Some(e.to_string()));
+                    }
+                    e.to_string()
+                }),
                 Err(why) => Err(why.to_string()),
             };
             let ok = result.is_ok();
@@ -188,7 +316,17 @@ impl SqliteStore {
     }
 }
 
-fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>) {
+/// A small write that proves the journal takes writes.
+fn probe(conn: &Connection) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES ('probed_at', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![now_ms().to_string()])
+    .map(|_| ())
+}
+
+fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>, fault: &Faults) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < 256 {
@@ -216,7 +354,10 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>) {
             }
             replies.push(reply);
         }
-        let commit = exec(&conn, "COMMIT").err().map(|e| e.to_string());
+        let commit = exec(&conn, "COMMIT").err().map(|e| {
+            fault.set_transient(Some(format!("commit failed: {e}")));
+            e.to_string()
+        });
         if commit.is_some() {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -343,17 +484,43 @@ fn record_settlement(
 }
 
 impl Store for SqliteStore {
+    fn fault(&self) -> Option<String> {
+        self.fault.get()
+    }
+
+    fn check(&self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async move {
+            let now = identity(&self.file);
+            if self.identity.is_some() && now != self.identity {
+                self.fault.set_permanent(format!(
+                    "the journal file {} was removed or replaced while running; what is written now would be lost",
+                    self.path
+                ));
+            } else {
+                match self.run(probe).await {
+                    Ok(()) => self.fault.set_transient(None),
+                    Err(e) => self.fault.set_transient(Some(e.to_string())),
+                }
+            }
+            self.fault.get()
+        })
+    }
+
     fn accept<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<Accepted, JournalError>> {
         let e = event.clone();
         Box::pin(async move {
+            if let Some(why) = self.fault.get() {
+                return Err(JournalError::Unavailable(why));
+            }
             let payload =
                 serde_json::to_string(&e.payload).map_err(|x| JournalError::Db(x.to_string()))?;
             let labels =
                 serde_json::to_string(&e.labels).map_err(|x| JournalError::Db(x.to_string()))?;
+            let digest = super::digest(&e.name, &payload);
             self.run(move |conn| {
                 let inserted = conn.prepare_cached(
-                    "INSERT INTO events (id, source, name, occurred, received, payload, labels, status, accepted_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8) ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO events (id, source, name, occurred, received, payload, labels, status, accepted_at, digest)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9) ON CONFLICT (id) DO NOTHING",
                 )?
                 .execute(params![
                     e.id,
@@ -363,12 +530,18 @@ impl Store for SqliteStore {
                     e.received.to_rfc3339(),
                     payload,
                     labels,
-                    now_ms()
+                    now_ms(),
+                    digest
                 ])?;
                 if inserted == 1 {
                     return Ok(Accepted::New);
                 }
-                let status: String = conn.query_row("SELECT status FROM events WHERE id = ?1", params![e.id], |r| r.get(0))?;
+                let (status, stored): (String, Option<String>) = conn
+                    .prepare_cached("SELECT status, digest FROM events WHERE id = ?1")?
+                    .query_row(params![e.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                if stored.is_some_and(|d| d != digest) {
+                    return Ok(Accepted::Conflict);
+                }
                 Ok(Accepted::Duplicate { status: EventStatus::parse(&status), settled: settled_routes(conn, &e.id)? })
             })
             .await
@@ -502,12 +675,21 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn pending(&self) -> BoxFuture<'_, Result<Vec<PendingEvent>, JournalError>> {
-        Box::pin(self.run(|conn| {
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE status = 'pending' ORDER BY accepted_at, rowid"
+    fn pending_before(
+        &self,
+        before: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<PendingEvent>, JournalError>> {
+        let before = before.map_or(i64::MAX, |t| t.timestamp_millis());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Box::pin(self.run(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE status = 'pending' AND accepted_at < ?1
+                 ORDER BY accepted_at, rowid LIMIT ?2"
             ))?;
-            let events: Vec<Event> = stmt.query_map([], event_from_row)?.collect::<rusqlite::Result<_>>()?;
+            let events: Vec<Event> = stmt
+                .query_map(params![before, limit], event_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
             events
                 .into_iter()
                 .map(|e| {
@@ -530,7 +712,7 @@ impl Store for SqliteStore {
                  ORDER BY accepted_at DESC, rowid DESC LIMIT ?3",
             )?;
             let rows = stmt.query_map(
-                params![filter.status.map(EventStatus::as_str), filter.source, filter.limit.max(1) as i64],
+                params![filter.status.map(EventStatus::as_str), filter.source, i64::try_from(filter.limit.max(1)).unwrap_or(i64::MAX)],
                 |r| {
                     Ok(EventSummary {
                         id: r.get(0)?,
@@ -597,7 +779,7 @@ impl Store for SqliteStore {
             let mut stmt = conn.prepare(&format!(
                 "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE (?1 OR resolved_at IS NULL) ORDER BY id DESC LIMIT ?2"
             ))?;
-            stmt.query_map(params![include_resolved, limit.max(1) as i64], dead_letter_from_row)?.collect()
+            stmt.query_map(params![include_resolved, i64::try_from(limit.max(1)).unwrap_or(i64::MAX)], dead_letter_from_row)?.collect()
         }))
     }
 
@@ -635,12 +817,13 @@ impl Store for SqliteStore {
 
     fn prune(&self, retention: Retention) -> BoxFuture<'_, Result<u64, JournalError>> {
         Box::pin(self.run(move |conn| {
-            let cutoff = now_ms() - retention.max_age.as_millis() as i64;
+            let age = i64::try_from(retention.max_age.as_millis()).unwrap_or(i64::MAX);
+            let cutoff = now_ms().saturating_sub(age);
             let by_age = conn.execute("DELETE FROM events WHERE status = 'done' AND finished_at <= ?1", params![cutoff])?;
             let by_count = conn.execute(
                 "DELETE FROM events WHERE id IN (
                      SELECT id FROM events WHERE status = 'done' ORDER BY finished_at DESC LIMIT -1 OFFSET ?1)",
-                params![retention.max_events as i64],
+                params![i64::try_from(retention.max_events).unwrap_or(i64::MAX)],
             )?;
             Ok((by_age + by_count) as u64)
         }))

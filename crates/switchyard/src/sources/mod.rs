@@ -37,8 +37,8 @@ use crate::routes::{RouteOutcome, skipped_routes};
 /// when a journaled event is resumed after a restart or redelivered).
 #[derive(Debug, Clone)]
 pub struct Inbound {
-    /// The event.
-    pub event: Event,
+    /// The event (shared: routes hand it to the template evaluation pool).
+    pub event: Arc<Event>,
     /// Routes with a final decision already in the journal.
     pub settled: Vec<String>,
 }
@@ -46,12 +46,15 @@ pub struct Inbound {
 /// The engine's publisher for inbound events.
 pub type Publisher = EventPublisher<Inbound, RouteOutcome>;
 
+pub use crate::owned::Owned;
+
 /// Hands events to the routes, journal first.
 #[derive(Clone)]
 pub struct Dispatcher {
     publisher: Publisher,
     journal: Arc<dyn Store>,
     finishers: TaskTracker,
+    owned: Arc<Owned>,
 }
 
 /// How an accepted event ended.
@@ -101,36 +104,78 @@ pub enum Refused {
     /// The journal could not store the event.
     #[error("{0}")]
     Journal(JournalError),
+    /// The id is already journaled for a different message (only from
+    /// [`Dispatcher::try_dispatch`]; [`Dispatcher::dispatch`] keeps such a message as a dead
+    /// letter instead).
+    #[error("event id {0:?} was already used for a different message")]
+    Conflict(String),
+}
+
+/// How an accept treats a reused id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnConflict {
+    /// Refuse: the sender is there to be told (a webhook's 409).
+    Refuse,
+    /// Keep the message as a dead letter under an id of its own and acknowledge it: a broker
+    /// would otherwise redeliver it for ever.
+    DeadLetter,
 }
 
 impl Dispatcher {
     /// A dispatcher over the engine's publisher and the journal. `finishers` tracks the tasks
-    /// that record each event's end, so shutdown can wait for them.
+    /// that accept events and record each event's end, so shutdown can wait for them.
     pub fn new(publisher: Publisher, journal: Arc<dyn Store>, finishers: TaskTracker) -> Self {
         Self {
             publisher,
             journal,
             finishers,
+            owned: Arc::default(),
         }
     }
 
-    /// Accepts an event, waiting while the queue is full (backpressure on the source).
-    pub async fn dispatch(&self, event: Event) -> Result<Receipt, Refused> {
-        let permit = self
-            .publisher
-            .reserve()
-            .await
-            .map_err(|_| Refused::ShuttingDown)?;
-        self.accept(permit, event).await
+    /// Why new events are refused now (the journal's fault), if they are.
+    pub fn fault(&self) -> Option<String> {
+        self.journal.fault()
     }
 
-    /// Accepts an event only if the queue has room now.
+    /// The events this dispatcher is working on (shared with the trigger firing runners).
+    pub fn owned(&self) -> &Arc<Owned> {
+        &self.owned
+    }
+
+    /// Accepts an event, waiting while the queue is full (backpressure on the source).
+    ///
+    /// Cancel-safe: the accept runs in a task of its own, so a caller that stops waiting
+    /// (a client that hung up, a source shutting down) never leaves an event journaled but
+    /// not queued.
+    pub async fn dispatch(&self, event: Event) -> Result<Receipt, Refused> {
+        let d = self.clone();
+        self.finishers
+            .spawn(async move {
+                let permit = d
+                    .publisher
+                    .reserve()
+                    .await
+                    .map_err(|_| Refused::ShuttingDown)?;
+                d.accept(permit, event, OnConflict::DeadLetter).await
+            })
+            .await
+            .unwrap_or(Err(Refused::ShuttingDown))
+    }
+
+    /// Accepts an event only if the queue has room now. Cancel-safe, as [`Dispatcher::dispatch`].
     pub async fn try_dispatch(&self, event: Event) -> Result<Receipt, Refused> {
-        let permit = self.publisher.try_reserve().map_err(|e| match e {
-            switchyard_core::TrySendError::Full(_) => Refused::Full,
-            switchyard_core::TrySendError::Closed(_) => Refused::ShuttingDown,
-        })?;
-        self.accept(permit, event).await
+        let d = self.clone();
+        self.finishers
+            .spawn(async move {
+                let permit = d.publisher.try_reserve().map_err(|e| match e {
+                    switchyard_core::TrySendError::Full(_) => Refused::Full,
+                    switchyard_core::TrySendError::Closed(_) => Refused::ShuttingDown,
+                })?;
+                d.accept(permit, event, OnConflict::Refuse).await
+            })
+            .await
+            .unwrap_or(Err(Refused::ShuttingDown))
     }
 
     /// Records a message that cannot become an event (it does not decode): the journal keeps it
@@ -155,6 +200,11 @@ impl Dispatcher {
         let open = match self.journal.accept(event).await? {
             Accepted::New => true,
             Accepted::Duplicate { status, .. } => status == EventStatus::Pending,
+            Accepted::Conflict => {
+                let mut kept = event.clone();
+                kept.id = conflict_id(event);
+                return Box::pin(self.give_up(&kept, stage, reason)).await;
+            }
         };
         if open {
             let dead = Settlement::DeadLettered {
@@ -168,38 +218,107 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Queues an event that is already in the journal (recovery after a restart).
+    /// Queues an event that is already in the journal (recovery after a restart, or the
+    /// sweep). An event this process already holds is not queued twice.
     pub async fn resume(&self, event: Event, settled: Vec<String>) -> Result<Receipt, Refused> {
-        let permit = self
-            .publisher
-            .reserve()
-            .await
-            .map_err(|_| Refused::ShuttingDown)?;
-        Ok(self.queue(permit, Inbound { event, settled }))
+        if !self.owned.claim(&event.id) {
+            return Ok(Receipt::ready(event.id, Disposition::Unfinished));
+        }
+        let permit = match self.publisher.reserve().await {
+            Ok(p) => p,
+            Err(_) => {
+                self.owned.release(&event.id);
+                return Err(Refused::ShuttingDown);
+            }
+        };
+        Ok(self.queue(
+            permit,
+            Inbound {
+                event: Arc::new(event),
+                settled,
+            },
+        ))
+    }
+
+    /// Resumes pending events that were accepted more than `age` ago and that no one holds:
+    /// an event whose end could not be written, or whose retry was interrupted, is finished
+    /// while the router runs, not only at the next start. Returns how many it resumed.
+    pub async fn sweep(
+        &self,
+        age: std::time::Duration,
+        limit: usize,
+    ) -> Result<usize, JournalError> {
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::zero());
+        let pending = self.journal.pending_before(Some(cutoff), limit).await?;
+        let mut resumed = 0;
+        for p in pending {
+            if self.owned.holds(&p.event.id) {
+                continue;
+            }
+            tracing::warn!(event_id = %p.event.id, source = %p.event.source, "pending event with no owner; resuming it");
+            if self.resume(p.event, p.settled).await.is_err() {
+                break;
+            }
+            resumed += 1;
+        }
+        Ok(resumed)
     }
 
     async fn accept(
         &self,
         permit: SendPermit<'_, Inbound, RouteOutcome>,
         event: Event,
+        on_conflict: OnConflict,
     ) -> Result<Receipt, Refused> {
-        let settled = match self
-            .journal
-            .accept(&event)
-            .await
-            .map_err(Refused::Journal)?
-        {
+        if !self.owned.claim(&event.id) {
+            // The same id is in flight here (a redelivery racing its first delivery): the
+            // first one settles it.
+            tracing::info!(event_id = %event.id, source = %event.source, "event already being handled; redelivery acknowledged");
+            return Ok(Receipt::ready(event.id, Disposition::AlreadySettled));
+        }
+        let accepted = match self.journal.accept(&event).await {
+            Ok(a) => a,
+            Err(e) => {
+                self.owned.release(&event.id);
+                return Err(Refused::Journal(e));
+            }
+        };
+        let settled = match accepted {
             Accepted::New => Vec::new(),
             Accepted::Duplicate {
                 status: EventStatus::Pending,
                 settled,
             } => settled,
             Accepted::Duplicate { .. } => {
+                self.owned.release(&event.id);
                 tracing::info!(event_id = %event.id, source = %event.source, "event already settled; redelivery acknowledged");
                 return Ok(Receipt::ready(event.id, Disposition::AlreadySettled));
             }
+            Accepted::Conflict => {
+                self.owned.release(&event.id);
+                tracing::warn!(event_id = %event.id, source = %event.source, "event id already used for a different message");
+                if on_conflict == OnConflict::Refuse {
+                    return Err(Refused::Conflict(event.id));
+                }
+                let reason = format!(
+                    "event id {:?} was already used for a different message; kept here under an id of its own",
+                    event.id
+                );
+                let id = event.id.clone();
+                self.give_up(&event, "conflict", &reason)
+                    .await
+                    .map_err(Refused::Journal)?;
+                return Ok(Receipt::ready(id, Disposition::Settled { dead: true }));
+            }
         };
-        Ok(self.queue(permit, Inbound { event, settled }))
+        Ok(self.queue(
+            permit,
+            Inbound {
+                event: Arc::new(event),
+                settled,
+            },
+        ))
     }
 
     fn queue(&self, permit: SendPermit<'_, Inbound, RouteOutcome>, inbound: Inbound) -> Receipt {
@@ -213,6 +332,7 @@ impl Dispatcher {
         let handle = permit.send(Payload::to_topics(inbound, topics));
         let (tx, rx) = oneshot::channel();
         let journal = Arc::clone(&self.journal);
+        let owned = Arc::clone(&self.owned);
         let event_id = id.clone();
         self.finishers.spawn(async move {
             let results = handle.wait().await;
@@ -227,15 +347,24 @@ impl Dispatcher {
                 match journal.finish_skipped(&event_id, skipped).await {
                     Ok(status) => Disposition::Settled { dead: status == EventStatus::Dead },
                     Err(e) => {
-                        tracing::error!(event_id = %event_id, error = %e, "cannot record the end of the event; it will be resumed");
+                        tracing::error!(event_id = %event_id, error = %e, "cannot record the end of the event; the sweep resumes it");
                         Disposition::Unfinished
                     }
                 }
             };
+            // Finished, or pending with no owner: either way no longer this task's.
+            owned.release(&event_id);
             let _ = tx.send(disposition);
         });
         Receipt { id, outcome: rx }
     }
+}
+
+/// The id a message is kept under when its own id was already used for another message.
+fn conflict_id(event: &Event) -> String {
+    let payload = serde_json::to_string(&event.payload).unwrap_or_default();
+    let d = crate::journal::digest(&event.name, &payload);
+    format!("{}~conflict~{}", event.id, &d[..12])
 }
 
 /// A message that did not decode: the event to keep as a dead letter, and why.
@@ -262,12 +391,71 @@ impl PayloadFormat {
     /// Decodes a body.
     pub fn decode(self, body: &[u8]) -> Result<serde_json::Value, String> {
         match self {
-            Self::Json => serde_json::from_slice(body).map_err(|e| format!("not valid JSON: {e}")),
+            Self::Json => parse_json(body),
             Self::Text => std::str::from_utf8(body)
                 .map(|s| serde_json::Value::String(s.to_string()))
                 .map_err(|e| format!("not valid UTF-8: {e}")),
         }
     }
+}
+
+/// Parses a JSON message. An integer beyond 64 bits is refused with the reason rather than
+/// silently rounded to a float (`12345678901234567890123` would become
+/// `1.2345678901234568e+22`).
+pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, String> {
+    check_integers(body)?;
+    serde_json::from_slice(body).map_err(|e| format!("not valid JSON: {e}"))
+}
+
+/// Finds an integer literal outside strings that fits neither `i64` nor `u64`.
+fn check_integers(b: &[u8]) -> Result<(), String> {
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() {
+                    match b[i] {
+                        b'\\' => i += 2,
+                        b'"' => {
+                            i += 1;
+                            break;
+                        }
+                        _ => i += 1,
+                    }
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                i += 1;
+                while i < b.len() && matches!(b[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                {
+                    i += 1;
+                }
+                let token = &b[start..i];
+                if token.iter().any(|c| matches!(c, b'.' | b'e' | b'E')) {
+                    continue;
+                }
+                let text = std::str::from_utf8(token).unwrap_or_default();
+                if text.len() > 1
+                    && text.parse::<i64>().is_err()
+                    && text.parse::<u64>().is_err()
+                    && text
+                        .trim_start_matches('-')
+                        .bytes()
+                        .all(|c| c.is_ascii_digit())
+                {
+                    let shown: String = text.chars().take(40).collect();
+                    return Err(format!(
+                        "integer {shown}{} is beyond 64 bits and would lose digits; send it as a string",
+                        if text.len() > 40 { "…" } else { "" }
+                    ));
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
 }
 
 /// The payload kept for a message that did not decode: the body as text (lossy) and its size.

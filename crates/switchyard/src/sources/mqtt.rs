@@ -47,8 +47,8 @@ async fn session(
     stop: &CancellationToken,
     acks: &TaskTracker,
 ) -> Result<(), String> {
-    let (host, port) =
-        host_port(&cfg.url).ok_or_else(|| format!("invalid MQTT URL {:?}", cfg.url))?;
+    let (host, port) = host_port(&cfg.url)
+        .ok_or_else(|| format!("invalid MQTT URL {:?}", crate::secrets::url(&cfg.url)))?;
     let client_id = cfg
         .client_id
         .clone()

@@ -36,7 +36,7 @@ async fn connect(cfg: &NatsConfig) -> Result<async_nats::Client, String> {
         .name(format!("switchyard {}", cfg.name))
         .connect(cfg.url.as_str())
         .await
-        .map_err(|e| format!("cannot connect to {}: {e}", cfg.url))
+        .map_err(|e| format!("cannot connect to {}: {e}", crate::secrets::url(&cfg.url)))
 }
 
 fn event(

@@ -39,7 +39,7 @@ async fn session(
         client
             .get_multiplexed_async_connection()
             .await
-            .map_err(|e| format!("cannot connect to {}: {e}", cfg.url))
+            .map_err(|e| format!("cannot connect to {}: {e}", crate::secrets::url(&cfg.url)))
     };
     // Reads block; acknowledgements use their own connection so they are never stuck behind one.
     let mut reader = connect().await?;

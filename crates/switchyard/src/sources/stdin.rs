@@ -79,29 +79,49 @@ pub async fn run<R: Read + Send + 'static>(
             .label("stdin.line", n.to_string())
             .build();
         let id = event.id.clone();
-        tokio::select! {
-            _ = shutdown.cancelled() => {
-                tracing::warn!(source = %cfg.name, line = n, event_id = %id, "shutting down before the event was queued; not accepted");
+        // A journal that cannot write for now (a full disk) holds the reading: the line is
+        // offered again each second, never skipped.
+        let accepted = loop {
+            let sent = tokio::select! {
+                _ = shutdown.cancelled() => None,
+                sent = dispatch.dispatch(event.clone()) => Some(sent),
+            };
+            match sent {
+                Some(Err(super::Refused::Journal(crate::journal::JournalError::Unavailable(
+                    why,
+                )))) => {
+                    tracing::warn!(source = %cfg.name, line = n, event_id = %id, reason = %why, "journal cannot take the event yet; waiting");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break None,
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                    }
+                }
+                other => break other,
+            }
+        };
+        match accepted {
+            None => {
+                tracing::warn!(source = %cfg.name, line = n, event_id = %id, "shutting down while the event was being accepted (the journal has it if it was)");
                 break;
             }
-            sent = dispatch.dispatch(event) => match sent {
-                Ok(_) => tracing::info!(source = %cfg.name, line = n, event_id = %id, "event received"),
-                Err(super::Refused::Journal(e)) => {
-                    // The line cannot be made durable; stopping is better than losing more.
-                    tracing::error!(source = %cfg.name, line = n, event_id = %id, error = %e, "cannot journal the event; stdin source stops");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(source = %cfg.name, line = n, event_id = %id, error = %e, "event not accepted");
-                    break;
-                }
+            Some(Ok(_)) => {
+                tracing::info!(source = %cfg.name, line = n, event_id = %id, "event received")
+            }
+            Some(Err(super::Refused::Journal(e))) => {
+                // The line cannot be made durable; stopping is better than losing more.
+                tracing::error!(source = %cfg.name, line = n, event_id = %id, error = %e, "cannot journal the event; stdin source stops");
+                break;
+            }
+            Some(Err(e)) => {
+                tracing::warn!(source = %cfg.name, line = n, event_id = %id, error = %e, "event not accepted");
+                break;
             }
         }
     }
 }
 
 fn parse(format: StdinFormat, text: &str) -> Result<Value, String> {
-    let value: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let value: Value = super::parse_json(text.as_bytes())?;
     if format == StdinFormat::PrefectEventRouter {
         let msg: LegacyMessage = serde_json::from_value(value.clone()).map_err(|e| {
             format!("not a prefect-event-router message {{\"flow_name\", \"deployment_name\", \"payload\"}}: {e}")

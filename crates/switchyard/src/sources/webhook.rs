@@ -5,6 +5,7 @@
 //! | 202 `{"id": ..., "status": "accepted"}` | the event is in the journal and queued |
 //! | 400 | the body is not JSON |
 //! | 404 | no webhook source has that name |
+//! | 409 | the `Idempotency-Key` (or `ce-id`) was already used with a different body |
 //! | 413 | the body is over `http.max_body_bytes` |
 //! | 503 + `Retry-After` | the queue is full, the journal cannot write, or Switchyard is shutting down |
 //!
@@ -42,8 +43,20 @@ pub fn app(hooks: Vec<WebhookConfig>, dispatch: Dispatcher, max_body_bytes: usiz
     Router::new()
         .route("/hooks/{name}", post(receive))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
+}
+
+/// `GET /readyz`: 200 while events can be accepted, 503 with the reason otherwise.
+async fn ready(State(state): State<Arc<HookState>>) -> Response {
+    match state.dispatch.fault() {
+        None => reply(StatusCode::OK, json!({"ready": true})),
+        Some(why) => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"ready": false, "reasons": [format!("journal: {why}")]}),
+        ),
+    }
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
@@ -140,14 +153,12 @@ async fn receive(
             );
         }
     };
-    let payload: Value = match serde_json::from_slice(&body) {
+    let payload: Value = match super::parse_json(&body) {
         Ok(v) => v,
         Err(e) => {
             tracing::warn!(source = %name, error = %e, "malformed JSON body, refused");
-            return reply(
-                StatusCode::BAD_REQUEST,
-                json!({"error": format!("malformed JSON: {e}")}),
-            );
+            let e = e.replacen("not valid JSON", "malformed JSON", 1);
+            return reply(StatusCode::BAD_REQUEST, json!({"error": e}));
         }
     };
     let mut builder = if hook.format == WebhookFormat::PrefectEvent {
@@ -186,6 +197,13 @@ async fn receive(
             reply(
                 StatusCode::ACCEPTED,
                 json!({"id": id, "status": "accepted"}),
+            )
+        }
+        Err(Refused::Conflict(id)) => {
+            tracing::warn!(source = %name, event_id = %id, "idempotency key reused with a different body; refused");
+            reply(
+                StatusCode::CONFLICT,
+                json!({"error": format!("idempotency key {:?} was already used with a different body", id.strip_prefix(&format!("{name}:")).unwrap_or(&id))}),
             )
         }
         Err(refused) => {

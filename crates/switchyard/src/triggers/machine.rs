@@ -210,8 +210,25 @@ pub struct Step {
     pub fired: Vec<Fired>,
 }
 
+/// What a machine's templates said about one event (see [`Machine::judge`]).
+#[derive(Debug, Clone, Default)]
+pub struct Judged {
+    /// The bucket key.
+    key: String,
+    /// Per trigger (one for an event trigger or a batch; one per child of a join): whether
+    /// the event counts for it.
+    relevant: Vec<bool>,
+}
+
 fn dur(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// `t + d`, or the end of time when that is past what a timestamp can hold (config bounds
+/// keep windows far below that; this keeps the arithmetic total whatever reaches it).
+fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t.checked_add_signed(dur(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 impl EventSpec {
@@ -320,7 +337,7 @@ impl EventSpec {
 
     fn window_end(&self, b: &Bucket) -> Option<DateTime<Utc>> {
         match (b.opened, self.within.is_zero()) {
-            (Some(o), false) => Some(o + dur(self.within)),
+            (Some(o), false) => Some(after(o, self.within)),
             _ => None,
         }
     }
@@ -587,24 +604,64 @@ impl Machine {
         }
     }
 
-    /// Feeds one event.
+    /// Evaluates the templates an event meets (`when`, `key`) without touching any state:
+    /// the slow, user-controlled part of a step, run on the evaluation pool.
+    pub fn judge(&self, event: &Event) -> Result<Judged, String> {
+        let ctx = template::context(event);
+        let render_key = |k: &Option<TextTemplate>| -> Result<String, String> {
+            match k {
+                Some(k) => k
+                    .render(&ctx)
+                    .map_err(|e| format!("cannot render key: {e}")),
+                None => Ok(String::new()),
+            }
+        };
+        Ok(match self {
+            Self::Event(spec) => {
+                let relevant = spec.relevant(event, &ctx)?;
+                let key = if relevant {
+                    spec.bucket_key(event, &ctx)?
+                } else {
+                    String::new()
+                };
+                Judged {
+                    key,
+                    relevant: vec![relevant],
+                }
+            }
+            Self::Joined { key, children, .. } => {
+                let key = render_key(key)?;
+                let relevant = children
+                    .iter()
+                    .map(|c| c.relevant(event, &ctx))
+                    .collect::<Result<_, _>>()?;
+                Judged { key, relevant }
+            }
+            Self::Batch(spec) => Judged {
+                key: render_key(&spec.key)?,
+                relevant: vec![true],
+            },
+        })
+    }
+
+    /// Feeds one event, judged by [`Machine::judge`].
     pub fn on_event(
         &self,
         route: &str,
         buckets: &mut BTreeMap<String, Bucket>,
         event: &Event,
+        judged: Judged,
         now: DateTime<Utc>,
-    ) -> Result<Step, String> {
-        let ctx = template::context(event);
+    ) -> Step {
+        let Judged { key, relevant } = judged;
         let mut step = Step::default();
         match self {
             Self::Event(spec) => {
-                if !spec.relevant(event, &ctx)? {
+                if !relevant.first().copied().unwrap_or(false) {
                     step.note = "not matched by the trigger".into();
-                    return Ok(step);
+                    return step;
                 }
                 step.relevant = true;
-                let key = spec.bucket_key(event, &ctx)?;
                 let b = buckets.entry(key.clone()).or_default();
                 let (fired, note) = spec.feed(b, event, now);
                 step.note = note;
@@ -624,21 +681,15 @@ impl Machine {
                 required,
                 ordered,
                 within,
-                key,
                 children,
+                ..
             } => {
-                let key = match key {
-                    Some(k) => k
-                        .render(&ctx)
-                        .map_err(|e| format!("cannot render key: {e}"))?,
-                    None => String::new(),
-                };
                 let b = buckets.entry(key.clone()).or_default();
                 b.children.resize_with(children.len(), Bucket::default);
                 b.hits.resize_with(children.len(), || None);
                 let mut notes = Vec::new();
                 for (i, child) in children.iter().enumerate() {
-                    if !child.relevant(event, &ctx)? {
+                    if !relevant.get(i).copied().unwrap_or(false) {
                         continue;
                     }
                     step.relevant = true;
@@ -653,7 +704,7 @@ impl Machine {
                     if b.is_idle() {
                         buckets.remove(&key);
                     }
-                    return Ok(step);
+                    return step;
                 }
                 step.changed.push(key.clone());
                 if let Some(f) = joined_ready(b, *required, *ordered) {
@@ -676,12 +727,6 @@ impl Machine {
             }
             Self::Batch(spec) => {
                 step.relevant = true;
-                let key = match &spec.key {
-                    Some(k) => k
-                        .render(&ctx)
-                        .map_err(|e| format!("cannot render key: {e}"))?,
-                    None => String::new(),
-                };
                 let b = buckets.entry(key.clone()).or_default();
                 b.opened.get_or_insert(now);
                 b.last = Some(now);
@@ -698,7 +743,7 @@ impl Machine {
                 }
             }
         }
-        Ok(step)
+        step
     }
 
     /// Ends what is due at `now`; returns the changed keys and the firings.
@@ -754,7 +799,7 @@ impl Machine {
                 Self::Batch(spec) => {
                     if batch_deadline(spec, b).is_some_and(|d| d <= now) {
                         changed.push(key.clone());
-                        let reason = if b.opened.is_some_and(|o| o + dur(spec.max_delay) <= now) {
+                        let reason = if b.opened.is_some_and(|o| after(o, spec.max_delay) <= now) {
                             "max_delay reached"
                         } else {
                             "idle"
@@ -785,7 +830,7 @@ impl Machine {
                         .chain(
                             first_hit
                                 .filter(|_| !within.is_zero())
-                                .map(|t| t + dur(*within)),
+                                .map(|t| after(t, *within)),
                         )
                         .min()
                 }
@@ -846,7 +891,7 @@ fn expire_hits(b: &mut Bucket, within: Duration, now: DateTime<Utc>) -> bool {
     }
     let first = b.hits.iter().flatten().map(|(t, _)| *t).min();
     match first {
-        Some(t) if t + dur(within) <= now => {
+        Some(t) if after(t, within) <= now => {
             b.hits.iter_mut().for_each(|h| *h = None);
             true
         }
@@ -871,8 +916,8 @@ fn joined_ready(b: &mut Bucket, required: usize, ordered: bool) -> Option<Vec<Ev
 }
 
 fn batch_deadline(spec: &BatchSpec, b: &Bucket) -> Option<DateTime<Utc>> {
-    let by_delay = b.opened.map(|o| o + dur(spec.max_delay));
-    let by_idle = spec.idle.and_then(|i| b.last.map(|l| l + dur(i)));
+    let by_delay = b.opened.map(|o| after(o, spec.max_delay));
+    let by_idle = spec.idle.and_then(|i| b.last.map(|l| after(l, i)));
     [by_delay, by_idle].into_iter().flatten().min()
 }
 

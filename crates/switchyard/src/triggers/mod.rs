@@ -24,7 +24,7 @@ use switchyard_core::Event;
 use tokio::sync::{Mutex, Notify, mpsc};
 
 use crate::journal::{JournalError, Store, TriggerChange};
-pub use machine::{Bucket, Fired, Machine};
+pub use machine::{Bucket, Fired, Judged, Machine};
 
 /// The engine topic of events named `name` from `source`: routes whose trigger expects exact
 /// names subscribe to these instead of the whole source, so rules that cannot match an event
@@ -82,7 +82,10 @@ impl Clock {
     /// The tokio instant of a wall-clock time (now if past).
     pub fn instant(&self, t: DateTime<Utc>) -> tokio::time::Instant {
         let ahead = (t - self.now()).to_std().unwrap_or_default();
-        tokio::time::Instant::now() + ahead
+        let now = tokio::time::Instant::now();
+        // A deadline past what an Instant holds is as good as never.
+        now.checked_add(ahead)
+            .unwrap_or_else(|| now + std::time::Duration::from_secs(30 * 365 * 24 * 3600))
     }
 }
 
@@ -119,7 +122,7 @@ pub struct Stateful {
     buckets: Mutex<BTreeMap<String, Bucket>>,
     clock: Clock,
     changed: Notify,
-    firings: OnceLock<mpsc::Sender<Event>>,
+    firings: OnceLock<(mpsc::Sender<Event>, Arc<crate::owned::Owned>)>,
 }
 
 impl std::fmt::Debug for Stateful {
@@ -154,17 +157,30 @@ impl Stateful {
         &self.route
     }
 
-    /// Where firings go to be run (set once when the router starts).
-    pub fn set_firings(&self, tx: mpsc::Sender<Event>) {
-        let _ = self.firings.set(tx);
+    /// Where firings go to be run (set once when the router starts), and the registry of
+    /// events in hand: a firing is held from its journaling until its runner finishes it, so
+    /// the sweep never resumes it a second time.
+    pub fn set_firings(&self, tx: mpsc::Sender<Event>, owned: Arc<crate::owned::Owned>) {
+        let _ = self.firings.set((tx, owned));
+    }
+
+    /// Marks journaled firings as held (see [`Stateful::set_firings`]).
+    fn hold(&self, firings: &[Event]) {
+        if let Some((_, owned)) = self.firings.get() {
+            for f in firings {
+                owned.claim(&f.id);
+            }
+        }
     }
 
     /// Hands firings to the route's runner; waits while it is busy (backpressure). Without a
     /// runner (not started), they stay pending in the journal and are resumed on restart.
     pub async fn run_firings(&self, firings: Vec<Event>) {
-        if let Some(tx) = self.firings.get() {
+        if let Some((tx, owned)) = self.firings.get() {
             for f in firings {
+                let id = f.id.clone();
                 if tx.send(f).await.is_err() {
+                    owned.release(&id);
                     break;
                 }
             }
@@ -242,10 +258,16 @@ impl Stateful {
 
     /// Feeds one event and records the step (see the module docs).
     pub async fn absorb(
-        &self,
-        event: &Event,
+        self: &Arc<Self>,
+        event: &Arc<Event>,
         journal: &dyn Store,
     ) -> Result<Absorbed, AbsorbError> {
+        // The templates first, on the evaluation pool and before any state is touched.
+        let (me, ev) = (Arc::clone(self), Arc::clone(event));
+        let judged = crate::template::sandbox(move || me.machine.judge(&ev))
+            .await
+            .and_then(|j| j)
+            .map_err(AbsorbError::Event)?;
         // Windows that ended before this event are settled first (the clock task may not
         // have woken yet), so the event lands in the right period.
         let due = self.tick(journal).await?;
@@ -255,8 +277,7 @@ impl Stateful {
         let before = buckets.clone();
         let step = self
             .machine
-            .on_event(&self.route, &mut buckets, event, now)
-            .map_err(AbsorbError::Event)?;
+            .on_event(&self.route, &mut buckets, event, judged, now);
         if !step.relevant {
             return Ok(Absorbed::Unmatched(step.note));
         }
@@ -279,6 +300,7 @@ impl Stateful {
             *buckets = before; // not recorded: as if the event had not arrived
             return Err(e.into());
         }
+        self.hold(&firings);
         buckets.retain(|_, b| !Machine::idle(b));
         drop(buckets);
         self.changed.notify_one();
@@ -303,6 +325,7 @@ impl Stateful {
             *buckets = before;
             return Err(e);
         }
+        self.hold(&firings);
         buckets.retain(|_, b| !Machine::idle(b));
         for f in &fired {
             tracing::info!(route = %self.route, key = %f.key, kind = f.kind, firing = %f.id, reason = %f.reason, events = f.count, "trigger fired");

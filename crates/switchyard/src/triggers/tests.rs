@@ -60,16 +60,20 @@ fn ev(name: &str, payload: serde_json::Value) -> Event {
     Event::builder("bus", name, payload).build()
 }
 
-async fn started(f: &Fixture, route: &str, m: Machine) -> Stateful {
-    let s = Stateful::new(route, m);
+async fn started(f: &Fixture, route: &str, m: Machine) -> Arc<Stateful> {
+    let s = Arc::new(Stateful::new(route, m));
     s.restore(f.journal.as_ref()).await.expect("restore");
     s
 }
 
 /// Feeds an event: the firings it caused.
-async fn feed(s: &Stateful, f: &Fixture, e: Event) -> Vec<Event> {
+async fn feed(s: &Arc<Stateful>, f: &Fixture, e: Event) -> Vec<Event> {
     f.journal.accept(&e).await.expect("accept");
-    match s.absorb(&e, f.journal.as_ref()).await.expect("absorb") {
+    match s
+        .absorb(&Arc::new(e), f.journal.as_ref())
+        .await
+        .expect("absorb")
+    {
         Absorbed::Recorded(_, firings) => firings,
         Absorbed::Unmatched(_) => Vec::new(),
     }
@@ -457,9 +461,9 @@ async fn a_restart_mid_window_and_mid_batch_resumes_the_counts() {
 #[tokio::test(start_paused = true)]
 async fn the_clock_task_fires_due_windows_without_any_event() {
     let f = fixture();
-    let s = Arc::new(started(&f, "b", batch("{max_events: 100, max_delay: 30s}")).await);
+    let s = started(&f, "b", batch("{max_events: 100, max_delay: 30s}")).await;
     let (tx, mut rx) = mpsc::channel(8);
-    s.set_firings(tx);
+    s.set_firings(tx, Arc::default());
     let stop = tokio_util::sync::CancellationToken::new();
     let clock = tokio::spawn(Arc::clone(&s).run_clock(Arc::clone(&f.journal), stop.clone()));
     feed(&s, &f, ev("e", json!({"n": 1}))).await;

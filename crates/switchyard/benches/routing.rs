@@ -28,7 +28,7 @@ enum Rule {
     WhenPayload,
 }
 
-fn routes(n: usize, rule: Rule) -> Vec<Route> {
+fn routes(n: usize, rule: Rule) -> Vec<Arc<Route>> {
     let mut yaml = String::from("sources: [{type: webhook, name: bus}]\nroutes:\n");
     for i in 0..n {
         let filter = match rule {
@@ -48,9 +48,8 @@ fn routes(n: usize, rule: Rule) -> Vec<Route> {
 }
 
 /// A collector that does what a route does before any I/O: evaluate its `when`.
-fn collector(route: Route) -> Collector<Inbound, bool> {
+fn collector(route: Arc<Route>) -> Collector<Inbound, bool> {
     let topics = route.topics();
-    let route = Arc::new(route);
     Collector::new(
         route.name.clone(),
         move |p: Arc<Payload<Inbound>>, _: Context| {
@@ -68,11 +67,11 @@ fn collector(route: Route) -> Collector<Inbound, bool> {
     .with_topics(topics)
 }
 
-async fn pump(queue: &CollectorQueue<Inbound, bool>, event: &Event) {
+async fn pump(queue: &CollectorQueue<Inbound, bool>, event: &Arc<Event>) {
     let publisher = queue.get_publisher();
     for _ in 0..EVENTS {
         let inbound = Inbound {
-            event: event.clone(),
+            event: Arc::clone(event),
             settled: Vec::new(),
         };
         let topics = [event.source.clone(), name_topic(&event.source, &event.name)];
@@ -90,7 +89,8 @@ fn matching(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let event = Event::builder("bus", "order.unrelated", serde_json::json!({"n": 1})).build();
+    let event =
+        Arc::new(Event::builder("bus", "order.unrelated", serde_json::json!({"n": 1})).build());
     let mut group = c.benchmark_group("rules_that_cannot_match");
     group.throughput(Throughput::Elements(EVENTS));
     group.sample_size(10);

@@ -564,6 +564,61 @@ mod tests {
         assert!(p("event.payload.customer.name + 1 > 0").is_err());
     }
 
+    fn bomb_ctx(payload: Value) -> JinjaValue {
+        context(&Event::builder("s", "e", payload).build())
+    }
+
+    #[test]
+    fn a_loop_bounded_by_the_payload_runs_out_of_fuel() {
+        let t = ValueTemplate::compile(&json!(
+            "{% for i in range(event.payload.n) %}{% for j in range(event.payload.n) %}x{% endfor %}{% endfor %}"
+        ))
+        .unwrap();
+        let err = t.render(&bomb_ctx(json!({"n": 100_000}))).unwrap_err();
+        assert!(err.contains("ran out of fuel"), "{err}");
+        assert_eq!(
+            t.render(&bomb_ctx(json!({"n": 3}))).unwrap(),
+            json!("xxxxxxxxx")
+        );
+    }
+
+    #[test]
+    fn outputs_over_the_cap_fail_with_the_reason() {
+        // A string repeated to 100 MB: minijinja's own cap lets it through; ours does not.
+        let v = ValueTemplate::compile(&json!("{{ event.payload.s * event.payload.k }}")).unwrap();
+        let err = v
+            .render(&bomb_ctx(json!({"s": "xxxxxxxxxx", "k": 10_000_000})))
+            .unwrap_err();
+        assert!(err.contains("templates.max_output_bytes"), "{err}");
+        let t =
+            ValueTemplate::compile(&json!("pre-{{ event.payload.s * event.payload.k }}")).unwrap();
+        let err = t
+            .render(&bomb_ctx(json!({"s": "xxxxxxxxxx", "k": 1_000_000})))
+            .unwrap_err();
+        assert!(err.contains("templates.max_output_bytes"), "{err}");
+        assert_eq!(
+            v.render(&bomb_ctx(json!({"s": "ab", "k": 2}))).unwrap(),
+            json!("abab")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_sandbox_runs_work_off_the_runtime_and_survives_a_panic() {
+        let on = tokio::task::spawn_blocking(|| ()).await;
+        assert!(on.is_ok());
+        let name = sandbox(|| std::thread::current().name().map(str::to_string))
+            .await
+            .unwrap();
+        assert!(name.unwrap_or_default().starts_with("template-"));
+        let err = sandbox(|| -> u8 { panic!("boom") }).await.unwrap_err();
+        assert!(err.contains("panicked"), "{err}");
+        assert_eq!(
+            sandbox(|| 7).await,
+            Ok(7),
+            "the pool still works after a panic"
+        );
+    }
+
     #[test]
     fn name_only_predicates_give_their_names_and_nothing_else_does() {
         let names = |s: &str| Predicate::compile(s).unwrap().exact_names();

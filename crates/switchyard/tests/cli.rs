@@ -79,3 +79,260 @@ fn check_names_the_file_and_key_of_a_broken_config() {
     assert_eq!(code, 2);
     assert!(err.contains("no config file"), "{err}");
 }
+
+fn write(dir: &TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+const ROUTE: &str = "routes:\n  - name: r\n    action: {type: run_deployment, deployment: a/b}\n";
+
+/// Every out-of-range number of the red team's list: exit 2, the key, the allowed range;
+/// never a panic (exit 101), never accepted only to fail on every event.
+#[test]
+fn check_refuses_numbers_out_of_range_naming_the_key_and_the_range() {
+    let dir = TempDir::new("switchyard-cli");
+    let src = "sources:\n  - {type: webhook, name: h}\n";
+    let trigger = |t: &str| {
+        format!(
+            "{src}routes:\n  - name: r\n    trigger: {t}\n    action: {{type: run_deployment, deployment: a/b}}\n"
+        )
+    };
+    let batch = |b: &str| {
+        format!(
+            "{src}routes:\n  - name: r\n    batch: {b}\n    action: {{type: run_deployment, deployment: a/b}}\n"
+        )
+    };
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            trigger("{type: event, expect: [x], threshold: 2, within: 1e20}"),
+            "routes[0].trigger.within",
+            "at most",
+        ),
+        (
+            trigger("{type: event, expect: [x], threshold: 2, within: 1e14}"),
+            "routes[0].trigger.within",
+            "at most",
+        ),
+        (
+            trigger("{type: event, expect: [x], threshold: 2, within: 100000000y}"),
+            "routes[0].trigger.within",
+            "at most",
+        ),
+        (
+            trigger(
+                "{type: compound, require: all, within: 1e14, triggers: [{type: event, expect: [a]}]}",
+            ),
+            "routes[0].trigger.within",
+            "at most",
+        ),
+        (
+            trigger(
+                "{type: sequence, within: 10m, triggers: [{type: event, expect: [a], within: 1e14}]}",
+            ),
+            "routes[0].trigger.triggers[0].within",
+            "at most",
+        ),
+        (
+            batch("{max_delay: 1e14}"),
+            "routes[0].batch.max_delay",
+            "at most",
+        ),
+        (batch("{idle: 1e20}"), "routes[0].batch.idle", "at most"),
+        (
+            format!("prefect: {{rate_limit: 1e-300}}\n{src}{ROUTE}"),
+            "prefect.rate_limit",
+            "between 0.001 and 100000",
+        ),
+        (
+            format!("prefect: {{rate_limit: 0}}\n{src}{ROUTE}"),
+            "prefect.rate_limit",
+            "between 0.001 and 100000",
+        ),
+        (
+            format!("prefect: {{rate_limit: -5}}\n{src}{ROUTE}"),
+            "prefect.rate_limit",
+            "between 0.001 and 100000",
+        ),
+        (
+            format!("prefect: {{request_timeout: 0s}}\n{src}{ROUTE}"),
+            "prefect.request_timeout",
+            "between 100ms and 1h",
+        ),
+        (
+            format!("journal: {{retention: {{max_age: 300000000y}}}}\n{src}{ROUTE}"),
+            "journal.retention.max_age",
+            "between 1m and 100years",
+        ),
+        (
+            format!(
+                "{src}routes:\n  - name: r\n    action: {{type: run_deployment, deployment: a/b, rate_limit: 1e-300}}\n"
+            ),
+            "routes[0].action.rate_limit",
+            "between 0.001",
+        ),
+        (
+            format!("templates: {{fuel: 0}}\n{src}{ROUTE}"),
+            "templates.fuel",
+            "between 100 and",
+        ),
+        (
+            format!("delivery: {{backoff: 10s, max_backoff: 1s}}\n{src}{ROUTE}"),
+            "delivery.max_backoff",
+            "between 10s and 1day",
+        ),
+    ];
+    for (i, (config, key, range)) in cases.iter().enumerate() {
+        let path = write(&dir, &format!("c{i}.yaml"), config);
+        let (code, _, err) = switchyard(&["check", &path]);
+        assert_eq!(code, 2, "{config}\n{err}");
+        assert!(
+            err.contains(&format!("at `{key}`")) && err.contains(range),
+            "expected key {key} and range {range:?} in:\n{err}"
+        );
+    }
+}
+
+/// A `${VAR}` in a YAML comment is not a reference.
+#[test]
+fn a_variable_in_a_comment_is_left_alone() {
+    let dir = TempDir::new("switchyard-cli");
+    let path = write(
+        &dir,
+        "c.yaml",
+        &format!(
+            "# set ${{SWITCHYARD_TEST_UNSET_VAR}} to change the hook\nsources:\n  - {{type: webhook, name: h}} # ${{ALSO_UNSET}}\n{ROUTE}"
+        ),
+    );
+    let (code, out, err) = switchyard(&["check", &path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(": OK"), "{out}");
+}
+
+/// A journal that cannot be written is refused at start, with the reason; the router does not
+/// start only to answer 503 to everything.
+#[test]
+fn run_refuses_a_journal_it_cannot_write() {
+    let dir = TempDir::new("switchyard-cli");
+    let config = write(
+        &dir,
+        "c.yaml",
+        &format!("sources:\n  - {{type: stdin, name: s}}\n{ROUTE}"),
+    );
+    let journal = dir.path().join("journal.db");
+    // Create it, then make it unwritable, for root too (the immutable attribute).
+    let (code, _, err) = switchyard(&[
+        "run",
+        &config,
+        "--exit-when-sources-end",
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let mut perms = std::fs::metadata(&journal).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o400);
+    std::fs::set_permissions(&journal, perms).unwrap();
+    let immutable = unsafe { libc::geteuid() } == 0;
+    if immutable {
+        let ok = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(&journal)
+            .status();
+        assert!(
+            ok.is_ok_and(|s| s.success()),
+            "chattr +i is needed to make a file read-only for root"
+        );
+    }
+    let (code, _, err) = switchyard(&[
+        "run",
+        &config,
+        "--exit-when-sources-end",
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
+    if immutable {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&journal)
+            .status();
+    }
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cannot open the journal at") && err.contains("journal.db"),
+        "{err}"
+    );
+}
+
+/// The journal and its directory are created private: they hold every payload.
+#[test]
+fn the_journal_is_created_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new("switchyard-cli");
+    let config = write(
+        &dir,
+        "c.yaml",
+        &format!("sources:\n  - {{type: stdin, name: s}}\n{ROUTE}"),
+    );
+    let journal = dir.path().join("state/journal.db");
+    let (code, _, err) = switchyard(&[
+        "run",
+        &config,
+        "--exit-when-sources-end",
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&journal), 0o600);
+    assert_eq!(mode(journal.parent().unwrap()), 0o700);
+    for side in ["journal.db-wal", "journal.db-shm"] {
+        let p = dir.path().join("state").join(side);
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{side}");
+        }
+    }
+}
+
+/// `--exit-when-sources-end` with events left pending (Prefect unreachable) exits 1 and says
+/// how many, as the README promises.
+#[test]
+fn exit_when_sources_end_with_pending_events_exits_1() {
+    let dir = TempDir::new("switchyard-cli");
+    let config = write(
+        &dir,
+        "c.yaml",
+        "prefect: {max_retries: 0}\ndelivery: {max_attempts: 100, backoff: 1h, max_backoff: 1h}\nsources:\n  - {type: stdin, name: s}\nroutes:\n  - name: r\n    action: {type: run_deployment, deployment: a/b}\n",
+    );
+    let journal = dir.path().join("journal.db");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "run",
+            &config,
+            "--exit-when-sources-end",
+            "--journal",
+            journal.to_str().unwrap(),
+        ])
+        .env("PREFECT_API_URL", "http://127.0.0.1:9/api")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().unwrap();
+            for n in 0..3 {
+                writeln!(stdin, "{{\"n\": {n}}}")?;
+            }
+            drop(stdin);
+            child.wait_with_output()
+        })
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("3 events left pending in the journal"),
+        "{err}"
+    );
+}

@@ -171,3 +171,76 @@ async fn a_full_queue_answers_503_with_retry_after_and_keeps_serving() {
     let (status, _, _) = post(&hook, "{}", &[]).await;
     assert_eq!(status, 202);
 }
+
+#[tokio::test]
+async fn a_reused_idempotency_key_with_another_body_is_a_409_and_the_same_body_is_the_same_event() {
+    let queue = stalled_queue(10);
+    let (base, journal, _dir) = serve(&queue, 1024).await;
+    let hook = format!("{base}/hooks/orders");
+    let key = [("idempotency-key", "k-1")];
+    let (status, first, _) = post(&hook, r#"{"amount": 10}"#, &key).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, again, _) = post(&hook, r#"{ "amount" : 10 }"#, &key).await;
+    assert_eq!(
+        status, 202,
+        "the same body (spelled differently) is a retry: {again}"
+    );
+    assert_eq!(again["id"], first["id"]);
+    let (status, body, _) = post(&hook, r#"{"amount": 99}"#, &key).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        body["error"],
+        "idempotency key \"k-1\" was already used with a different body"
+    );
+    let pending = journal.pending().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        pending[0].event.payload,
+        json!({"amount": 10}),
+        "the first body is kept"
+    );
+}
+
+#[tokio::test]
+async fn integers_beyond_64_bits_are_refused_not_rounded() {
+    let queue = stalled_queue(10);
+    let (base, journal, _dir) = serve(&queue, 1 << 16).await;
+    let hook = format!("{base}/hooks/orders");
+    let (status, body, _) = post(&hook, r#"{"n": 12345678901234567890123}"#, &[]).await;
+    assert_eq!(status, 400, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("12345678901234567890123") && error.contains("beyond 64 bits"),
+        "{error}"
+    );
+    // Within 64 bits (either sign), in strings, or floats: kept as they are.
+    for ok in [
+        r#"{"n": 18446744073709551615}"#,
+        r#"{"n": -9223372036854775808}"#,
+        r#"{"s": "12345678901234567890123", "f": 1.5e300, "e": 12345678901234567890123e0}"#,
+    ] {
+        let (status, body, _) = post(&hook, ok.to_string(), &[]).await;
+        assert_eq!(status, 202, "{ok}: {body}");
+    }
+    let kept: Vec<Value> = journal
+        .pending()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.event.payload)
+        .collect();
+    assert!(
+        kept.contains(&json!({"n": 18446744073709551615u64})),
+        "{kept:?}"
+    );
+    assert!(kept.contains(&json!({"n": i64::MIN})), "{kept:?}");
+}
+
+#[tokio::test]
+async fn readyz_says_whether_events_can_be_accepted() {
+    let queue = stalled_queue(10);
+    let (base, _journal, _dir) = serve(&queue, 1024).await;
+    let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    assert_eq!(ready.json::<Value>().await.unwrap(), json!({"ready": true}));
+}

@@ -13,9 +13,9 @@ const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// The longest trigger window, batch delay or idle time: ten years.
-pub const MAX_WINDOW: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+pub const MAX_WINDOW: Duration = Duration::from_secs(315_576_000);
 /// The longest journal retention: a hundred years.
-pub const MAX_RETENTION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+pub const MAX_RETENTION: Duration = Duration::from_secs(3_155_760_000);
 /// The fastest rate limit, per second.
 pub const MAX_RATE: f64 = 100_000.0;
 /// The slowest rate limit, per second (one call in about 17 minutes).

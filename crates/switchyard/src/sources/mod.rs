@@ -271,19 +271,26 @@ impl Dispatcher {
         event: Event,
         on_conflict: OnConflict,
     ) -> Result<Receipt, Refused> {
-        if !self.owned.claim(&event.id) {
-            // The same id is in flight here (a redelivery racing its first delivery): the
-            // first one settles it.
-            tracing::info!(event_id = %event.id, source = %event.source, "event already being handled; redelivery acknowledged");
-            return Ok(Receipt::ready(event.id, Disposition::AlreadySettled));
-        }
+        // Claimed first, so two deliveries of one id racing each other queue it once.
+        let claimed = self.owned.claim(&event.id);
+        let release = |owned: &Owned| {
+            if claimed {
+                owned.release(&event.id);
+            }
+        };
         let accepted = match self.journal.accept(&event).await {
             Ok(a) => a,
             Err(e) => {
-                self.owned.release(&event.id);
+                release(&self.owned);
                 return Err(Refused::Journal(e));
             }
         };
+        if !claimed && accepted != Accepted::Conflict {
+            // The same id is in flight here (a redelivery racing its first delivery): the
+            // first one settles it, and the journal already holds it.
+            tracing::info!(event_id = %event.id, source = %event.source, "event already being handled; redelivery acknowledged");
+            return Ok(Receipt::ready(event.id, Disposition::AlreadySettled));
+        }
         let settled = match accepted {
             Accepted::New => Vec::new(),
             Accepted::Duplicate {
@@ -291,12 +298,12 @@ impl Dispatcher {
                 settled,
             } => settled,
             Accepted::Duplicate { .. } => {
-                self.owned.release(&event.id);
+                release(&self.owned);
                 tracing::info!(event_id = %event.id, source = %event.source, "event already settled; redelivery acknowledged");
                 return Ok(Receipt::ready(event.id, Disposition::AlreadySettled));
             }
             Accepted::Conflict => {
-                self.owned.release(&event.id);
+                release(&self.owned);
                 tracing::warn!(event_id = %event.id, source = %event.source, "event id already used for a different message");
                 if on_conflict == OnConflict::Refuse {
                     return Err(Refused::Conflict(event.id));

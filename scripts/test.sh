@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs the pinned Prefect server the tests
-# start (scripts/prefect-env.sh), then format check, clippy, and every test.
+# start (scripts/prefect-env.sh), then format check, clippy, a bounded fuzz campaign
+# (scripts/fuzz.sh), and every test.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -13,5 +14,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+echo "== fuzz (bounded; FUZZ_SECONDS per target)"
+bash scripts/fuzz.sh
 echo "== cargo test"
 cargo test --workspace --all-features --locked

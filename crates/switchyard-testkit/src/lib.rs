@@ -141,6 +141,27 @@ pub fn wait_until<T>(what: &str, deadline: Duration, mut cond: impl FnMut() -> O
     }
 }
 
+/// [`wait_until`] for async conditions: polls every 10 ms for up to 30 s (tokio's clock, so a
+/// paused clock advances by itself).
+pub async fn wait_until_async<T, F, Fut>(what: &str, mut cond: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Duration::from_secs(30);
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(v) = cond().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The workspace root (where `scripts/` and `.prefect-venv/` live).
 pub fn workspace_root() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

@@ -336,3 +336,22 @@ fn exit_when_sources_end_with_pending_events_exits_1() {
         "{err}"
     );
 }
+
+/// `check --online` fails when it cannot even build a Prefect client, instead of saying OK.
+#[test]
+fn check_online_fails_when_the_client_cannot_be_built() {
+    let dir = TempDir::new("switchyard-cli");
+    let path = write(
+        &dir,
+        "c.yaml",
+        &format!(
+            "prefect: {{api_url: \"not a url\"}}\nsources:\n  - {{type: webhook, name: h}}\n{ROUTE}"
+        ),
+    );
+    let (code, out, _) = switchyard(&["check", "--online", &path]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("online check failed") && out.contains("invalid Prefect API URL"),
+        "{out}"
+    );
+}

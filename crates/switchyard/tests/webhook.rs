@@ -244,3 +244,45 @@ async fn readyz_says_whether_events_can_be_accepted() {
     assert_eq!(ready.status().as_u16(), 200);
     assert_eq!(ready.json::<Value>().await.unwrap(), json!({"ready": true}));
 }
+
+/// The sweep resumes a pending event that no task holds (here: journaled behind the
+/// dispatcher's back, as an event whose end could not be written is left) and finishes it.
+#[tokio::test]
+async fn the_sweep_finishes_pending_events_that_no_one_holds() {
+    let queue = stalled_queue(10);
+    queue.start().await.unwrap();
+    let dir = TempDir::new("webhook-journal");
+    let journal: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("j.db")).unwrap());
+    let dispatch = Dispatcher::new(
+        queue.get_publisher(),
+        Arc::clone(&journal),
+        TaskTracker::new(),
+    );
+    let orphan = switchyard_core::Event::builder("orders", "order.created", json!({"n": 1}))
+        .id("orphan")
+        .build();
+    journal.accept(&orphan).await.unwrap();
+    let resumed = switchyard_testkit::wait_until_async("the sweep to take the orphan", || async {
+        let n = dispatch
+            .sweep(std::time::Duration::ZERO, 100)
+            .await
+            .unwrap();
+        (n > 0).then_some(n)
+    })
+    .await;
+    assert_eq!(resumed, 1);
+    switchyard_testkit::wait_until_async("the orphan to finish", || async {
+        journal.pending().await.unwrap().is_empty().then_some(())
+    })
+    .await;
+    let detail = journal.event("orphan").await.unwrap().unwrap();
+    assert_eq!(detail.status, switchyard::journal::EventStatus::Done);
+    // Nothing is left to sweep, and a held event is never taken twice.
+    assert_eq!(
+        dispatch
+            .sweep(std::time::Duration::ZERO, 100)
+            .await
+            .unwrap(),
+        0
+    );
+}

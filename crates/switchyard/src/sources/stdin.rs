@@ -120,7 +120,8 @@ pub async fn run<R: Read + Send + 'static>(
     }
 }
 
-fn parse(format: StdinFormat, text: &str) -> Result<Value, String> {
+/// Decodes one line in `format` (public for the fuzz targets).
+pub fn parse(format: StdinFormat, text: &str) -> Result<Value, String> {
     let value: Value = super::parse_json(text.as_bytes())?;
     if format == StdinFormat::PrefectEventRouter {
         let msg: LegacyMessage = serde_json::from_value(value.clone()).map_err(|e| {

@@ -65,7 +65,7 @@ fn reply(status: StatusCode, body: Value) -> Response {
 
 /// A Prefect event body: `event` names it, `resource` (and `related`, as
 /// `related.<role>.<label>`) become labels, `payload` the payload, `id` and `occurred` are kept.
-fn prefect_event(hook: &str, body: Value) -> Result<switchyard_core::EventBuilder, String> {
+pub fn prefect_event(hook: &str, body: Value) -> Result<switchyard_core::EventBuilder, String> {
     let Value::Object(mut obj) = body else {
         return Err("expected a Prefect event object".into());
     };

@@ -23,5 +23,5 @@ fuzz_target!(|data: &[u8]| {
         "NUM" => Some("1e300".to_string()),
         _ => None,
     };
-    let _ = switchyard::config::load_str(std::path::Path::new("fuzz.yaml"), text, env);
+    let _ = switchyard::routes::load_str(std::path::Path::new("fuzz.yaml"), text, env);
 });

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use switchyard::pipeline::Inbound;
 use switchyard::routes::Route;
-use switchyard::sources::Inbound;
 use switchyard::template;
 use switchyard::triggers::name_topic;
 use switchyard_core::Event;
@@ -42,7 +42,7 @@ fn routes(n: usize, rule: Rule) -> Vec<Arc<Route>> {
             "  - {{name: r{i}, {filter}, action: {{type: run_deployment, deployment: f/d}}}}\n"
         ));
     }
-    switchyard::config::load_str(Path::new("bench.yaml"), &yaml, |_| None)
+    switchyard::routes::load_str(Path::new("bench.yaml"), &yaml, |_| None)
         .expect("config")
         .routes
 }

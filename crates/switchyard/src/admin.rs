@@ -8,9 +8,9 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::app;
-use crate::config::{self, Loaded};
 use crate::journal::{EventFilter, EventStatus, JournalError, Settlement, SqliteStore, Store};
 use crate::routes::Decision;
+use crate::routes::{self, Loaded};
 
 /// Which journal: `--journal`, else the config's `journal.path`, else `switchyard.db`.
 #[derive(Debug, Args)]
@@ -87,7 +87,7 @@ fn load(args: &JournalArgs) -> Result<(Option<Loaded>, SqliteStore), String> {
     let loaded = args
         .config
         .as_deref()
-        .map(config::load)
+        .map(routes::load)
         .transpose()
         .map_err(|e| e.to_string())?;
     let path = args

@@ -98,13 +98,13 @@ pub struct ConfigArg {
 
 impl ConfigArg {
     /// Loads the config; on failure prints the error and gives the exit code (2).
-    fn load(&self) -> Result<config::Loaded, ExitCode> {
+    fn load(&self) -> Result<crate::routes::Loaded, ExitCode> {
         let path = self
             .file
             .clone()
             .or_else(|| self.config.clone())
             .ok_or_else(|| "no config file: pass FILE or --config FILE".to_string());
-        path.and_then(|p| config::load(&p).map_err(|e| e.to_string()))
+        path.and_then(|p| crate::routes::load(&p).map_err(|e| e.to_string()))
             .map_err(|e| {
                 eprintln!("error: {}", crate::secrets::redact(&e));
                 ExitCode::from(2)
@@ -297,19 +297,11 @@ async fn check(config: ConfigArg, online: bool) -> ExitCode {
                 .unwrap_or_default()
         );
         if let (Some(client), Some(dep)) = (&client, r.action.static_deployment()) {
-            match client.resolve(dep).await {
-                Ok(d) => {
-                    println!("    deployment found: {}", d.id);
-                    let problems = d
-                        .parameter_openapi_schema
-                        .as_ref()
-                        .map(|s| {
-                            crate::actions::schema::static_problems(
-                                s,
-                                r.action.configured_parameters(),
-                            )
-                        })
-                        .unwrap_or_default();
+            match r.schema_problems(client).await {
+                Ok(problems) => {
+                    if let Ok(d) = client.resolve(dep).await {
+                        println!("    deployment found: {}", d.id);
+                    }
                     for p in &problems {
                         println!("    parameters: {p}");
                     }

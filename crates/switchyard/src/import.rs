@@ -289,7 +289,7 @@ mod tests {
         // The result is a valid Switchyard config.
         let config =
             json!({"sources": [{"type": "webhook", "name": "hook"}], "routes": got.routes});
-        let loaded = crate::config::load_str(
+        let loaded = crate::routes::load_str(
             std::path::Path::new("imported.yaml"),
             &config.to_string(),
             |_| None,

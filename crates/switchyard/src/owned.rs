@@ -2,7 +2,7 @@
 
 /// The events this process is working on: accepted or resumed and not yet finished. An
 /// event pending in the journal and in no one's hands (its finish could not be written, a
-/// retry was interrupted) is what the [sweep](crate::sources::Dispatcher::sweep) picks up again.
+/// retry was interrupted) is what the sweep (`Dispatcher::sweep`, in the pipeline) picks up again.
 #[derive(Debug, Default)]
 pub struct Owned(std::sync::Mutex<std::collections::HashSet<String>>);
 

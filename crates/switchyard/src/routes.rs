@@ -10,13 +10,74 @@ use switchyard_prefect::{PrefectClient, RetryPolicy};
 use tokio_util::sync::CancellationToken;
 
 use crate::actions::{Action, RunCreated};
-use crate::config::{DeliveryConfig, RouteConfig};
+use crate::config::{ConfigError, DeliveryConfig, RouteConfig};
 use crate::journal::{JournalError, Settlement, Store};
-use crate::sources::Inbound;
 use crate::template::{self, Predicate};
 use crate::triggers::{
     AbsorbError, Absorbed, Machine, Stateful, firing_context, firing_source, name_topic,
 };
+
+/// A loaded configuration with its routes compiled: what `run`, `check` and replay work from.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Where it came from.
+    pub path: std::path::PathBuf,
+    /// The settings.
+    pub config: crate::config::Config,
+    /// Compiled routes, in file order.
+    pub routes: Vec<Arc<Route>>,
+    /// Whether it was the original prefect-event-router's form.
+    pub legacy: bool,
+}
+
+/// Reads, interpolates, parses and validates a config file, and compiles its routes.
+pub fn load(path: &std::path::Path) -> Result<Loaded, ConfigError> {
+    let text = crate::config::read(path)?;
+    load_str(path, &text, |name| std::env::var(name).ok())
+}
+
+/// [`load`] for text already read, with an explicit environment (tests).
+pub fn load_str(
+    path: &std::path::Path,
+    text: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Loaded, ConfigError> {
+    let parsed = crate::config::parse_str(path, text, env)?;
+    let routes = compile_all(&parsed.path, &parsed.config)?;
+    Ok(Loaded {
+        path: parsed.path,
+        config: parsed.config,
+        routes,
+        legacy: parsed.legacy,
+    })
+}
+
+/// Compiles every route of a validated config; an error names the route's key.
+pub fn compile_all(
+    path: &std::path::Path,
+    config: &crate::config::Config,
+) -> Result<Vec<Arc<Route>>, ConfigError> {
+    // Templates compiled here evaluate under this config's budget.
+    template::set_budget(config.templates.budget());
+    let all: Vec<String> = config
+        .source_names()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    config
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let sources = if r.from.is_empty() { &all } else { &r.from };
+            Route::compile(r, sources)
+                .map(Arc::new)
+                .map_err(|(key, message)| {
+                    ConfigError::at(path, format!("routes[{i}].{key}"), message)
+                })
+        })
+        .collect()
+}
 
 /// A compiled route.
 #[derive(Debug)]
@@ -195,6 +256,24 @@ impl Route {
         t
     }
 
+    /// What the route's fixed deployment's parameter schema says about the parameters the
+    /// route sets (nothing for a deployment rendered per event, or one without a schema).
+    pub async fn schema_problems(
+        &self,
+        prefect: &PrefectClient,
+    ) -> Result<Vec<String>, switchyard_prefect::PrefectError> {
+        let Some(dep) = self.action.static_deployment() else {
+            return Ok(Vec::new());
+        };
+        let d = prefect.resolve(dep).await?;
+        Ok(d.parameter_openapi_schema
+            .as_ref()
+            .map(|s| {
+                crate::actions::schema::static_problems(s, self.action.configured_parameters())
+            })
+            .unwrap_or_default())
+    }
+
     fn is_firing(&self, event: &Event) -> bool {
         self.stateful.is_some() && event.source == firing_source(&self.name)
     }
@@ -270,13 +349,15 @@ impl Route {
 
     /// Settles the route for one event: skips, runs (retrying transient failures), or
     /// dead-letters, and records the decision in the journal before returning it.
+    /// `settled` lists the routes that already have a final decision for the event (it was
+    /// resumed or redelivered).
     pub async fn handle(
         self: &Arc<Self>,
-        inbound: &Inbound,
+        event: &Arc<Event>,
+        settled: &[String],
         env: &RouteEnv,
     ) -> Result<RouteOutcome, RouteError> {
-        let event = &inbound.event;
-        if inbound.settled.iter().any(|r| r == &self.name) {
+        if settled.iter().any(|r| r == &self.name) {
             tracing::debug!(event_id = %event.id, route = %self.name, "route already settled for this event");
             return Ok(RouteOutcome::AlreadySettled);
         }

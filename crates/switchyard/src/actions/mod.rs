@@ -4,13 +4,12 @@
 mod run_deployment;
 pub mod schema;
 
-use serde::Serialize;
 use switchyard_core::Event;
 use switchyard_prefect::{PrefectClient, PrefectError};
-use uuid::Uuid;
 
 use crate::config::ActionConfig;
 
+pub use crate::outcome::RunCreated;
 pub use run_deployment::{MAX_PARAMETER_DEPTH, Rendered, RunDeployment, json_depth};
 
 /// A compiled action.
@@ -18,21 +17,6 @@ pub use run_deployment::{MAX_PARAMETER_DEPTH, Rendered, RunDeployment, json_dept
 pub enum Action {
     /// Create a flow run.
     RunDeployment(RunDeployment),
-}
-
-/// A flow run that exists for an event.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunCreated {
-    /// The deployment as configured or rendered (`Flow/deployment` or an id).
-    pub deployment: String,
-    /// Its id.
-    pub deployment_id: Uuid,
-    /// The run.
-    pub flow_run_id: Uuid,
-    /// Its name.
-    pub flow_run_name: String,
-    /// True when Prefect returned an existing run for the idempotency key.
-    pub replayed: bool,
 }
 
 /// Why an action failed.

@@ -82,7 +82,7 @@ fn azure_thread(path: &Path, i: usize, t: &LegacyThread) -> Result<AzureQueueCon
         batch: NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN),
         max_poll_interval: std::time::Duration::from_secs(5),
         message_encoding: MessageEncoding::Plain,
-        format: crate::sources::PayloadFormat::Json,
+        format: crate::codec::PayloadFormat::Json,
         event: Some("prefect-event-router.message".into()),
     };
     super::azure::target(&cfg).map_err(|(key, message)| {

@@ -23,8 +23,6 @@ use serde_json::Value;
 
 pub use interpolate::{InterpolationError, interpolate};
 
-use crate::routes::Route;
-
 /// A config file that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -163,6 +161,10 @@ pub struct EngineConfig {
     /// How long shutdown waits for queued events to finish (default `30s`).
     #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// How long shutdown waits for the sources and background jobs to stop before aborting
+    /// them (default `10s`); what they had not handed over stays with the broker.
+    #[serde(default = "default_source_stop_timeout", with = "humantime_serde")]
+    pub source_stop_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -172,6 +174,7 @@ impl Default for EngineConfig {
             min_consumers: default_min_consumers(),
             max_consumers: default_max_consumers(),
             shutdown_timeout: default_shutdown_timeout(),
+            source_stop_timeout: default_source_stop_timeout(),
         }
     }
 }
@@ -187,6 +190,9 @@ fn default_max_consumers() -> NonZeroUsize {
 }
 fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(30)
+}
+fn default_source_stop_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// The journal (SQLite).
@@ -528,7 +534,7 @@ pub struct RedisStreamsConfig {
     pub payload_field: String,
     /// How the body decodes (default `json`).
     #[serde(default)]
-    pub format: crate::sources::PayloadFormat,
+    pub format: crate::codec::PayloadFormat,
     /// Event name (default `<name>.message`).
     pub event: Option<String>,
 }
@@ -588,7 +594,7 @@ pub struct AzureQueueConfig {
     pub message_encoding: MessageEncoding,
     /// How the body decodes (default `json`).
     #[serde(default)]
-    pub format: crate::sources::PayloadFormat,
+    pub format: crate::codec::PayloadFormat,
     /// Event name (default `<name>.message`).
     pub event: Option<String>,
 }
@@ -674,7 +680,7 @@ pub struct NatsConfig {
     pub max_ack_pending: NonZeroUsize,
     /// How the body decodes (default `json`).
     #[serde(default)]
-    pub format: crate::sources::PayloadFormat,
+    pub format: crate::codec::PayloadFormat,
     /// Event name (default: the subject).
     pub event: Option<String>,
 }
@@ -721,7 +727,7 @@ pub struct AmqpConfig {
     pub prefetch: u16,
     /// How the body decodes (default `json`).
     #[serde(default)]
-    pub format: crate::sources::PayloadFormat,
+    pub format: crate::codec::PayloadFormat,
     /// Event name (default: the routing key).
     pub event: Option<String>,
 }
@@ -757,7 +763,7 @@ pub struct MqttConfig {
     pub id_field: Option<String>,
     /// How the body decodes (default `json`).
     #[serde(default)]
-    pub format: crate::sources::PayloadFormat,
+    pub format: crate::codec::PayloadFormat,
     /// Event name (default: the topic).
     pub event: Option<String>,
 }
@@ -784,7 +790,7 @@ pub struct ZmqConfig {
     pub subscribe: Vec<String>,
     /// How the body decodes (default `json`).
     #[serde(default)]
-    pub format: crate::sources::PayloadFormat,
+    pub format: crate::codec::PayloadFormat,
     /// Event name (default: the topic frame, else `<name>.message`).
     pub event: Option<String>,
 }
@@ -824,7 +830,7 @@ pub struct KafkaConfig {
     pub options: std::collections::BTreeMap<String, String>,
     /// How the body decodes (default `json`).
     #[serde(default)]
-    pub format: crate::sources::PayloadFormat,
+    pub format: crate::codec::PayloadFormat,
     /// Event name (default: the topic).
     pub event: Option<String>,
 }
@@ -889,32 +895,30 @@ fn empty_object() -> Value {
     Value::Object(Default::default())
 }
 
-/// A loaded, validated configuration with its routes compiled.
+/// A read and validated configuration (data only: [`crate::routes::load`] compiles its
+/// routes).
 #[derive(Debug)]
-pub struct Loaded {
+pub struct Parsed {
     /// Where it came from.
     pub path: PathBuf,
     /// The settings.
     pub config: Config,
-    /// Compiled routes, in file order.
-    pub routes: Vec<std::sync::Arc<Route>>,
     /// Whether it was the original prefect-event-router's form.
     pub legacy: bool,
 }
 
-/// Reads, interpolates, parses and validates a config file.
-pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::file(path, format!("cannot read the file: {e}")))?;
-    load_str(path, &text, |name| std::env::var(name).ok())
+/// Reads a config file (see [`parse_str`]).
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::file(path, format!("cannot read the file: {e}")))
 }
 
-/// [`load`] for text already read, with an explicit environment (tests).
-pub fn load_str(
+/// Interpolates, parses and validates config text, with an explicit environment.
+pub fn parse_str(
     path: &Path,
     text: &str,
     env: impl Fn(&str) -> Option<String>,
-) -> Result<Loaded, ConfigError> {
+) -> Result<Parsed, ConfigError> {
     let text = interpolate(text, env).map_err(|e| ConfigError::file(path, e.to_string()))?;
     let shape: Value = serde_norway::from_str(&text)
         .map_err(|e| ConfigError::file(path, format!("not valid YAML or JSON: {e}")))?;
@@ -933,11 +937,10 @@ pub fn load_str(
             ));
         }
     };
-    let routes = validate(path, &config)?;
-    Ok(Loaded {
+    validate(path, &config)?;
+    Ok(Parsed {
         path: path.to_path_buf(),
         config,
-        routes,
         legacy,
     })
 }
@@ -972,7 +975,7 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn validate(path: &Path, config: &Config) -> Result<Vec<std::sync::Arc<Route>>, ConfigError> {
+fn validate(path: &Path, config: &Config) -> Result<(), ConfigError> {
     if config.sources.is_empty() {
         return Err(ConfigError::at(
             path,
@@ -1031,12 +1034,8 @@ fn validate(path: &Path, config: &Config) -> Result<Vec<std::sync::Arc<Route>>, 
             ),
         ));
     }
-    // Templates compiled below evaluate under this config's budget.
-    crate::template::set_budget(config.templates.budget());
-    let mut known: Vec<&str> = config.sources.iter().map(SourceConfig::name).collect();
-    known.sort_unstable();
+    let known = config.source_names();
     let mut route_names = HashSet::new();
-    let mut routes = Vec::with_capacity(config.routes.len());
     for (i, r) in config.routes.iter().enumerate() {
         check_name(path, &format!("routes[{i}].name"), &r.name)?;
         if !route_names.insert(r.name.as_str()) {
@@ -1058,14 +1057,17 @@ fn validate(path: &Path, config: &Config) -> Result<Vec<std::sync::Arc<Route>>, 
                 ));
             }
         }
-        let all: Vec<String> = known.iter().map(|s| s.to_string()).collect();
-        routes.push(std::sync::Arc::new(
-            Route::compile(r, if r.from.is_empty() { &all } else { &r.from }).map_err(
-                |(key, message)| ConfigError::at(path, format!("routes[{i}].{key}"), message),
-            )?,
-        ));
     }
-    Ok(routes)
+    Ok(())
+}
+
+impl Config {
+    /// The sources' names, sorted.
+    pub fn source_names(&self) -> Vec<&str> {
+        let mut known: Vec<&str> = self.sources.iter().map(SourceConfig::name).collect();
+        known.sort_unstable();
+        known
+    }
 }
 
 /// Source settings serde cannot check: `(key, message)`.

@@ -6,8 +6,8 @@ fn env(name: &str) -> Option<String> {
     (name == "PREFECT_API_URL").then(|| "http://127.0.0.1:4200/api".to_string())
 }
 
-fn load(text: &str) -> Result<Loaded, ConfigError> {
-    load_str(Path::new("switchyard.yaml"), text, env)
+fn load(text: &str) -> Result<crate::routes::Loaded, ConfigError> {
+    crate::routes::load_str(Path::new("switchyard.yaml"), text, env)
 }
 
 fn err(text: &str) -> String {
@@ -162,7 +162,7 @@ fn every_example_parses() {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        let loaded = load_str(&path, &text, env).unwrap_or_else(|e| panic!("{e}"));
+        let loaded = crate::routes::load_str(&path, &text, env).unwrap_or_else(|e| panic!("{e}"));
         assert!(!loaded.routes.is_empty());
         seen += 1;
     }

@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use switchyard_core::Event;
 
-use crate::actions::RunCreated;
+use crate::outcome::RunCreated;
 
 pub use sqlite::SqliteStore;
 

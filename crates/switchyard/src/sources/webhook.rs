@@ -48,6 +48,32 @@ pub fn app(hooks: Vec<WebhookConfig>, dispatch: Dispatcher, max_body_bytes: usiz
         .with_state(state)
 }
 
+/// Serves every webhook source on `http.listen` until `stop`; an error if it cannot listen.
+pub async fn serve(
+    hooks: Vec<WebhookConfig>,
+    dispatch: Dispatcher,
+    http: &crate::config::HttpConfig,
+    stop: tokio_util::sync::CancellationToken,
+    set: &mut tokio::task::JoinSet<()>,
+) -> Result<(), String> {
+    let addr = http.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} (http.listen): {e}"))?;
+    let names: Vec<String> = hooks.iter().map(|h| format!("/hooks/{}", h.name)).collect();
+    tracing::info!(listen = %listener.local_addr().unwrap_or(addr), hooks = ?names, "webhook server listening");
+    let app = app(hooks, dispatch, http.max_body_bytes.get());
+    set.spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "webhook server failed");
+        }
+    });
+    Ok(())
+}
+
 /// `GET /readyz`: 200 while events can be accepted, 503 with the reason otherwise.
 async fn ready(State(state): State<Arc<HookState>>) -> Response {
     match state.dispatch.fault() {

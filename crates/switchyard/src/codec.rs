@@ -1,0 +1,100 @@
+//! How message bodies become payloads: the formats a source decodes (JSON, text), the
+//! strict JSON reader every source uses, and what is kept of a body that does not decode.
+
+use switchyard_core::Event;
+
+/// A message that did not decode: the event to keep as a dead letter, and why.
+#[derive(Debug)]
+pub struct Undecoded {
+    /// The event, its payload the raw body (see [`undecodable`]).
+    pub event: Box<Event>,
+    /// Why it did not decode.
+    pub reason: String,
+}
+
+/// How a broker message's body becomes the event payload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadFormat {
+    /// JSON (the default); a body that is not JSON is dead-lettered.
+    #[default]
+    Json,
+    /// UTF-8 text, as a JSON string.
+    Text,
+}
+
+impl PayloadFormat {
+    /// Decodes a body.
+    pub fn decode(self, body: &[u8]) -> Result<serde_json::Value, String> {
+        match self {
+            Self::Json => parse_json(body),
+            Self::Text => std::str::from_utf8(body)
+                .map(|s| serde_json::Value::String(s.to_string()))
+                .map_err(|e| format!("not valid UTF-8: {e}")),
+        }
+    }
+}
+
+/// Parses a JSON message. An integer beyond 64 bits is refused with the reason rather than
+/// silently rounded to a float (`12345678901234567890123` would become
+/// `1.2345678901234568e+22`).
+pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, String> {
+    check_integers(body)?;
+    serde_json::from_slice(body).map_err(|e| format!("not valid JSON: {e}"))
+}
+
+/// Finds an integer literal outside strings that fits neither `i64` nor `u64`.
+fn check_integers(b: &[u8]) -> Result<(), String> {
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() {
+                    match b[i] {
+                        b'\\' => i += 2,
+                        b'"' => {
+                            i += 1;
+                            break;
+                        }
+                        _ => i += 1,
+                    }
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                i += 1;
+                while i < b.len() && matches!(b[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                {
+                    i += 1;
+                }
+                let token = &b[start..i];
+                if token.iter().any(|c| matches!(c, b'.' | b'e' | b'E')) {
+                    continue;
+                }
+                let text = std::str::from_utf8(token).unwrap_or_default();
+                if text.len() > 1
+                    && text.parse::<i64>().is_err()
+                    && text.parse::<u64>().is_err()
+                    && text
+                        .trim_start_matches('-')
+                        .bytes()
+                        .all(|c| c.is_ascii_digit())
+                {
+                    let shown: String = text.chars().take(40).collect();
+                    return Err(format!(
+                        "integer {shown}{} is beyond 64 bits and would lose digits; send it as a string",
+                        if text.len() > 40 { "…" } else { "" }
+                    ));
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
+/// The payload kept for a message that did not decode: the body as text (lossy) and its size.
+pub fn undecodable(body: &[u8]) -> serde_json::Value {
+    serde_json::json!({"undecodable": String::from_utf8_lossy(&body[..body.len().min(64 * 1024)]), "bytes": body.len()})
+}

@@ -1,0 +1,376 @@
+//! The pipeline between sources and routes: accept (reserve room in the engine queue →
+//! journal → queue), and one finish path for every event, whether new, resumed or swept.
+//!
+//! An event is *accepted* once the journal holds it: that is when a webhook answers 202.
+//! Accepting cannot be cut in half (it runs in a task of its own, whatever the caller does),
+//! and a sweep resumes any pending event that no task holds, so nothing accepted waits for a
+//! restart.
+
+use std::sync::Arc;
+
+use switchyard_core::Event;
+use switchyard_core::engine::{EventPublisher, Payload, SendPermit};
+use tokio::sync::oneshot;
+use tokio_util::task::TaskTracker;
+
+use crate::journal::{Accepted, EventStatus, JournalError, Settlement, Store};
+pub use crate::owned::Owned;
+use crate::routes::{RouteOutcome, skipped_routes};
+
+/// What travels through the engine: the event and the routes that already settled it (set
+/// when a journaled event is resumed after a restart or redelivered).
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// The event (shared: routes hand it to the template evaluation pool).
+    pub event: Arc<Event>,
+    /// Routes with a final decision already in the journal.
+    pub settled: Vec<String>,
+}
+
+/// The engine's publisher for inbound events.
+pub type Publisher = EventPublisher<Inbound, RouteOutcome>;
+
+/// Hands events to the routes, journal first.
+#[derive(Clone)]
+pub struct Dispatcher {
+    publisher: Publisher,
+    journal: Arc<dyn Store>,
+    finishers: TaskTracker,
+    owned: Arc<Owned>,
+}
+
+/// How an accepted event ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Every route settled: the event may be acknowledged. `dead` when a route dead-lettered.
+    Settled {
+        /// Whether a dead letter was written.
+        dead: bool,
+    },
+    /// Already settled before (a redelivery): acknowledge.
+    AlreadySettled,
+    /// Not finished (shutdown interrupted a retry, or the journal failed): it stays pending in
+    /// the journal and is resumed on restart. Do not acknowledge.
+    Unfinished,
+}
+
+/// The outcome of an accepted event, to await.
+pub struct Receipt {
+    /// The event id.
+    pub id: String,
+    outcome: oneshot::Receiver<Disposition>,
+}
+
+impl Receipt {
+    fn ready(id: String, d: Disposition) -> Self {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(d);
+        Self { id, outcome: rx }
+    }
+
+    /// Waits for the event's disposition.
+    pub async fn outcome(self) -> Disposition {
+        self.outcome.await.unwrap_or(Disposition::Unfinished)
+    }
+}
+
+/// Why an event was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The queue is full (only from [`Dispatcher::try_dispatch`]).
+    #[error("the event queue is full")]
+    Full,
+    /// Switchyard is shutting down.
+    #[error("switchyard is shutting down")]
+    ShuttingDown,
+    /// The journal could not store the event.
+    #[error("{0}")]
+    Journal(JournalError),
+    /// The id is already journaled for a different message (only from
+    /// [`Dispatcher::try_dispatch`]; [`Dispatcher::dispatch`] keeps such a message as a dead
+    /// letter instead).
+    #[error("event id {0:?} was already used for a different message")]
+    Conflict(String),
+}
+
+/// How an accept treats a reused id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnConflict {
+    /// Refuse: the sender is there to be told (a webhook's 409).
+    Refuse,
+    /// Keep the message as a dead letter under an id of its own and acknowledge it: a broker
+    /// would otherwise redeliver it for ever.
+    DeadLetter,
+}
+
+impl Dispatcher {
+    /// A dispatcher over the engine's publisher and the journal. `finishers` tracks the tasks
+    /// that accept events and record each event's end, so shutdown can wait for them.
+    pub fn new(publisher: Publisher, journal: Arc<dyn Store>, finishers: TaskTracker) -> Self {
+        Self {
+            publisher,
+            journal,
+            finishers,
+            owned: Arc::default(),
+        }
+    }
+
+    /// Why new events are refused now (the journal's fault), if they are.
+    pub fn fault(&self) -> Option<String> {
+        self.journal.fault()
+    }
+
+    /// The events this dispatcher is working on (shared with the trigger firing runners).
+    pub fn owned(&self) -> &Arc<Owned> {
+        &self.owned
+    }
+
+    /// Accepts an event, waiting while the queue is full (backpressure on the source).
+    ///
+    /// Cancel-safe: the accept runs in a task of its own, so a caller that stops waiting
+    /// (a client that hung up, a source shutting down) never leaves an event journaled but
+    /// not queued.
+    pub async fn dispatch(&self, event: Event) -> Result<Receipt, Refused> {
+        let d = self.clone();
+        self.finishers
+            .spawn(async move {
+                let permit = d
+                    .publisher
+                    .reserve()
+                    .await
+                    .map_err(|_| Refused::ShuttingDown)?;
+                d.accept(permit, event, OnConflict::DeadLetter).await
+            })
+            .await
+            .unwrap_or(Err(Refused::ShuttingDown))
+    }
+
+    /// Accepts an event only if the queue has room now. Cancel-safe, as [`Dispatcher::dispatch`].
+    pub async fn try_dispatch(&self, event: Event) -> Result<Receipt, Refused> {
+        let d = self.clone();
+        self.finishers
+            .spawn(async move {
+                let permit = d.publisher.try_reserve().map_err(|e| match e {
+                    switchyard_core::TrySendError::Full(_) => Refused::Full,
+                    switchyard_core::TrySendError::Closed(_) => Refused::ShuttingDown,
+                })?;
+                d.accept(permit, event, OnConflict::Refuse).await
+            })
+            .await
+            .unwrap_or(Err(Refused::ShuttingDown))
+    }
+
+    /// Records a message that cannot become an event (it does not decode): the journal keeps it
+    /// as a dead letter of the pseudo-route `decode`, with the reason, so it can be inspected
+    /// and the source can acknowledge it instead of receiving it forever.
+    pub async fn reject(&self, event: Event, reason: &str) -> Result<(), JournalError> {
+        self.give_up(&event, "decode", reason).await?;
+        tracing::warn!(event_id = %event.id, source = %event.source, reason, "message does not decode; dead-lettered");
+        Ok(())
+    }
+
+    /// Ends an event without (further) routing: a dead letter of the pseudo-route `stage` with
+    /// the reason, and the event finished, whether it is new or was pending. Used for messages
+    /// that do not decode and for poison messages a broker has redelivered too often. An event
+    /// already settled is left as it is.
+    pub async fn give_up(
+        &self,
+        event: &Event,
+        stage: &str,
+        reason: &str,
+    ) -> Result<(), JournalError> {
+        let open = match self.journal.accept(event).await? {
+            Accepted::New => true,
+            Accepted::Duplicate { status, .. } => status == EventStatus::Pending,
+            Accepted::Conflict => {
+                let mut kept = event.clone();
+                kept.id = conflict_id(event);
+                return Box::pin(self.give_up(&kept, stage, reason)).await;
+            }
+        };
+        if open {
+            let dead = Settlement::DeadLettered {
+                reason: reason.to_string(),
+                retryable: false,
+                attempts: 1,
+            };
+            self.journal.settle(&event.id, stage, &dead).await?;
+            self.journal.finish(&event.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Queues an event that is already in the journal (recovery after a restart, or the
+    /// sweep). An event this process already holds is not queued twice.
+    pub async fn resume(&self, event: Event, settled: Vec<String>) -> Result<Receipt, Refused> {
+        if !self.owned.claim(&event.id) {
+            return Ok(Receipt::ready(event.id, Disposition::Unfinished));
+        }
+        let permit = match self.publisher.reserve().await {
+            Ok(p) => p,
+            Err(_) => {
+                self.owned.release(&event.id);
+                return Err(Refused::ShuttingDown);
+            }
+        };
+        Ok(self.queue(
+            permit,
+            Inbound {
+                event: Arc::new(event),
+                settled,
+            },
+        ))
+    }
+
+    /// Resumes pending events that were accepted more than `age` ago and that no one holds:
+    /// an event whose end could not be written, or whose retry was interrupted, is finished
+    /// while the router runs, not only at the next start. Returns how many it resumed.
+    pub async fn sweep(
+        &self,
+        age: std::time::Duration,
+        limit: usize,
+    ) -> Result<usize, JournalError> {
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::zero());
+        let pending = self.journal.pending_before(Some(cutoff), limit).await?;
+        let mut resumed = 0;
+        for p in pending {
+            if self.owned.holds(&p.event.id) {
+                continue;
+            }
+            tracing::warn!(event_id = %p.event.id, source = %p.event.source, "pending event with no owner; resuming it");
+            if self.resume(p.event, p.settled).await.is_err() {
+                break;
+            }
+            resumed += 1;
+        }
+        Ok(resumed)
+    }
+
+    async fn accept(
+        &self,
+        permit: SendPermit<'_, Inbound, RouteOutcome>,
+        event: Event,
+        on_conflict: OnConflict,
+    ) -> Result<Receipt, Refused> {
+        // Claimed first, so two deliveries of one id racing each other queue it once.
+        let claimed = self.owned.claim(&event.id);
+        let release = |owned: &Owned| {
+            if claimed {
+                owned.release(&event.id);
+            }
+        };
+        let accepted = match self.journal.accept(&event).await {
+            Ok(a) => a,
+            Err(e) => {
+                release(&self.owned);
+                return Err(Refused::Journal(e));
+            }
+        };
+        if !claimed && accepted != Accepted::Conflict {
+            // The same id is in flight here (a redelivery racing its first delivery): the
+            // first one settles it, and the journal already holds it.
+            tracing::info!(event_id = %event.id, source = %event.source, "event already being handled; redelivery acknowledged");
+            return Ok(Receipt::ready(event.id, Disposition::AlreadySettled));
+        }
+        let settled = match accepted {
+            Accepted::New => Vec::new(),
+            Accepted::Duplicate {
+                status: EventStatus::Pending,
+                settled,
+            } => settled,
+            Accepted::Duplicate { .. } => {
+                release(&self.owned);
+                tracing::info!(event_id = %event.id, source = %event.source, "event already settled; redelivery acknowledged");
+                return Ok(Receipt::ready(event.id, Disposition::AlreadySettled));
+            }
+            Accepted::Conflict => {
+                release(&self.owned);
+                tracing::warn!(event_id = %event.id, source = %event.source, "event id already used for a different message");
+                if on_conflict == OnConflict::Refuse {
+                    return Err(Refused::Conflict(event.id));
+                }
+                let reason = format!(
+                    "event id {:?} was already used for a different message; kept here under an id of its own",
+                    event.id
+                );
+                let id = event.id.clone();
+                self.give_up(&event, "conflict", &reason)
+                    .await
+                    .map_err(Refused::Journal)?;
+                return Ok(Receipt::ready(id, Disposition::Settled { dead: true }));
+            }
+        };
+        Ok(self.queue(
+            permit,
+            Inbound {
+                event: Arc::new(event),
+                settled,
+            },
+        ))
+    }
+
+    fn queue(&self, permit: SendPermit<'_, Inbound, RouteOutcome>, inbound: Inbound) -> Receipt {
+        let id = inbound.event.id.clone();
+        // Routes subscribe to their sources' names as topics, or (triggers on exact event
+        // names) to `<source>#<name>`.
+        let topics = [
+            inbound.event.source.clone(),
+            crate::triggers::name_topic(&inbound.event.source, &inbound.event.name),
+        ];
+        let handle = permit.send(Payload::to_topics(inbound, topics));
+        let (tx, rx) = oneshot::channel();
+        let journal = Arc::clone(&self.journal);
+        let owned = Arc::clone(&self.owned);
+        let event_id = id.clone();
+        self.finishers.spawn(async move {
+            let results = handle.wait().await;
+            let settled = results.all_ok().then(|| {
+                results
+                    .iter()
+                    .filter_map(|r| Some((&*r.collector, r.result.as_ref().ok()?)))
+                    .collect()
+            });
+            let disposition = finish(journal.as_ref(), &owned, &event_id, settled).await;
+            let _ = tx.send(disposition);
+        });
+        Receipt { id, outcome: rx }
+    }
+}
+
+/// The one finish path, for events from sources, resumed and swept events and trigger
+/// firings alike. With every route's outcome (`settled`), records the routes that skipped
+/// with the event's end, in one write; with `None` (a route did not settle: shutdown
+/// interrupted a retry, or the journal failed) the event stays pending. Either way the event
+/// is no longer held, so the sweep may take up what was left.
+pub async fn finish(
+    journal: &dyn Store,
+    owned: &Owned,
+    event_id: &str,
+    settled: Option<Vec<(&str, &RouteOutcome)>>,
+) -> Disposition {
+    let disposition = match settled {
+        None => Disposition::Unfinished,
+        Some(outcomes) => match journal
+            .finish_skipped(event_id, skipped_routes(outcomes))
+            .await
+        {
+            Ok(status) => Disposition::Settled {
+                dead: status == EventStatus::Dead,
+            },
+            Err(e) => {
+                tracing::error!(event_id = %event_id, error = %e, "cannot record the end of the event; the sweep resumes it");
+                Disposition::Unfinished
+            }
+        },
+    };
+    owned.release(event_id);
+    disposition
+}
+
+/// The id a message is kept under when its own id was already used for another message.
+fn conflict_id(event: &Event) -> String {
+    let payload = serde_json::to_string(&event.payload).unwrap_or_default();
+    let d = crate::journal::digest(&event.name, &payload);
+    format!("{}~conflict~{}", event.id, &d[..12])
+}

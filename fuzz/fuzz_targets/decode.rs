@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use switchyard::config::StdinFormat;
+use switchyard::sources::stdin::StdinFormat;
 use switchyard::sources::{PayloadFormat, parse_json, stdin, undecodable, webhook};
 
 fuzz_target!(|data: &[u8]| {

@@ -239,31 +239,11 @@ async fn check(config: ConfigArg, online: bool) -> ExitCode {
     );
     for s in &loaded.config.sources {
         let kind = match s {
-            config::SourceConfig::Stdin(_) => "stdin".to_string(),
-            config::SourceConfig::RedisStreams(r) => {
-                format!("redis stream {} (group {})", r.stream, r.group)
-            }
-            config::SourceConfig::Nats(n) => format!(
-                "nats {:?} {}",
-                n.mode,
-                n.stream.as_deref().unwrap_or_default()
-            ),
-            config::SourceConfig::Amqp(a) => format!("amqp queue {}", a.queue),
-            config::SourceConfig::Mqtt(m) => {
-                format!("mqtt {} {:?}", crate::secrets::url(&m.url), m.topics)
-            }
-            config::SourceConfig::Kafka(k) => {
-                format!("kafka {} {:?} (group {})", k.brokers, k.topics, k.group)
-            }
-            config::SourceConfig::AzureQueue(a) => match config::azure::target(a) {
-                Ok(t) => format!("azure queue {} ({:?})", t.queue_url, t.auth),
-                Err((key, m)) => format!("azure queue: {key}: {m}"),
-            },
-            config::SourceConfig::Zeromq(z) => format!("zeromq {:?} {}", z.socket, z.endpoint),
             config::SourceConfig::Webhook(w) => format!(
                 "webhook POST http://{}/hooks/{}",
                 loaded.config.http.listen, w.name
             ),
+            other => other.spec().describe(),
         };
         println!("  source {}: {kind}", s.name());
     }

@@ -1,6 +1,8 @@
 //! How message bodies become payloads: the formats a source decodes (JSON, text), the
 //! strict JSON reader every source uses, and what is kept of a body that does not decode.
 
+use serde::Deserialize;
+use serde_json::{Map, Value};
 use switchyard_core::Event;
 
 /// A message that did not decode: the event to keep as a dead letter, and why.
@@ -97,4 +99,16 @@ fn check_integers(b: &[u8]) -> Result<(), String> {
 /// The payload kept for a message that did not decode: the body as text (lossy) and its size.
 pub fn undecodable(body: &[u8]) -> serde_json::Value {
     serde_json::json!({"undecodable": String::from_utf8_lossy(&body[..body.len().min(64 * 1024)]), "bytes": body.len()})
+}
+
+/// One original message.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LegacyMessage {
+    /// Exact flow name.
+    pub flow_name: String,
+    /// Exact deployment name.
+    pub deployment_name: String,
+    /// Flow run parameters.
+    #[serde(default)]
+    pub payload: Map<String, Value>,
 }

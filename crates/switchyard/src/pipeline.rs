@@ -14,8 +14,8 @@ use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
 use crate::journal::{Accepted, EventStatus, JournalError, Settlement, Store};
+use crate::outcome::{RouteOutcome, skipped_routes};
 pub use crate::owned::Owned;
-use crate::routes::{RouteOutcome, skipped_routes};
 
 /// What travels through the engine: the event and the routes that already settled it (set
 /// when a journaled event is resumed after a restart or redelivered).
@@ -316,7 +316,7 @@ impl Dispatcher {
         // names) to `<source>#<name>`.
         let topics = [
             inbound.event.source.clone(),
-            crate::triggers::name_topic(&inbound.event.source, &inbound.event.name),
+            crate::outcome::name_topic(&inbound.event.source, &inbound.event.name),
         ];
         let handle = permit.send(Payload::to_topics(inbound, topics));
         let (tx, rx) = oneshot::channel();

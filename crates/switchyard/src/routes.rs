@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use switchyard_core::Event;
 use switchyard_prefect::{PrefectClient, RetryPolicy};
 use tokio_util::sync::CancellationToken;
@@ -12,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::actions::{Action, RunCreated};
 use crate::config::{ConfigError, DeliveryConfig, RouteConfig};
 use crate::journal::{JournalError, Settlement, Store};
+pub use crate::outcome::{RouteOutcome, skipped_routes};
 use crate::template::{self, Predicate};
 use crate::triggers::{
     AbsorbError, Absorbed, Machine, Stateful, firing_context, firing_source, name_topic,
@@ -92,45 +92,6 @@ pub struct Route {
     pub action: Action,
     /// The trigger or batch, when the route is stateful.
     pub stateful: Option<Arc<Stateful>>,
-}
-
-/// What a route did with an event. Each is recorded in the journal before it is returned,
-/// except `Skipped`: the caller records skips with the event's end ([`skipped_routes`]).
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum RouteOutcome {
-    /// The route did not apply.
-    Skipped {
-        /// Why.
-        reason: String,
-    },
-    /// A flow run exists for the event (new, or an idempotent replay).
-    RunCreated(RunCreated),
-    /// The route gave up; a dead letter holds the reason.
-    DeadLettered {
-        /// Why.
-        reason: String,
-    },
-    /// A trigger or batch took the event into its state (it may have fired).
-    Absorbed {
-        /// What the trigger did with it.
-        note: String,
-    },
-    /// The journal already had this route's decision (a resumed or redelivered event).
-    AlreadySettled,
-}
-
-/// The routes that skipped an event, `(route, reason)`, for [`Store::finish_skipped`].
-pub fn skipped_routes<'a>(
-    outcomes: impl IntoIterator<Item = (&'a str, &'a RouteOutcome)>,
-) -> Vec<(String, String)> {
-    outcomes
-        .into_iter()
-        .filter_map(|(route, o)| match o {
-            RouteOutcome::Skipped { reason } => Some((route.to_string(), reason.clone())),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Why a route could not settle an event; the event stays pending and is resumed later.

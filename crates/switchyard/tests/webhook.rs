@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use switchyard::config::WebhookConfig;
 use switchyard::journal::{SqliteStore, Store};
 use switchyard::pipeline::{Dispatcher, Inbound};
 use switchyard::routes::RouteOutcome;
 use switchyard::sources::webhook;
+use switchyard::sources::webhook::WebhookConfig;
 use switchyard_core::engine::{BoxError, Collector, CollectorQueue, Payload};
 use switchyard_testkit::TempDir;
 use tokio_util::task::TaskTracker;

@@ -17,10 +17,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{
-    ActionConfig, AzureQueueConfig, Config, ConfigError, DeliveryConfig, EngineConfig, HttpConfig,
-    JournalConfig, MessageEncoding, PrefectConfig, RouteConfig, RunDeploymentConfig, SourceConfig,
-    StdinConfig, StdinFormat, parse,
+    ActionConfig, Config, ConfigError, DeliveryConfig, EngineConfig, HttpConfig, JournalConfig,
+    PrefectConfig, RouteConfig, RunDeploymentConfig, SourceConfig, parse,
 };
+use crate::sources::azure::{AzureQueueConfig, MessageEncoding};
+use crate::sources::stdin::{StdinConfig, StdinFormat};
 
 /// The publisher types the original router knew.
 pub const PUBLISHER_TYPES: [&str; 2] = ["StdInput", "AzureStorageQueue"];
@@ -85,22 +86,10 @@ fn azure_thread(path: &Path, i: usize, t: &LegacyThread) -> Result<AzureQueueCon
         format: crate::codec::PayloadFormat::Json,
         event: Some("prefect-event-router.message".into()),
     };
-    super::azure::target(&cfg).map_err(|(key, message)| {
+    crate::sources::azure::target::target(&cfg).map_err(|(key, message)| {
         ConfigError::at(path, format!("threads[{i}] ({key})"), message)
     })?;
     Ok(cfg)
-}
-
-/// One original message.
-#[derive(Debug, Clone, Deserialize)]
-pub struct LegacyMessage {
-    /// Exact flow name.
-    pub flow_name: String,
-    /// Exact deployment name.
-    pub deployment_name: String,
-    /// Flow run parameters.
-    #[serde(default)]
-    pub payload: Map<String, Value>,
 }
 
 /// The route the legacy form runs.

@@ -1,6 +1,7 @@
 use std::path::Path;
 
 use super::*;
+use crate::sources::stdin::StdinFormat;
 
 fn env(name: &str) -> Option<String> {
     (name == "PREFECT_API_URL").then(|| "http://127.0.0.1:4200/api".to_string())
@@ -169,13 +170,15 @@ fn every_example_parses() {
     assert!(seen >= 4, "expected the example configs, found {seen}");
 }
 
-fn azure(source: &str) -> Result<azure::AzureTarget, String> {
+fn azure(source: &str) -> Result<crate::sources::azure::target::AzureTarget, String> {
     let text = format!(
         "sources:\n  - {source}\nroutes:\n  - {{name: r, action: {{type: run_deployment, deployment: a/b}}}}\n"
     );
     let l = load(&text).map_err(|e| e.to_string())?;
     match &l.config.sources[0] {
-        SourceConfig::AzureQueue(a) => azure::target(a).map_err(|(k, m)| format!("{k}: {m}")),
+        SourceConfig::AzureQueue(a) => {
+            crate::sources::azure::target::target(a).map_err(|(k, m)| format!("{k}: {m}"))
+        }
         other => Err(format!("not an azure source: {other:?}")),
     }
 }
@@ -190,7 +193,7 @@ fn azure_queue_targets_resolve_from_each_form() {
     );
     assert_eq!(t.queue, "jobs");
     assert!(
-        matches!(&t.auth, azure::AzureAuth::AccountKey { account, key } if account == "acct" && key == b"key")
+        matches!(&t.auth, crate::sources::azure::target::AzureAuth::AccountKey { account, key } if account == "acct" && key == b"key")
     );
 
     let t = azure("{type: azure_queue, name: a, queue_url: \"http://127.0.0.1:10001/devstoreaccount1/q1?sv=1&sig=x\"}").unwrap();
@@ -199,11 +202,17 @@ fn azure_queue_targets_resolve_from_each_form() {
         "http://127.0.0.1:10001/devstoreaccount1/q1"
     );
     assert_eq!(t.queue, "q1");
-    assert_eq!(t.auth, azure::AzureAuth::Sas("sv=1&sig=x".into()));
+    assert_eq!(
+        t.auth,
+        crate::sources::azure::target::AzureAuth::Sas("sv=1&sig=x".into())
+    );
 
     let t = azure("{type: azure_queue, name: a, account: acct, queue: q, token_env: AZ_TOKEN}")
         .unwrap();
-    assert_eq!(t.auth, azure::AzureAuth::TokenEnv("AZ_TOKEN".into()));
+    assert_eq!(
+        t.auth,
+        crate::sources::azure::target::AzureAuth::TokenEnv("AZ_TOKEN".into())
+    );
     // Secrets never reach Debug output (and so never the logs).
     let t = azure("{type: azure_queue, name: a, account: acct, queue: q, sas: \"?sig=secret\"}")
         .unwrap();

@@ -6,21 +6,14 @@
 //! acknowledging source commits its offset or acks its message. Sources know nothing of
 //! routes, triggers or actions.
 
-#[cfg(feature = "amqp")]
 pub mod amqp;
-#[cfg(feature = "azure")]
 pub mod azure;
-#[cfg(feature = "kafka")]
 pub mod kafka;
-#[cfg(feature = "mqtt")]
 pub mod mqtt;
-#[cfg(feature = "nats")]
 pub mod nats;
-#[cfg(feature = "redis-streams")]
 pub mod redis_streams;
 pub mod stdin;
 pub mod webhook;
-#[cfg(feature = "zeromq")]
 pub mod zeromq;
 
 pub use crate::codec::{PayloadFormat, Undecoded, parse_json, undecodable};
@@ -29,41 +22,97 @@ pub use crate::pipeline::{Dispatcher, Disposition, Receipt, Refused};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::SourceConfig;
+/// What the registry needs of a connector's settings. A connector is a folder under
+/// `sources/` (its `config.rs`, and its `source.rs` behind its cargo feature) plus one line
+/// in [`registry!`] below.
+pub trait SourceSpec {
+    /// The source's name (what routes' `from` refers to).
+    fn name(&self) -> &str;
+    /// What `check` prints about it (no secret).
+    fn describe(&self) -> String;
+    /// Settings serde cannot check: `(key, message)`.
+    fn check(&self) -> Result<(), (&'static str, String)>;
+    /// The cargo feature it needs, when this build lacks it.
+    fn missing_feature(&self) -> Option<&'static str>;
+    /// Starts it until `stop` (webhooks are served together instead, see [`webhook::serve`]).
+    fn spawn(&self, dispatch: &Dispatcher, stop: &CancellationToken, set: &mut JoinSet<()>);
+}
 
-/// The connector registry: starts the source a config describes, until `stop`. Webhooks are
-/// served together by one HTTP server ([`webhook::serve`]) and are not started here.
+/// The connector registry: one line per connector.
+macro_rules! registry {
+    ($($(#[$doc:meta])* $variant:ident($ty:ty),)*) => {
+        /// One source, tagged by `type`.
+        #[derive(Debug, Clone, serde::Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+        pub enum SourceConfig {
+            $($(#[$doc])* $variant($ty),)*
+        }
+
+        impl SourceConfig {
+            /// The connector's settings.
+            pub fn spec(&self) -> &dyn SourceSpec {
+                match self {
+                    $(Self::$variant(c) => c,)*
+                }
+            }
+        }
+    };
+}
+
+registry! {
+    /// JSON lines on standard input.
+    Stdin(stdin::StdinConfig),
+    /// `POST /hooks/<name>` on the HTTP server.
+    Webhook(webhook::WebhookConfig),
+    /// A Redis stream, read through a consumer group (feature `redis-streams`).
+    RedisStreams(redis_streams::RedisStreamsConfig),
+    /// NATS JetStream through a durable pull consumer, or core NATS (feature `nats`).
+    Nats(nats::NatsConfig),
+    /// An AMQP 0.9.1 (RabbitMQ) queue (feature `amqp`).
+    Amqp(amqp::AmqpConfig),
+    /// MQTT topics, QoS 1 on a persistent session (feature `mqtt`).
+    Mqtt(mqtt::MqttConfig),
+    /// A ZeroMQ SUB or PULL socket, at most once (feature `zeromq`).
+    Zeromq(zeromq::ZmqConfig),
+    /// Kafka topics through a consumer group (feature `kafka`).
+    Kafka(kafka::KafkaConfig),
+    /// An Azure Storage Queue (feature `azure`).
+    AzureQueue(azure::AzureQueueConfig),
+}
+
+impl SourceConfig {
+    /// The source's name (what routes' `from` refers to).
+    pub fn name(&self) -> &str {
+        self.spec().name()
+    }
+}
+
+/// Starts the source a config describes, until `stop`.
 pub fn spawn(
     cfg: &SourceConfig,
     dispatch: &Dispatcher,
     stop: &CancellationToken,
     set: &mut JoinSet<()>,
 ) {
-    let (d, s) = (dispatch.clone(), stop.clone());
-    match cfg {
-        SourceConfig::Stdin(c) => {
-            let c = c.clone();
-            set.spawn(async move { stdin::run(c, std::io::stdin(), d, s).await });
-        }
-        SourceConfig::Webhook(_) => {}
-        #[cfg(feature = "redis-streams")]
-        SourceConfig::RedisStreams(c) => drop(set.spawn(redis_streams::run(c.clone(), d, s))),
-        #[cfg(feature = "nats")]
-        SourceConfig::Nats(c) => drop(set.spawn(nats::run(c.clone(), d, s))),
-        #[cfg(feature = "amqp")]
-        SourceConfig::Amqp(c) => drop(set.spawn(amqp::run(c.clone(), d, s))),
-        #[cfg(feature = "mqtt")]
-        SourceConfig::Mqtt(c) => drop(set.spawn(mqtt::run(c.clone(), d, s))),
-        #[cfg(feature = "kafka")]
-        SourceConfig::Kafka(c) => drop(set.spawn(kafka::run(c.clone(), d, s))),
-        #[cfg(feature = "azure")]
-        SourceConfig::AzureQueue(c) => drop(set.spawn(azure::run(c.clone(), d, s))),
-        #[cfg(feature = "zeromq")]
-        SourceConfig::Zeromq(c) => drop(set.spawn(zeromq::run(c.clone(), d, s))),
-        // Rejected when the config is loaded (the feature is missing from this build).
-        #[allow(unreachable_patterns)]
-        _ => {}
+    cfg.spec().spawn(dispatch, stop, set);
+}
+
+/// A URL's scheme is one of `allowed` and something follows it: `(key "url", message)`.
+pub fn check_url(url: &str, allowed: &[&str]) -> Result<(), (&'static str, String)> {
+    let ok = url
+        .split_once("://")
+        .is_some_and(|(s, rest)| allowed.contains(&s) && !rest.is_empty());
+    if ok {
+        return Ok(());
     }
+    Err((
+        "url",
+        format!(
+            "expected a URL starting with {}, got {:?}",
+            allowed.join("://, ") + "://",
+            crate::secrets::url(url)
+        ),
+    ))
 }
 
 /// Runs `session` until it returns `Ok` (shutdown) — after an error, waits with exponential

@@ -26,17 +26,7 @@ use tokio::sync::{Mutex, Notify, mpsc};
 use crate::journal::{JournalError, Store, TriggerChange};
 pub use machine::{Bucket, Fired, Judged, Machine};
 
-/// The engine topic of events named `name` from `source`: routes whose trigger expects exact
-/// names subscribe to these instead of the whole source, so rules that cannot match an event
-/// never see it.
-pub fn name_topic(source: &str, name: &str) -> String {
-    format!("{source}#{name}")
-}
-
-/// The source name of a route's firings.
-pub fn firing_source(route: &str) -> String {
-    format!("trigger:{route}")
-}
+pub use crate::outcome::{firing_source, name_topic};
 
 /// The template context of a firing: `event`, `events`, `trigger`.
 pub fn firing_context(firing: &Event) -> minijinja::Value {

@@ -14,8 +14,8 @@ use switchyard_core::Event;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Dispatcher, Disposition, Undecoded, reconnecting, undecodable};
-use crate::config::{NatsConfig, NatsMode};
+use super::{NatsConfig, NatsMode};
+use crate::sources::{Dispatcher, Disposition, Undecoded, reconnecting, undecodable};
 
 /// Consumes until `stop`.
 pub async fn run(cfg: NatsConfig, dispatch: Dispatcher, stop: CancellationToken) {

@@ -16,8 +16,8 @@ use switchyard_core::Event;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Dispatcher, Disposition, Undecoded, reconnecting, undecodable};
-use crate::config::{RedisStreamsConfig, StreamStart};
+use super::{RedisStreamsConfig, StreamStart};
+use crate::sources::{Dispatcher, Disposition, Undecoded, reconnecting, undecodable};
 
 /// Consumes the stream until `stop`.
 pub async fn run(cfg: RedisStreamsConfig, dispatch: Dispatcher, stop: CancellationToken) {

@@ -26,8 +26,8 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use switchyard_core::Event;
 
-use super::{Dispatcher, Refused};
-use crate::config::{WebhookConfig, WebhookFormat};
+use super::{WebhookConfig, WebhookFormat};
+use crate::sources::{Dispatcher, Refused};
 
 struct HookState {
     hooks: BTreeMap<String, WebhookConfig>,
@@ -52,17 +52,17 @@ pub fn app(hooks: Vec<WebhookConfig>, dispatch: Dispatcher, max_body_bytes: usiz
 pub async fn serve(
     hooks: Vec<WebhookConfig>,
     dispatch: Dispatcher,
-    http: &crate::config::HttpConfig,
+    addr: std::net::SocketAddr,
+    max_body_bytes: usize,
     stop: tokio_util::sync::CancellationToken,
     set: &mut tokio::task::JoinSet<()>,
 ) -> Result<(), String> {
-    let addr = http.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr} (http.listen): {e}"))?;
     let names: Vec<String> = hooks.iter().map(|h| format!("/hooks/{}", h.name)).collect();
     tracing::info!(listen = %listener.local_addr().unwrap_or(addr), hooks = ?names, "webhook server listening");
-    let app = app(hooks, dispatch, http.max_body_bytes.get());
+    let app = app(hooks, dispatch, max_body_bytes);
     set.spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())
@@ -179,7 +179,7 @@ async fn receive(
             );
         }
     };
-    let payload: Value = match super::parse_json(&body) {
+    let payload: Value = match crate::sources::parse_json(&body) {
         Ok(v) => v,
         Err(e) => {
             tracing::warn!(source = %name, error = %e, "malformed JSON body, refused");

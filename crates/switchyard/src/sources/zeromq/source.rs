@@ -9,8 +9,8 @@ use switchyard_core::Event;
 use tokio_util::sync::CancellationToken;
 use zeromq::{Socket, SocketRecv, ZmqMessage};
 
-use super::{Dispatcher, reconnecting, undecodable};
-use crate::config::{ZmqConfig, ZmqSocket};
+use super::{ZmqConfig, ZmqSocket};
+use crate::sources::{Dispatcher, reconnecting, undecodable};
 
 /// Receives until `stop`.
 pub async fn run(cfg: ZmqConfig, dispatch: Dispatcher, stop: CancellationToken) {

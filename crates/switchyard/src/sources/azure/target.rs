@@ -36,6 +36,18 @@ impl std::fmt::Debug for AzureAuth {
     }
 }
 
+impl AzureAuth {
+    /// How it authenticates, in words fit for `check` (no secret).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sas(_) => "shared access signature".into(),
+            Self::AccountKey { account, .. } => format!("account key of {account}"),
+            Self::TokenEnv(var) => format!("Entra ID token from ${var}"),
+            Self::Anonymous => "no credentials".into(),
+        }
+    }
+}
+
 /// The resolved queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AzureTarget {

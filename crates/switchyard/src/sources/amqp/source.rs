@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use super::{Dispatcher, Disposition, reconnecting, undecodable};
-use crate::config::AmqpConfig;
+use super::AmqpConfig;
+use crate::sources::{Dispatcher, Disposition, reconnecting, undecodable};
 
 /// Consumes the queue until `stop`.
 pub async fn run(cfg: AmqpConfig, dispatch: Dispatcher, stop: CancellationToken) {

@@ -17,8 +17,8 @@ use switchyard_core::Event;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Dispatcher, Disposition, reconnecting, undecodable};
-use crate::config::KafkaConfig;
+use super::KafkaConfig;
+use crate::sources::{Dispatcher, Disposition, reconnecting, undecodable};
 
 /// Offsets in flight per partition.
 #[derive(Default)]

@@ -13,9 +13,9 @@ use switchyard_core::Event;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::Dispatcher;
-use crate::config::legacy::LegacyMessage;
-use crate::config::{StdinConfig, StdinFormat};
+use super::{StdinConfig, StdinFormat};
+use crate::codec::LegacyMessage;
+use crate::sources::Dispatcher;
 
 enum Line {
     Text(usize, String),
@@ -87,9 +87,9 @@ pub async fn run<R: Read + Send + 'static>(
                 sent = dispatch.dispatch(event.clone()) => Some(sent),
             };
             match sent {
-                Some(Err(super::Refused::Journal(crate::journal::JournalError::Unavailable(
-                    why,
-                )))) => {
+                Some(Err(crate::sources::Refused::Journal(
+                    crate::journal::JournalError::Unavailable(why),
+                ))) => {
                     tracing::warn!(source = %cfg.name, line = n, event_id = %id, reason = %why, "journal cannot take the event yet; waiting");
                     tokio::select! {
                         _ = shutdown.cancelled() => break None,
@@ -107,7 +107,7 @@ pub async fn run<R: Read + Send + 'static>(
             Some(Ok(_)) => {
                 tracing::info!(source = %cfg.name, line = n, event_id = %id, "event received")
             }
-            Some(Err(super::Refused::Journal(e))) => {
+            Some(Err(crate::sources::Refused::Journal(e))) => {
                 // The line cannot be made durable; stopping is better than losing more.
                 tracing::error!(source = %cfg.name, line = n, event_id = %id, error = %e, "cannot journal the event; stdin source stops");
                 break;
@@ -122,7 +122,7 @@ pub async fn run<R: Read + Send + 'static>(
 
 /// Decodes one line in `format` (public for the fuzz targets).
 pub fn parse(format: StdinFormat, text: &str) -> Result<Value, String> {
-    let value: Value = super::parse_json(text.as_bytes())?;
+    let value: Value = crate::sources::parse_json(text.as_bytes())?;
     if format == StdinFormat::PrefectEventRouter {
         let msg: LegacyMessage = serde_json::from_value(value.clone()).map_err(|e| {
             format!("not a prefect-event-router message {{\"flow_name\", \"deployment_name\", \"payload\"}}: {e}")

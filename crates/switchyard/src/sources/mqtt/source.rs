@@ -17,8 +17,8 @@ use switchyard_core::Event;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Dispatcher, Disposition, reconnecting, undecodable};
-use crate::config::MqttConfig;
+use super::MqttConfig;
+use crate::sources::{Dispatcher, Disposition, reconnecting, undecodable};
 
 /// Consumes until `stop`.
 pub async fn run(cfg: MqttConfig, dispatch: Dispatcher, stop: CancellationToken) {

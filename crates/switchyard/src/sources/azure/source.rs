@@ -24,9 +24,9 @@ use switchyard_core::Event;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Dispatcher, Disposition, Undecoded, reconnecting, undecodable};
-use crate::config::azure::{AzureAuth, AzureTarget, target};
-use crate::config::{AzureQueueConfig, MessageEncoding};
+use super::target::{AzureAuth, AzureTarget, target};
+use super::{AzureQueueConfig, MessageEncoding};
+use crate::sources::{Dispatcher, Disposition, Undecoded, reconnecting, undecodable};
 
 /// The service version account SAS tokens are signed for.
 const SAS_VERSION: &str = "2026-04-06";

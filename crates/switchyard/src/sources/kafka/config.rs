@@ -1,0 +1,49 @@
+//! The `kafka` source's settings.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::codec::PayloadFormat;
+
+/// A Kafka source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Source name.
+    pub name: String,
+    /// `host:port[,host:port...]` (default `127.0.0.1:9092`).
+    #[serde(default = "default_kafka_brokers")]
+    pub brokers: String,
+    /// Topics.
+    pub topics: Vec<String>,
+    /// Consumer group (default `switchyard`); instances in one group split the partitions.
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// Start a new group at the end of the topics instead of the beginning (default false).
+    #[serde(default)]
+    pub start_latest: bool,
+    /// Group session timeout (default `10s`; Kafka's minimum is 6s).
+    #[serde(default = "default_session_timeout", with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// Extra librdkafka settings (e.g. `security.protocol`, `sasl.mechanism`).
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
+    /// How the body decodes (default `json`).
+    #[serde(default)]
+    pub format: PayloadFormat,
+    /// Event name (default: the topic).
+    pub event: Option<String>,
+}
+
+fn default_kafka_brokers() -> String {
+    "127.0.0.1:9092".into()
+}
+
+fn default_session_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_group() -> String {
+    "switchyard".into()
+}

@@ -1,0 +1,45 @@
+//! Kafka topics through a consumer group. See `source.rs` for how it reads and acknowledges, `config.rs` for its settings.
+
+mod config;
+#[cfg(feature = "kafka")]
+mod source;
+
+pub use config::*;
+#[cfg(feature = "kafka")]
+pub use source::*;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::sources::{Dispatcher, SourceSpec};
+
+impl SourceSpec for KafkaConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "kafka {} {:?} (group {})",
+            self.brokers, self.topics, self.group
+        )
+    }
+
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.topics.is_empty() {
+            return Err(("topics", "expected at least one topic".into()));
+        }
+        Ok(())
+    }
+
+    fn missing_feature(&self) -> Option<&'static str> {
+        (!cfg!(feature = "kafka")).then_some("kafka")
+    }
+
+    fn spawn(&self, dispatch: &Dispatcher, stop: &CancellationToken, set: &mut JoinSet<()>) {
+        #[cfg(feature = "kafka")]
+        set.spawn(source::run(self.clone(), dispatch.clone(), stop.clone()));
+        #[cfg(not(feature = "kafka"))]
+        let _ = (dispatch, stop, set);
+    }
+}

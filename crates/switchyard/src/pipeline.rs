@@ -203,7 +203,7 @@ impl Dispatcher {
     /// Queues an event that is already in the journal (recovery after a restart, or the
     /// sweep). An event this process already holds is not queued twice.
     pub async fn resume(&self, event: Event, settled: Vec<String>) -> Result<Receipt, Refused> {
-        if !self.owned.claim(&event.id) {
+        if !self.owned.claim_free(&event.id) {
             return Ok(Receipt::ready(event.id, Disposition::Unfinished));
         }
         let permit = match self.publisher.reserve().await {
@@ -253,26 +253,15 @@ impl Dispatcher {
         event: Event,
         on_conflict: OnConflict,
     ) -> Result<Receipt, Refused> {
-        // Claimed first, so two deliveries of one id racing each other queue it once.
-        let claimed = self.owned.claim(&event.id);
-        let release = |owned: &Owned| {
-            if claimed {
-                owned.release(&event.id);
-            }
-        };
+        // Held from before the journal write, so the sweep never takes an event being accepted.
+        self.owned.claim(&event.id);
         let accepted = match self.journal.accept(&event).await {
             Ok(a) => a,
             Err(e) => {
-                release(&self.owned);
+                self.owned.release(&event.id);
                 return Err(Refused::Journal(e));
             }
         };
-        if !claimed && accepted != Accepted::Conflict {
-            // The same id is in flight here (a redelivery racing its first delivery): the
-            // first one settles it, and the journal already holds it.
-            tracing::info!(event_id = %event.id, source = %event.source, "event already being handled; redelivery acknowledged");
-            return Ok(Receipt::ready(event.id, Disposition::AlreadySettled));
-        }
         let settled = match accepted {
             Accepted::New => Vec::new(),
             Accepted::Duplicate {
@@ -280,12 +269,12 @@ impl Dispatcher {
                 settled,
             } => settled,
             Accepted::Duplicate { .. } => {
-                release(&self.owned);
+                self.owned.release(&event.id);
                 tracing::info!(event_id = %event.id, source = %event.source, "event already settled; redelivery acknowledged");
                 return Ok(Receipt::ready(event.id, Disposition::AlreadySettled));
             }
             Accepted::Conflict => {
-                release(&self.owned);
+                self.owned.release(&event.id);
                 tracing::warn!(event_id = %event.id, source = %event.source, "event id already used for a different message");
                 if on_conflict == OnConflict::Refuse {
                     return Err(Refused::Conflict(event.id));

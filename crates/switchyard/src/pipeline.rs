@@ -37,6 +37,7 @@ pub struct Dispatcher {
     journal: Arc<dyn Store>,
     finishers: TaskTracker,
     owned: Arc<Owned>,
+    accepts_in_flight: usize,
 }
 
 /// How an accepted event ended.
@@ -93,6 +94,90 @@ pub enum Refused {
     Conflict(String),
 }
 
+/// Accepts each acknowledging source has in flight by default (`engine.accepts_in_flight`).
+pub const DEFAULT_ACCEPTS_IN_FLIGHT: usize = 256;
+
+/// Accepts pipelined for one source, the same way for every acknowledging source: up to
+/// `engine.accepts_in_flight` events are being journaled and queued at once (the journal
+/// group-commits them) while the source reads on, and each event's end is handed to the
+/// acknowledgement the source gave with it (ack, nack, offset, delete), in whatever order the
+/// events end. An event the journal refused ends [`Disposition::Unfinished`] (its broker keeps
+/// it), and the next [`Accepts::submit`] says so, so the source ends its session and
+/// reconnects with backoff instead of reading on into a journal that cannot take events.
+pub struct Accepts {
+    dispatch: Dispatcher,
+    source: String,
+    permits: Arc<tokio::sync::Semaphore>,
+    acks: TaskTracker,
+    refused: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Accepts {
+    /// The pipeline of `source`.
+    pub fn new(dispatch: &Dispatcher, source: &str) -> Self {
+        Self {
+            dispatch: dispatch.clone(),
+            source: source.to_string(),
+            permits: Arc::new(tokio::sync::Semaphore::new(dispatch.accepts_in_flight)),
+            acks: TaskTracker::new(),
+            refused: Arc::default(),
+        }
+    }
+
+    /// Hands an event over, with what to do with its receipt (await its end, then map it onto
+    /// the broker); waits only while the pipeline is full. An error when an earlier event was
+    /// refused (see above).
+    pub async fn submit<F, Fut>(&self, event: Event, ack: F) -> Result<(), String>
+    where
+        F: FnOnce(Receipt) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let refused = self
+            .refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(why) = refused {
+            return Err(why);
+        }
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| "shutting down".to_string())?;
+        let (dispatch, refused, source) = (
+            self.dispatch.clone(),
+            Arc::clone(&self.refused),
+            self.source.clone(),
+        );
+        self.acks.spawn(async move {
+            let id = event.id.clone();
+            let accepted = dispatch.dispatch(event).await;
+            drop(permit);
+            let receipt = match accepted {
+                Ok(receipt) => {
+                    tracing::info!(source = %source, event_id = %id, "event received");
+                    receipt
+                }
+                Err(e) => {
+                    tracing::warn!(source = %source, event_id = %id, error = %e, "event not accepted; the broker keeps it");
+                    *refused
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
+                    Receipt::ready(id, Disposition::Unfinished)
+                }
+            };
+            ack(receipt).await;
+        });
+        Ok(())
+    }
+
+    /// Waits until every event handed over has been acknowledged one way or the other.
+    pub async fn close(&self) {
+        self.acks.close();
+        self.acks.wait().await;
+    }
+}
+
 /// How an accept treats a reused id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OnConflict {
@@ -112,7 +197,14 @@ impl Dispatcher {
             journal,
             finishers,
             owned: Arc::default(),
+            accepts_in_flight: DEFAULT_ACCEPTS_IN_FLIGHT,
         }
+    }
+
+    /// How many accepts each acknowledging source pipelines (see [`Accepts`]).
+    pub fn with_accepts_in_flight(mut self, n: usize) -> Self {
+        self.accepts_in_flight = n.max(1);
+        self
     }
 
     /// Why new events are refused now (the journal's fault), if they are.

@@ -92,7 +92,8 @@ impl Topology {
             queue.get_publisher(),
             Arc::clone(&journal),
             finishers.clone(),
-        );
+        )
+        .with_accepts_in_flight(engine.accepts_in_flight.get());
         let mut me = Self {
             journal,
             queue,

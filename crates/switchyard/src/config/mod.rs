@@ -163,6 +163,11 @@ pub struct EngineConfig {
     /// How long shutdown waits for queued events to finish (default `30s`).
     #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Events each acknowledging source (Kafka, MQTT, AMQP, NATS JetStream, Redis Streams,
+    /// Azure) has being accepted at once while it reads on (default 256): the journal commits
+    /// them together.
+    #[serde(default = "default_accepts_in_flight")]
+    pub accepts_in_flight: NonZeroUsize,
     /// How long shutdown waits for the sources and background jobs to stop before aborting
     /// them (default `10s`); what they had not handed over stays with the broker.
     #[serde(default = "default_source_stop_timeout", with = "humantime_serde")]
@@ -177,6 +182,7 @@ impl Default for EngineConfig {
             max_consumers: default_max_consumers(),
             shutdown_timeout: default_shutdown_timeout(),
             source_stop_timeout: default_source_stop_timeout(),
+            accepts_in_flight: default_accepts_in_flight(),
         }
     }
 }
@@ -192,6 +198,9 @@ fn default_max_consumers() -> NonZeroUsize {
 }
 fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(30)
+}
+fn default_accepts_in_flight() -> NonZeroUsize {
+    NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN)
 }
 fn default_source_stop_timeout() -> Duration {
     Duration::from_secs(10)

@@ -18,18 +18,20 @@ use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use switchyard_core::Event;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::AmqpConfig;
+use crate::pipeline::Accepts;
 use crate::sources::{Dispatcher, Disposition, reconnecting, undecodable};
 
 /// Consumes the queue until `stop`.
 pub async fn run(cfg: AmqpConfig, dispatch: Dispatcher, stop: CancellationToken) {
-    let acks = TaskTracker::new();
-    reconnecting(&cfg.name, &stop, || session(&cfg, &dispatch, &stop, &acks)).await;
-    acks.close();
-    acks.wait().await;
+    let accepts = Accepts::new(&dispatch, &cfg.name);
+    reconnecting(&cfg.name, &stop, || {
+        session(&cfg, &dispatch, &stop, &accepts)
+    })
+    .await;
+    accepts.close().await;
 }
 
 fn event_id(cfg: &AmqpConfig, delivery: &lapin::message::Delivery) -> String {
@@ -55,7 +57,7 @@ async fn session(
     cfg: &AmqpConfig,
     dispatch: &Dispatcher,
     stop: &CancellationToken,
-    acks: &TaskTracker,
+    accepts: &Accepts,
 ) -> Result<(), String> {
     let conn = Connection::connect(&cfg.url, ConnectionProperties::default())
         .await
@@ -124,24 +126,24 @@ async fn session(
                     .map_err(|e| format!("reject failed: {e}"))?;
             }
             Ok(payload) => {
-                let receipt = dispatch
-                    .dispatch(make(payload))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tracing::info!(source = %cfg.name, event_id = %id, redelivered = delivery.redelivered, "event received");
-                acks.spawn(async move {
-                    let done = match receipt.outcome().await {
-                        Disposition::Settled { .. } | Disposition::AlreadySettled => {
-                            delivery.acker.ack(BasicAckOptions::default()).await
+                if delivery.redelivered {
+                    tracing::info!(source = %cfg.name, event_id = %id, "message redelivered by the broker");
+                }
+                accepts
+                    .submit(make(payload), move |receipt| async move {
+                        let done = match receipt.outcome().await {
+                            Disposition::Settled { .. } | Disposition::AlreadySettled => {
+                                delivery.acker.ack(BasicAckOptions::default()).await
+                            }
+                            Disposition::Unfinished => {
+                                delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
+                            }
+                        };
+                        if let Err(e) = done {
+                            tracing::warn!(event_id = %id, error = %e, "AMQP ack failed; the broker will redeliver");
                         }
-                        Disposition::Unfinished => {
-                            delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
-                        }
-                    };
-                    if let Err(e) = done {
-                        tracing::warn!(event_id = %id, error = %e, "AMQP ack failed; the broker will redeliver");
-                    }
-                });
+                    })
+                    .await?;
             }
         }
     }

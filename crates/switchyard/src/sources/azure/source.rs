@@ -22,10 +22,10 @@ use serde_json::Value;
 use sha2::Sha256;
 use switchyard_core::Event;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::target::{AzureAuth, AzureTarget, target};
 use super::{AzureQueueConfig, MessageEncoding};
+use crate::pipeline::Accepts;
 use crate::sources::{Dispatcher, Disposition, Undecoded, reconnecting, undecodable};
 
 /// The service version account SAS tokens are signed for.
@@ -36,13 +36,12 @@ const POP_RECEIPT: HeaderName = HeaderName::from_static("x-ms-popreceipt");
 
 /// Consumes the queue until `stop`.
 pub async fn run(cfg: AzureQueueConfig, dispatch: Dispatcher, stop: CancellationToken) {
-    let leases = TaskTracker::new();
+    let accepts = Accepts::new(&dispatch, &cfg.name);
     reconnecting(&cfg.name, &stop, || {
-        session(&cfg, &dispatch, &stop, &leases)
+        session(&cfg, &dispatch, &stop, &accepts)
     })
     .await;
-    leases.close();
-    leases.wait().await;
+    accepts.close().await;
 }
 
 /// A client for the queue, and when its self-signed SAS (if any) should be renewed.
@@ -77,7 +76,7 @@ async fn session(
     cfg: &AzureQueueConfig,
     dispatch: &Dispatcher,
     stop: &CancellationToken,
-    leases: &TaskTracker,
+    accepts: &Accepts,
 ) -> Result<(), String> {
     let target = target(cfg).map_err(|(key, m)| format!("{key}: {m}"))?;
     let mut conn = connect(&target)?;
@@ -132,7 +131,7 @@ async fn session(
         }
         wait = min_wait;
         for message in messages {
-            handle(cfg, &target, dispatch, &conn.client, leases, message).await?;
+            handle(cfg, &target, dispatch, &conn.client, accepts, message).await?;
         }
     }
 }
@@ -142,7 +141,7 @@ async fn handle(
     target: &AzureTarget,
     dispatch: &Dispatcher,
     client: &Arc<QueueClient>,
-    leases: &TaskTracker,
+    accepts: &Accepts,
     message: ReceivedMessage,
 ) -> Result<(), String> {
     let (Some(message_id), Some(pop)) = (message.message_id.clone(), message.pop_receipt.clone())
@@ -178,38 +177,37 @@ async fn handle(
             return delete(client, &message_id, &pop).await;
         }
     };
-    let id = event.id.clone();
-    let receipt = dispatch.dispatch(event).await.map_err(|e| e.to_string())?;
-    tracing::info!(source = %cfg.name, event_id = %id, "event received");
     let client = Arc::clone(client);
     let renew_every = cfg.visibility_timeout / 2;
     let visibility = cfg.visibility_timeout.as_secs().max(1) as i32;
     let source = cfg.name.clone();
-    leases.spawn(async move {
-        let mut pop = pop;
-        let outcome = receipt.outcome();
-        tokio::pin!(outcome);
-        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
-        let disposition = loop {
-            tokio::select! {
-                d = &mut outcome => break d,
-                _ = renew.tick() => match extend(&client, &message_id, &pop, visibility).await {
-                    Ok(next) => pop = next,
-                    Err(e) => tracing::warn!(source, event_id = %id, error = %e, "cannot extend the message's visibility; it may be received again (the journal keeps that from starting a second run)"),
-                },
-            }
-        };
-        match disposition {
-            Disposition::Settled { .. } | Disposition::AlreadySettled => {
-                if let Err(e) = delete(&client, &message_id, &pop).await {
-                    tracing::warn!(source, event_id = %id, error = %e, "cannot delete the message; it will be received again and acknowledged as already settled");
+    accepts
+        .submit(event, move |receipt| async move {
+            let id = receipt.id.clone();
+            let mut pop = pop;
+            let outcome = receipt.outcome();
+            tokio::pin!(outcome);
+            let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
+            let disposition = loop {
+                tokio::select! {
+                    d = &mut outcome => break d,
+                    _ = renew.tick() => match extend(&client, &message_id, &pop, visibility).await {
+                        Ok(next) => pop = next,
+                        Err(e) => tracing::warn!(source, event_id = %id, error = %e, "cannot extend the message's visibility; it may be received again (the journal keeps that from starting a second run)"),
+                    },
                 }
+            };
+            match disposition {
+                Disposition::Settled { .. } | Disposition::AlreadySettled => {
+                    if let Err(e) = delete(&client, &message_id, &pop).await {
+                        tracing::warn!(source, event_id = %id, error = %e, "cannot delete the message; it will be received again and acknowledged as already settled");
+                    }
+                }
+                // Reappears after the visibility timeout; the journal resumes it meanwhile.
+                Disposition::Unfinished => {}
             }
-            // Reappears after the visibility timeout; the journal resumes it meanwhile.
-            Disposition::Unfinished => {}
-        }
-    });
-    Ok(())
+        })
+        .await
 }
 
 async fn delete(client: &QueueClient, id: &str, pop: &str) -> Result<(), String> {

@@ -15,9 +15,9 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use switchyard_core::Event;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::KafkaConfig;
+use crate::pipeline::Accepts;
 use crate::sources::{Dispatcher, Disposition, reconnecting, undecodable};
 
 /// Offsets in flight per partition.
@@ -30,15 +30,14 @@ struct Partition {
 
 type Tracker = Arc<Mutex<HashMap<(String, i32), Partition>>>;
 
-/// Events being journaled and queued at once per consumer.
-const ACCEPTS_IN_FLIGHT: usize = 256;
-
 /// Consumes until `stop`.
 pub async fn run(cfg: KafkaConfig, dispatch: Dispatcher, stop: CancellationToken) {
-    let acks = TaskTracker::new();
-    reconnecting(&cfg.name, &stop, || session(&cfg, &dispatch, &stop, &acks)).await;
-    acks.close();
-    acks.wait().await;
+    let accepts = Accepts::new(&dispatch, &cfg.name);
+    reconnecting(&cfg.name, &stop, || {
+        session(&cfg, &dispatch, &stop, &accepts)
+    })
+    .await;
+    accepts.close().await;
 }
 
 fn consumer(cfg: &KafkaConfig) -> Result<StreamConsumer, String> {
@@ -71,7 +70,7 @@ async fn session(
     cfg: &KafkaConfig,
     dispatch: &Dispatcher,
     stop: &CancellationToken,
-    acks: &TaskTracker,
+    accepts: &Accepts,
 ) -> Result<(), String> {
     let consumer = Arc::new(consumer(cfg)?);
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
@@ -80,7 +79,6 @@ async fn session(
         .map_err(|e| format!("cannot subscribe to {topics:?}: {e}"))?;
     tracing::info!(source = %cfg.name, group = %cfg.group, topics = ?cfg.topics, "consuming Kafka");
     let tracker: Tracker = Arc::default();
-    let accepting = Arc::new(tokio::sync::Semaphore::new(ACCEPTS_IN_FLIGHT));
     loop {
         let msg = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
@@ -156,33 +154,18 @@ async fn session(
                 settle(true);
             }
             Ok(payload) => {
-                // Accepts are pipelined: up to ACCEPTS_IN_FLIGHT events are being journaled and
-                // queued at once (the journal group-commits them), instead of one commit per
-                // message read. Offsets are tracked per event, so order does not matter.
-                let permit = accepting
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| "shutting down".to_string())?;
-                let (dispatch, event, source) = (dispatch.clone(), make(payload), cfg.name.clone());
-                acks.spawn(async move {
-                    let receipt = match dispatch.dispatch(event).await {
-                        Ok(r) => r,
-                        Err(e) => {
-                            // Not accepted: the offset is never stored past it, so the group
-                            // reads it again after a restart.
-                            tracing::warn!(source = %source, event_id = %id, error = %e, "event not accepted");
-                            return;
-                        }
-                    };
-                    drop(permit);
-                    tracing::info!(source = %source, event_id = %id, "event received");
-                    let done = matches!(
-                        receipt.outcome().await,
-                        Disposition::Settled { .. } | Disposition::AlreadySettled
-                    );
-                    settle(done);
-                });
+                // Offsets are tracked per event, so the order accepts end in does not matter;
+                // an event not accepted is never passed by the stored offset, so the group
+                // reads it again after a restart.
+                accepts
+                    .submit(make(payload), move |receipt| async move {
+                        let done = matches!(
+                            receipt.outcome().await,
+                            Disposition::Settled { .. } | Disposition::AlreadySettled
+                        );
+                        settle(done);
+                    })
+                    .await?;
             }
         }
     }

@@ -15,17 +15,19 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
 use switchyard_core::Event;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::MqttConfig;
+use crate::pipeline::Accepts;
 use crate::sources::{Dispatcher, Disposition, reconnecting, undecodable};
 
 /// Consumes until `stop`.
 pub async fn run(cfg: MqttConfig, dispatch: Dispatcher, stop: CancellationToken) {
-    let acks = TaskTracker::new();
-    reconnecting(&cfg.name, &stop, || session(&cfg, &dispatch, &stop, &acks)).await;
-    acks.close();
-    acks.wait().await;
+    let accepts = Accepts::new(&dispatch, &cfg.name);
+    reconnecting(&cfg.name, &stop, || {
+        session(&cfg, &dispatch, &stop, &accepts)
+    })
+    .await;
+    accepts.close().await;
 }
 
 /// `mqtt://host[:port]` → (host, port).
@@ -45,7 +47,7 @@ async fn session(
     cfg: &MqttConfig,
     dispatch: &Dispatcher,
     stop: &CancellationToken,
-    acks: &TaskTracker,
+    accepts: &Accepts,
 ) -> Result<(), String> {
     let (host, port) = host_port(&cfg.url)
         .ok_or_else(|| format!("invalid MQTT URL {:?}", crate::secrets::url(&cfg.url)))?;
@@ -110,22 +112,21 @@ async fn session(
                             .map_err(|e| format!("ack failed: {e}"))?;
                     }
                     Ok(payload) => {
-                        let event = make(payload);
-                        let id = event.id.clone();
-                        let receipt = dispatch.dispatch(event).await.map_err(|e| e.to_string())?;
-                        tracing::info!(source = %cfg.name, event_id = %id, %topic, "event received");
                         let client = client.clone();
-                        acks.spawn(async move {
-                            match receipt.outcome().await {
-                                Disposition::Settled { .. } | Disposition::AlreadySettled => {
-                                    if let Err(e) = client.ack(&publish).await {
-                                        tracing::warn!(event_id = %id, error = %e, "MQTT ack failed; the broker will redeliver");
+                        accepts
+                            .submit(make(payload), move |receipt| async move {
+                                let id = receipt.id.clone();
+                                match receipt.outcome().await {
+                                    Disposition::Settled { .. } | Disposition::AlreadySettled => {
+                                        if let Err(e) = client.ack(&publish).await {
+                                            tracing::warn!(event_id = %id, error = %e, "MQTT ack failed; the broker will redeliver");
+                                        }
                                     }
+                                    // No PUBACK: the broker redelivers it on the next session.
+                                    Disposition::Unfinished => {}
                                 }
-                                // No PUBACK: the broker redelivers it on the next session.
-                                Disposition::Unfinished => {}
-                            }
-                        });
+                            })
+                            .await?;
                     }
                 }
             }

@@ -12,23 +12,22 @@ use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::StreamExt;
 use switchyard_core::Event;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::{NatsConfig, NatsMode};
+use crate::pipeline::Accepts;
 use crate::sources::{Dispatcher, Disposition, Undecoded, reconnecting, undecodable};
 
 /// Consumes until `stop`.
 pub async fn run(cfg: NatsConfig, dispatch: Dispatcher, stop: CancellationToken) {
-    let acks = TaskTracker::new();
+    let accepts = Accepts::new(&dispatch, &cfg.name);
     reconnecting(&cfg.name, &stop, || async {
         match cfg.mode {
-            NatsMode::Jetstream => jetstream_session(&cfg, &dispatch, &stop, &acks).await,
+            NatsMode::Jetstream => jetstream_session(&cfg, &dispatch, &stop, &accepts).await,
             NatsMode::Core => core_session(&cfg, &dispatch, &stop).await,
         }
     })
     .await;
-    acks.close();
-    acks.wait().await;
+    accepts.close().await;
 }
 
 async fn connect(cfg: &NatsConfig) -> Result<async_nats::Client, String> {
@@ -66,7 +65,7 @@ async fn jetstream_session(
     cfg: &NatsConfig,
     dispatch: &Dispatcher,
     stop: &CancellationToken,
-    acks: &TaskTracker,
+    accepts: &Accepts,
 ) -> Result<(), String> {
     let client = connect(cfg).await?;
     let js = jetstream::new(client);
@@ -127,18 +126,18 @@ async fn jetstream_session(
                 msg.ack().await.map_err(|e| format!("ack failed: {e}"))?;
             }
             Ok(ev) => {
-                let receipt = dispatch.dispatch(ev).await.map_err(|e| e.to_string())?;
-                tracing::info!(source = %cfg.name, event_id = %id, "event received");
                 let ack_wait = cfg.ack_wait;
-                acks.spawn(async move {
-                    let kind = match receipt.outcome().await {
-                        Disposition::Settled { .. } | Disposition::AlreadySettled => AckKind::Ack,
-                        Disposition::Unfinished => AckKind::Nak(Some(ack_wait.min(Duration::from_secs(5)))),
-                    };
-                    if let Err(e) = msg.ack_with(kind).await {
-                        tracing::warn!(event_id = %id, error = %e, "JetStream ack failed; the message will be redelivered");
-                    }
-                });
+                accepts
+                    .submit(ev, move |receipt| async move {
+                        let kind = match receipt.outcome().await {
+                            Disposition::Settled { .. } | Disposition::AlreadySettled => AckKind::Ack,
+                            Disposition::Unfinished => AckKind::Nak(Some(ack_wait.min(Duration::from_secs(5)))),
+                        };
+                        if let Err(e) = msg.ack_with(kind).await {
+                            tracing::warn!(event_id = %id, error = %e, "JetStream ack failed; the message will be redelivered");
+                        }
+                    })
+                    .await?;
             }
         }
     }

@@ -14,24 +14,26 @@ use redis::streams::{StreamAutoClaimOptions, StreamId, StreamReadOptions, Stream
 use serde_json::{Map, Value};
 use switchyard_core::Event;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::{RedisStreamsConfig, StreamStart};
+use crate::pipeline::Accepts;
 use crate::sources::{Dispatcher, Disposition, Undecoded, reconnecting, undecodable};
 
 /// Consumes the stream until `stop`.
 pub async fn run(cfg: RedisStreamsConfig, dispatch: Dispatcher, stop: CancellationToken) {
-    let acks = TaskTracker::new();
-    reconnecting(&cfg.name, &stop, || session(&cfg, &dispatch, &stop, &acks)).await;
-    acks.close();
-    acks.wait().await;
+    let accepts = Accepts::new(&dispatch, &cfg.name);
+    reconnecting(&cfg.name, &stop, || {
+        session(&cfg, &dispatch, &stop, &accepts)
+    })
+    .await;
+    accepts.close().await;
 }
 
 async fn session(
     cfg: &RedisStreamsConfig,
     dispatch: &Dispatcher,
     stop: &CancellationToken,
-    acks: &TaskTracker,
+    accepts: &Accepts,
 ) -> Result<(), String> {
     let client =
         redis::Client::open(cfg.url.as_str()).map_err(|e| format!("invalid Redis URL: {e}"))?;
@@ -76,7 +78,7 @@ async fn session(
                 tracing::info!(source = %cfg.name, entries = claimed.claimed.len(), "claimed entries left pending by another consumer");
             }
             for entry in claimed.claimed {
-                handle(cfg, dispatch, &acker, acks, entry).await?;
+                handle(cfg, dispatch, &acker, accepts, entry).await?;
             }
         }
         let opts = StreamReadOptions::default()
@@ -98,7 +100,7 @@ async fn session(
             }
         }
         for entry in entries {
-            handle(cfg, dispatch, &acker, acks, entry).await?;
+            handle(cfg, dispatch, &acker, accepts, entry).await?;
         }
     }
 }
@@ -107,7 +109,7 @@ async fn handle(
     cfg: &RedisStreamsConfig,
     dispatch: &Dispatcher,
     acker: &MultiplexedConnection,
-    acks: &TaskTracker,
+    accepts: &Accepts,
     entry: StreamId,
 ) -> Result<(), String> {
     let entry_id = entry.id.clone();
@@ -121,22 +123,21 @@ async fn handle(
             return xack(acker.clone(), cfg, &entry_id).await;
         }
     };
-    let id = event.id.clone();
-    let receipt = dispatch.dispatch(event).await.map_err(|e| e.to_string())?;
-    tracing::info!(source = %cfg.name, event_id = %id, "event received");
-    let (acker, cfg, entry_id) = (acker.clone(), cfg.clone(), entry_id);
-    acks.spawn(async move {
-        match receipt.outcome().await {
-            Disposition::Settled { .. } | Disposition::AlreadySettled => {
-                if let Err(e) = xack(acker, &cfg, &entry_id).await {
-                    tracing::warn!(source = %cfg.name, event_id = %id, error = %e, "XACK failed; the entry will be read again");
+    let (acker, cfg) = (acker.clone(), cfg.clone());
+    accepts
+        .submit(event, move |receipt| async move {
+            let id = receipt.id.clone();
+            match receipt.outcome().await {
+                Disposition::Settled { .. } | Disposition::AlreadySettled => {
+                    if let Err(e) = xack(acker, &cfg, &entry_id).await {
+                        tracing::warn!(source = %cfg.name, event_id = %id, error = %e, "XACK failed; the entry will be read again");
+                    }
                 }
+                // Left pending: re-read on restart or claimed later, and journaled meanwhile.
+                Disposition::Unfinished => {}
             }
-            // Left pending: re-read on restart or claimed later, and journaled meanwhile.
-            Disposition::Unfinished => {}
-        }
-    });
-    Ok(())
+        })
+        .await
 }
 
 async fn xack(

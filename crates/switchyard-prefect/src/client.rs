@@ -37,6 +37,9 @@ pub struct ClientConfig {
     pub max_in_flight: usize,
     /// At most this many write calls per second (default: unlimited).
     pub rate_limit: Option<f64>,
+    /// Cancelled at shutdown: a call waiting to retry stops waiting and fails as unavailable
+    /// (default: never).
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 impl ClientConfig {
@@ -50,6 +53,7 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             max_in_flight: 4,
             rate_limit: None,
+            cancel: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -77,6 +81,7 @@ struct Inner {
     base: Url,
     auth: Option<HeaderValue>,
     retry: RetryPolicy,
+    cancel: tokio_util::sync::CancellationToken,
     writes: AdaptiveLimit,
     rate: Option<RateLimiter>,
     deployments: Mutex<HashMap<DeploymentRef, Arc<Deployment>>>,
@@ -118,6 +123,7 @@ impl PrefectClient {
                 base,
                 auth,
                 retry: config.retry,
+                cancel: config.cancel,
                 writes: AdaptiveLimit::new(1, config.max_in_flight.max(1)),
                 rate: config.rate_limit.and_then(RateLimiter::per_second),
                 deployments: Mutex::new(HashMap::new()),
@@ -429,7 +435,15 @@ impl PrefectClient {
             }
             let delay = policy.delay(attempt - 1, after);
             tracing::warn!(call = what, attempt, delay_ms = delay.as_millis() as u64, %reason, "transient Prefect failure, retrying");
-            tokio::time::sleep(delay).await;
+            tokio::select! {
+                _ = self.inner.cancel.cancelled() => {
+                    return Err(PrefectError::Unavailable {
+                        attempts: attempt,
+                        last: format!("{reason} (interrupted by shutdown before the next attempt)"),
+                    });
+                }
+                _ = tokio::time::sleep(delay) => {}
+            }
         }
     }
 }
@@ -450,32 +464,11 @@ fn without_credentials(raw: &str) -> String {
 }
 
 fn basic_header(auth_string: &str) -> Result<HeaderValue, PrefectError> {
-    let encoded = base64_encode(auth_string.as_bytes());
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(auth_string.as_bytes());
     HeaderValue::from_str(&format!("Basic {encoded}")).map_err(|_| {
         PrefectError::Client("PREFECT_API_AUTH_STRING contains invalid characters".into())
     })
-}
-
-/// Standard base64 with padding (the one thing this crate needs it for is a Basic header).
-fn base64_encode(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 fn transport_reason(e: &reqwest::Error) -> String {
@@ -540,12 +533,35 @@ fn decode<T: DeserializeOwned>(a: &Answer, what: &str) -> Result<T, PrefectError
 mod tests {
     use super::*;
 
+    /// At shutdown a call waiting to retry stops waiting (here: a 1-hour backoff).
+    #[tokio::test]
+    async fn a_cancelled_client_does_not_wait_to_retry() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let mut config = ClientConfig::new(format!("http://127.0.0.1:{port}/api"));
+        config.retry = RetryPolicy {
+            max_retries: 5,
+            base_delay: Duration::from_secs(3600),
+            max_delay: Duration::from_secs(3600),
+            jitter: 0.0,
+        };
+        config.cancel.cancel();
+        let client = PrefectClient::new(config).unwrap();
+        let err = client.health().await.unwrap_err();
+        assert!(
+            matches!(&err, PrefectError::Unavailable { attempts: 1, last } if last.contains("interrupted by shutdown")),
+            "{err:?}"
+        );
+    }
+
     #[test]
-    fn base64_matches_the_reference() {
-        assert_eq!(base64_encode(b"admin:s3cret"), "YWRtaW46czNjcmV0");
-        assert_eq!(base64_encode(b"a"), "YQ==");
-        assert_eq!(base64_encode(b"ab"), "YWI=");
-        assert_eq!(base64_encode(b""), "");
+    fn basic_auth_header_is_base64_of_the_auth_string() {
+        assert_eq!(
+            basic_header("admin:s3cret").unwrap(),
+            HeaderValue::from_static("Basic YWRtaW46czNjcmV0")
+        );
     }
 
     #[test]

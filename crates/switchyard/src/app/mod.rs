@@ -37,7 +37,16 @@ pub struct Stopped {
 
 /// The Prefect client for a config: the file's values, else the `PREFECT_*` environment.
 pub fn prefect_client(cfg: &PrefectConfig) -> anyhow::Result<PrefectClient> {
+    prefect_client_until(cfg, tokio_util::sync::CancellationToken::new())
+}
+
+/// [`prefect_client`] whose waits between retries end when `cancel` is cancelled.
+pub fn prefect_client_until(
+    cfg: &PrefectConfig,
+    cancel: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<PrefectClient> {
     let mut c = ClientConfig::from_env();
+    c.cancel = cancel;
     c.api_url = cfg.api_url.clone().unwrap_or(c.api_url);
     c.api_key = cfg.api_key.clone().or(c.api_key);
     c.auth_string = cfg.auth_string.clone().or(c.auth_string);

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{RunOptions, Stopped, jobs, prefect_client};
+use super::{RunOptions, Stopped, jobs, prefect_client_until};
 use crate::config::{Config, SourceConfig};
 use crate::journal::{Retention, SqliteStore, Store};
 use crate::pipeline::{Dispatcher, Inbound};
@@ -59,12 +59,12 @@ impl Topology {
             .unwrap_or_else(|| config.journal.path.clone());
         crate::template::set_sandbox_threads(config.templates.threads);
         let journal: Arc<dyn Store> = Arc::new(SqliteStore::open(&journal_path)?);
-        let prefect = prefect_client(&config.prefect)?;
+        let stop = CancellationToken::new();
+        let prefect = prefect_client_until(&config.prefect, stop.clone())?;
         tracing::info!(
             config = %path.display(), legacy, prefect = %crate::secrets::url(prefect.api_url().as_str()), journal = %journal_path.display(),
             sources = config.sources.len(), routes = routes.len(), "switchyard starting"
         );
-        let stop = CancellationToken::new();
         let env = RouteEnv {
             prefect,
             journal: Arc::clone(&journal),

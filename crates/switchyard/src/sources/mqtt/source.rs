@@ -32,15 +32,14 @@ pub async fn run(cfg: MqttConfig, dispatch: Dispatcher, stop: CancellationToken)
 
 /// `mqtt://host[:port]` → (host, port).
 pub fn host_port(url: &str) -> Option<(String, u16)> {
-    let rest = url
-        .strip_prefix("mqtt://")
-        .or_else(|| url.strip_prefix("tcp://"))?;
-    let rest = rest.trim_end_matches('/');
-    match rest.rsplit_once(':') {
-        Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
-        None if !rest.is_empty() => Some((rest.to_string(), 1883)),
-        None => None,
+    let u = url::Url::parse(url).ok()?;
+    if !matches!(u.scheme(), "mqtt" | "tcp") {
+        return None;
     }
+    let host = u.host_str().filter(|h| !h.is_empty())?;
+    // IPv6 hosts come bracketed from the URL; the client wants the address alone.
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some((host.to_string(), u.port().unwrap_or(1883)))
 }
 
 async fn session(
@@ -132,5 +131,32 @@ async fn session(
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_port;
+
+    #[test]
+    fn broker_urls() {
+        let hp = |u: &str| host_port(u);
+        assert_eq!(
+            hp("mqtt://127.0.0.1:1883"),
+            Some(("127.0.0.1".into(), 1883))
+        );
+        assert_eq!(
+            hp("tcp://broker.local"),
+            Some(("broker.local".into(), 1883))
+        );
+        assert_eq!(hp("mqtt://broker:8883/"), Some(("broker".into(), 8883)));
+        assert_eq!(hp("mqtt://[::1]:1884"), Some(("::1".into(), 1884)));
+        assert_eq!(
+            hp("mqtt://user:pw@broker:1885"),
+            Some(("broker".into(), 1885))
+        );
+        assert_eq!(hp("http://broker"), None);
+        assert_eq!(hp("mqtt://"), None);
+        assert_eq!(hp("mqtt://broker:99999"), None);
     }
 }

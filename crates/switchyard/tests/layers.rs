@@ -60,19 +60,16 @@ fn graph(src: &Path, path_in_crate: &str) -> BTreeMap<String, BTreeSet<String>> 
         .collect();
     let mut g = BTreeMap::new();
     for m in &modules {
-        let dir = src.join(m);
-        let path = if dir.is_dir() {
-            dir
-        } else {
-            src.join(format!("{m}.rs"))
-        };
+        // `m.rs`, `m/`, or both (`m.rs` with its submodules in `m/`).
+        let mut paths = vec![src.join(m), src.join(format!("{m}.rs"))];
+        paths.retain(|p| p.exists());
         let mut deps = BTreeSet::new();
         let prefixes = if path_in_crate.is_empty() {
             vec!["crate::".to_string()]
         } else {
             vec!["super::".to_string(), format!("crate::{path_in_crate}::")]
         };
-        for f in files(&path) {
+        for f in paths.iter().flat_map(|p| files(p)) {
             let text = code(&std::fs::read_to_string(&f).expect("read"));
             for prefix in &prefixes {
                 for (i, _) in text.match_indices(prefix.as_str()) {

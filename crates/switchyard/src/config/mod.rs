@@ -6,12 +6,12 @@
 //! what was expected.
 
 pub mod bounds;
+mod error;
 mod interpolate;
 pub mod legacy;
 pub mod triggers;
+mod validate;
 
-use std::collections::HashSet;
-use std::fmt;
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
@@ -20,51 +20,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+pub use error::ConfigError;
 pub use interpolate::{InterpolationError, interpolate};
+use validate::validate;
 
 /// The sources' settings live with their connectors (`sources/<name>/config.rs`).
 pub use crate::sources::SourceConfig;
-
-/// A config file that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The file.
-    pub file: PathBuf,
-    /// Path of the offending key, when there is one.
-    pub key: Option<String>,
-    /// What is wrong and what was expected.
-    pub message: String,
-}
-
-impl ConfigError {
-    pub(crate) fn at(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            file: file.to_path_buf(),
-            key: Some(key.into()),
-            message: message.into(),
-        }
-    }
-
-    pub(crate) fn file(file: &Path, message: impl Into<String>) -> Self {
-        Self {
-            file: file.to_path_buf(),
-            key: None,
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "config error in {}", self.file.display())?;
-        if let Some(key) = &self.key {
-            write!(f, " at `{key}`")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -537,114 +498,12 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn validate(path: &Path, config: &Config) -> Result<(), ConfigError> {
-    if config.sources.is_empty() {
-        return Err(ConfigError::at(
-            path,
-            "sources",
-            "expected at least one source",
-        ));
-    }
-    if config.routes.is_empty() {
-        return Err(ConfigError::at(
-            path,
-            "routes",
-            "expected at least one route",
-        ));
-    }
-    let mut names = HashSet::new();
-    let mut stdin_count = 0;
-    for (i, s) in config.sources.iter().enumerate() {
-        check_name(path, &format!("sources[{i}].name"), s.name())?;
-        if !names.insert(s.name()) {
-            return Err(ConfigError::at(
-                path,
-                format!("sources[{i}].name"),
-                format!("duplicate source name {:?}", s.name()),
-            ));
-        }
-        if let Some(feature) = s.spec().missing_feature() {
-            return Err(ConfigError::at(
-                path,
-                format!("sources[{i}].type"),
-                format!("this build has no {feature} source; rebuild with `--features {feature}`"),
-            ));
-        }
-        if let Err(e) = s.spec().check() {
-            return Err(ConfigError::at(path, format!("sources[{i}].{}", e.0), e.1));
-        }
-        if matches!(s, SourceConfig::Stdin(_)) {
-            stdin_count += 1;
-            if stdin_count > 1 {
-                return Err(ConfigError::at(
-                    path,
-                    format!("sources[{i}]"),
-                    "only one stdin source can exist",
-                ));
-            }
-        }
-    }
-    bounds::check(config).map_err(|(key, message)| ConfigError::at(path, key, message))?;
-    let e = &config.engine;
-    if e.min_consumers > e.max_consumers {
-        return Err(ConfigError::at(
-            path,
-            "engine.min_consumers",
-            format!(
-                "expected at most engine.max_consumers ({}), got {}",
-                e.max_consumers, e.min_consumers
-            ),
-        ));
-    }
-    let known = config.source_names();
-    let mut route_names = HashSet::new();
-    for (i, r) in config.routes.iter().enumerate() {
-        check_name(path, &format!("routes[{i}].name"), &r.name)?;
-        if !route_names.insert(r.name.as_str()) {
-            return Err(ConfigError::at(
-                path,
-                format!("routes[{i}].name"),
-                format!("duplicate route name {:?}", r.name),
-            ));
-        }
-        for (j, from) in r.from.iter().enumerate() {
-            if !known.contains(&from.as_str()) {
-                return Err(ConfigError::at(
-                    path,
-                    format!("routes[{i}].from[{j}]"),
-                    format!(
-                        "unknown source {from:?}; expected one of: {}",
-                        known.join(", ")
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 impl Config {
     /// The sources' names, sorted.
     pub fn source_names(&self) -> Vec<&str> {
         let mut known: Vec<&str> = self.sources.iter().map(SourceConfig::name).collect();
         known.sort_unstable();
         known
-    }
-}
-
-fn check_name(path: &Path, key: &str, name: &str) -> Result<(), ConfigError> {
-    let ok = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::at(
-            path,
-            key,
-            format!("expected a name of letters, digits, '-', '_' or '.', got {name:?}"),
-        ))
     }
 }
 

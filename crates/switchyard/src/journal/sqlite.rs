@@ -19,6 +19,11 @@ use super::{
     Accepted, DeadLetter, Decision, EventDetail, EventFilter, EventStatus, EventSummary,
     JournalError, PendingEvent, Retention, Settlement, Store, TriggerChange,
 };
+use files::{Faults, identity, is_storage_error, prepare_file};
+use rows::{
+    DEAD_LETTER_COLUMNS, EVENT_COLUMNS, dead_letter_from_row, event_from_row, record_settlement,
+    settled_routes,
+};
 
 type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
 /// A job runs against the connection, or is told why it cannot (`Err`), and answers with
@@ -93,105 +98,6 @@ pub struct SqliteStore {
     file: std::path::PathBuf,
     identity: Option<(u64, u64)>,
     fault: Arc<Faults>,
-}
-
-/// Why the journal cannot take new events. A write that failed for lack of space (or any
-/// storage error) is transient: the next write that succeeds clears it. A file that was
-/// removed or replaced under the router is permanent: what is written now would be lost.
-#[derive(Debug, Default)]
-struct Faults {
-    transient: std::sync::RwLock<Option<String>>,
-    permanent: std::sync::RwLock<Option<String>>,
-}
-
-impl Faults {
-    fn get(&self) -> Option<String> {
-        let read = |l: &std::sync::RwLock<Option<String>>| {
-            l.read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone()
-        };
-        read(&self.permanent).or_else(|| read(&self.transient))
-    }
-
-    fn set_transient(&self, why: Option<String>) {
-        let mut t = self
-            .transient
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match (&*t, &why) {
-            (None, Some(w)) => {
-                tracing::error!(reason = %w, "journal write failed; refusing new events until a write succeeds")
-            }
-            (Some(_), None) => tracing::info!("journal writes again; accepting new events"),
-            _ => {}
-        }
-        *t = why;
-    }
-
-    fn set_permanent(&self, why: String) {
-        let mut p = self
-            .permanent
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if p.is_none() {
-            tracing::error!(reason = %why, "journal lost; refusing new events (restart Switchyard)");
-            *p = Some(why);
-        }
-    }
-}
-
-/// Errors that say the storage (not the statement) failed: full, read-only, I/O.
-fn is_storage_error(e: &rusqlite::Error) -> bool {
-    use rusqlite::ErrorCode as C;
-    matches!(
-        e,
-        rusqlite::Error::SqliteFailure(f, _)
-            if matches!(f.code, C::DiskFull | C::SystemIoFailure | C::ReadOnly | C::CannotOpen | C::DatabaseCorrupt | C::NotADatabase)
-    )
-}
-
-/// The file's (device, inode), to notice it being removed or replaced.
-fn identity(path: &Path) -> Option<(u64, u64)> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt as _;
-        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        None
-    }
-}
-
-/// Creates the journal's directory (0700) and file (0600) when they do not exist, and
-/// narrows an existing file to 0600: it holds every payload in plain text.
-fn prepare_file(path: &Path) -> std::io::Result<()> {
-    if let Some(dir) = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
-    {
-        let mut b = std::fs::DirBuilder::new();
-        b.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-        b.create(dir)?;
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)?;
-        let meta = f.metadata()?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        }
-    }
-    Ok(())
 }
 
 fn now_ms() -> i64 {
@@ -370,117 +276,6 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>, fault: &Faults) {
 /// Runs a statement from the cache (transaction control runs several times per job).
 fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
-}
-
-fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
-    let parse_time = |i: usize| -> rusqlite::Result<DateTime<Utc>> {
-        let s: String = r.get(i)?;
-        DateTime::parse_from_rfc3339(&s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    i,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                )
-            })
-    };
-    let json = |i: usize| -> rusqlite::Result<serde_json::Value> {
-        let s: String = r.get(i)?;
-        serde_json::from_str(&s).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-        })
-    };
-    Ok(Event {
-        id: r.get(0)?,
-        source: r.get(1)?,
-        name: r.get(2)?,
-        occurred: parse_time(3)?,
-        received: parse_time(4)?,
-        payload: json(5)?,
-        labels: serde_json::from_value(json(6)?).unwrap_or_default(),
-    })
-}
-
-const EVENT_COLUMNS: &str =
-    "id, source, name, occurred, received, payload, labels, status, accepted_at";
-
-fn settled_routes(conn: &Connection, event_id: &str) -> rusqlite::Result<Vec<String>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT route FROM route_states WHERE event_id = ?1 ORDER BY route")?;
-    stmt.query_map(params![event_id], |r| r.get(0))?.collect()
-}
-
-fn dead_letter_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
-    Ok(DeadLetter {
-        id: r.get(0)?,
-        event_id: r.get(1)?,
-        route: r.get(2)?,
-        reason: r.get(3)?,
-        retryable: r.get::<_, i64>(4)? != 0,
-        attempts: r.get::<_, i64>(5)? as u32,
-        at: from_ms(r.get(6)?),
-        resolution: r.get(7)?,
-    })
-}
-
-const DEAD_LETTER_COLUMNS: &str =
-    "id, event_id, route, reason, retryable, attempts, at, resolution";
-
-/// Records a route's final decision (inside the caller's transaction).
-fn record_settlement(
-    conn: &Connection,
-    event_id: &str,
-    route: &str,
-    s: &Settlement,
-    at: i64,
-) -> rusqlite::Result<()> {
-    let status = match s {
-        Settlement::Skipped { reason } => {
-            conn.prepare_cached(
-                "INSERT INTO decisions (event_id, route, kind, detail, at) VALUES (?1, ?2, 'skipped', ?3, ?4)",
-            )?
-            .execute(params![event_id, route, reason, at])?;
-            "skipped"
-        }
-        Settlement::Ran(run) => {
-            conn.prepare_cached(
-                "INSERT INTO decisions (event_id, route, kind, flow_run_id, flow_run_name, deployment, replayed, at)
-                 VALUES (?1, ?2, 'run_created', ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                event_id,
-                route,
-                run.flow_run_id.to_string(),
-                run.flow_run_name,
-                run.deployment,
-                run.replayed,
-                at
-            ])?;
-            "ran"
-        }
-        Settlement::DeadLettered {
-            reason,
-            retryable,
-            attempts,
-        } => {
-            conn.prepare_cached(
-                "INSERT INTO decisions (event_id, route, kind, detail, attempt, at) VALUES (?1, ?2, 'dead_lettered', ?3, ?4, ?5)",
-            )?
-            .execute(params![event_id, route, reason, attempts, at])?;
-            conn.prepare_cached(
-                "INSERT INTO dead_letters (event_id, route, reason, retryable, attempts, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![event_id, route, reason, retryable, attempts, at])?;
-            "dead_lettered"
-        }
-    };
-    conn.prepare_cached(
-        "INSERT INTO route_states (event_id, route, status) VALUES (?1, ?2, ?3)
-         ON CONFLICT (event_id, route) DO UPDATE SET status = excluded.status",
-    )?
-    .execute(params![event_id, route, status])?;
-    Ok(())
 }
 
 impl Store for SqliteStore {
@@ -829,6 +624,9 @@ impl Store for SqliteStore {
         }))
     }
 }
+
+mod files;
+mod rows;
 
 #[cfg(test)]
 mod tests;

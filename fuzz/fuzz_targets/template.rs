@@ -6,16 +6,10 @@
 use libfuzzer_sys::fuzz_target;
 use switchyard::template::{self, Predicate, TextTemplate, ValueTemplate};
 
-/// libfuzzer-sys aborts on every panic, caught or not; Switchyard catches the panics the
-/// template engine is known to raise on malformed input and turns them into errors, so only
-/// a panic that escapes (the fuzz harness still aborts on those) is a crash here.
-fn tolerate_caught_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| std::panic::set_hook(Box::new(|info| eprintln!("caught: {info}"))));
-}
+mod common;
 
 fuzz_target!(|data: &[u8]| {
-    tolerate_caught_panics();
+    common::tolerate_caught_panics();
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

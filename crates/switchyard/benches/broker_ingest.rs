@@ -26,23 +26,10 @@ use switchyard_testkit::{TempDir, unique};
 
 const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-fn settled(journal: &Path) -> usize {
-    rusqlite::Connection::open(journal)
-        .and_then(|c| {
-            c.query_row(
-                "SELECT COUNT(*) FROM events WHERE status = 'done'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-        })
-        .map(|v| v as usize)
-        .unwrap_or(0)
-}
-
 /// Seconds from `start` until `n` events are settled.
 fn wait_settled(journal: &Path, n: usize, start: Instant) -> f64 {
     let deadline = Instant::now() + Duration::from_secs(600);
-    while settled(journal) < n {
+    while common::settled_events(journal) < n {
         assert!(
             Instant::now() < deadline,
             "not all events settled in 10 minutes"

@@ -97,18 +97,7 @@ fn main() {
         &["--log-level", "warn"],
     );
     let journal = dir.path().join("journal.db");
-    let settled = || -> usize {
-        rusqlite::Connection::open(&journal)
-            .and_then(|c| {
-                c.query_row(
-                    "SELECT COUNT(*) FROM events WHERE status = 'done'",
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )
-            })
-            .map(|v| v as usize)
-            .unwrap_or(0)
-    };
+    let settled = || common::settled_events(&journal);
     let deadline = Instant::now() + Duration::from_secs(600);
     while settled() == 0 {
         assert!(Instant::now() < deadline, "no event settled in 10 minutes");

@@ -86,6 +86,29 @@ fn write(dir: &TempDir, name: &str, text: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
+/// `run CONFIG --exit-when-sources-end --journal JOURNAL` with nothing on standard input:
+/// `(exit code, stderr)`.
+fn run_to_end(config: &str, journal: &std::path::Path) -> (i32, String) {
+    let journal = journal.to_str().unwrap();
+    let (code, _, err) = switchyard(&[
+        "run",
+        config,
+        "--exit-when-sources-end",
+        "--journal",
+        journal,
+    ]);
+    (code, err)
+}
+
+/// A config reading standard input into one route.
+fn stdin_config(dir: &TempDir) -> String {
+    write(
+        dir,
+        "c.yaml",
+        &format!("sources:\n  - {{type: stdin, name: s}}\n{ROUTE}"),
+    )
+}
+
 const ROUTE: &str = "routes:\n  - name: r\n    action: {type: run_deployment, deployment: a/b}\n";
 
 /// Every out-of-range number of the red team's list: exit 2, the key, the allowed range;
@@ -215,20 +238,10 @@ fn a_variable_in_a_comment_is_left_alone() {
 #[test]
 fn run_refuses_a_journal_it_cannot_write() {
     let dir = TempDir::new("switchyard-cli");
-    let config = write(
-        &dir,
-        "c.yaml",
-        &format!("sources:\n  - {{type: stdin, name: s}}\n{ROUTE}"),
-    );
+    let config = stdin_config(&dir);
     let journal = dir.path().join("journal.db");
     // Create it, then make it unwritable, for root too (the immutable attribute).
-    let (code, _, err) = switchyard(&[
-        "run",
-        &config,
-        "--exit-when-sources-end",
-        "--journal",
-        journal.to_str().unwrap(),
-    ]);
+    let (code, err) = run_to_end(&config, &journal);
     assert_eq!(code, 0, "{err}");
     let mut perms = std::fs::metadata(&journal).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o400);
@@ -244,13 +257,7 @@ fn run_refuses_a_journal_it_cannot_write() {
             "chattr +i is needed to make a file read-only for root"
         );
     }
-    let (code, _, err) = switchyard(&[
-        "run",
-        &config,
-        "--exit-when-sources-end",
-        "--journal",
-        journal.to_str().unwrap(),
-    ]);
+    let (code, err) = run_to_end(&config, &journal);
     if immutable {
         let _ = std::process::Command::new("chattr")
             .arg("-i")
@@ -269,19 +276,9 @@ fn run_refuses_a_journal_it_cannot_write() {
 fn the_journal_is_created_private() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = TempDir::new("switchyard-cli");
-    let config = write(
-        &dir,
-        "c.yaml",
-        &format!("sources:\n  - {{type: stdin, name: s}}\n{ROUTE}"),
-    );
+    let config = stdin_config(&dir);
     let journal = dir.path().join("state/journal.db");
-    let (code, _, err) = switchyard(&[
-        "run",
-        &config,
-        "--exit-when-sources-end",
-        "--journal",
-        journal.to_str().unwrap(),
-    ]);
+    let (code, err) = run_to_end(&config, &journal);
     assert_eq!(code, 0, "{err}");
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&journal), 0o600);

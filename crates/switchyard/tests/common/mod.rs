@@ -263,3 +263,17 @@ impl Router {
         self.process.wait_exit(Duration::from_secs(10));
     }
 }
+
+/// Events a journal holds as done (read directly, for benches that poll it).
+pub fn settled_events(journal: &Path) -> usize {
+    rusqlite::Connection::open(journal)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM events WHERE status = 'done'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map(|v| usize::try_from(v).unwrap_or(0))
+        .unwrap_or(0)
+}

@@ -23,8 +23,11 @@ pub(super) struct Topology {
     journal: Arc<dyn Store>,
     queue: CollectorQueue<Inbound, RouteOutcome>,
     finishers: TaskTracker,
-    /// One token stops everything: sources, jobs, and routes waiting to retry.
+    /// One token stops sources, jobs, and routes waiting to retry.
     stop: CancellationToken,
+    /// Ends the Prefect client's waits between its quick retries, once the drain is over (an
+    /// event whose call is being retried may still finish within the drain).
+    prefect_cancel: CancellationToken,
     jobs: JoinSet<()>,
     sources: JoinSet<()>,
     serving_http: bool,
@@ -60,7 +63,8 @@ impl Topology {
         crate::template::set_sandbox_threads(config.templates.threads);
         let journal: Arc<dyn Store> = Arc::new(SqliteStore::open(&journal_path)?);
         let stop = CancellationToken::new();
-        let prefect = prefect_client_until(&config.prefect, stop.clone())?;
+        let prefect_cancel = CancellationToken::new();
+        let prefect = prefect_client_until(&config.prefect, prefect_cancel.clone())?;
         tracing::info!(
             config = %path.display(), legacy, prefect = %crate::secrets::url(prefect.api_url().as_str()), journal = %journal_path.display(),
             sources = config.sources.len(), routes = routes.len(), "switchyard starting"
@@ -99,6 +103,7 @@ impl Topology {
             queue,
             finishers,
             stop,
+            prefect_cancel,
             jobs: JoinSet::new(),
             sources: JoinSet::new(),
             serving_http: false,
@@ -256,6 +261,8 @@ impl Topology {
                 timeout: engine.shutdown_timeout,
             })
             .await;
+        // Nothing waits on a Prefect retry past the drain.
+        self.prefect_cancel.cancel();
         self.finishers.close();
         self.finishers.wait().await;
         let pending = self.journal.pending().await.map(|p| p.len()).unwrap_or(0);

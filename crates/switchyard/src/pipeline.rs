@@ -151,7 +151,8 @@ impl Accepts {
         );
         self.acks.spawn(async move {
             let id = event.id.clone();
-            let accepted = dispatch.dispatch(event).await;
+            // This task runs to completion (nothing aborts it), so it accepts in place.
+            let accepted = dispatch.dispatch_in_place(event).await;
             drop(permit);
             let receipt = match accepted {
                 Ok(receipt) => {
@@ -225,16 +226,20 @@ impl Dispatcher {
     pub async fn dispatch(&self, event: Event) -> Result<Receipt, Refused> {
         let d = self.clone();
         self.finishers
-            .spawn(async move {
-                let permit = d
-                    .publisher
-                    .reserve()
-                    .await
-                    .map_err(|_| Refused::ShuttingDown)?;
-                d.accept(permit, event, OnConflict::DeadLetter).await
-            })
+            .spawn(async move { d.dispatch_in_place(event).await })
             .await
             .unwrap_or(Err(Refused::ShuttingDown))
+    }
+
+    /// [`Dispatcher::dispatch`] without its own task: only for callers that are themselves a
+    /// task no one cancels ([`Accepts`]), so an event is never half accepted.
+    async fn dispatch_in_place(&self, event: Event) -> Result<Receipt, Refused> {
+        let permit = self
+            .publisher
+            .reserve()
+            .await
+            .map_err(|_| Refused::ShuttingDown)?;
+        self.accept(permit, event, OnConflict::DeadLetter).await
     }
 
     /// Accepts an event only if the queue has room now. Cancel-safe, as [`Dispatcher::dispatch`].

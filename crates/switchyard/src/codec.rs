@@ -3,16 +3,6 @@
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use switchyard_core::Event;
-
-/// A message that did not decode: the event to keep as a dead letter, and why.
-#[derive(Debug)]
-pub struct Undecoded {
-    /// The event, its payload the raw body (see [`undecodable`]).
-    pub event: Box<Event>,
-    /// Why it did not decode.
-    pub reason: String,
-}
 
 /// How a broker message's body becomes the event payload.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]

@@ -12,11 +12,12 @@ pub mod kafka;
 pub mod mqtt;
 pub mod nats;
 pub mod redis_streams;
+pub mod runtime;
 pub mod stdin;
 pub mod webhook;
 pub mod zeromq;
 
-pub use crate::codec::{PayloadFormat, Undecoded, parse_json, undecodable};
+pub use crate::codec::{PayloadFormat, parse_json, undecodable};
 pub use crate::pipeline::{Dispatcher, Disposition, Receipt, Refused};
 
 use tokio::task::JoinSet;
@@ -113,35 +114,4 @@ pub fn check_url(url: &str, allowed: &[&str]) -> Result<(), (&'static str, Strin
             crate::secrets::url(url)
         ),
     ))
-}
-
-/// Runs `session` until it returns `Ok` (shutdown) — after an error, waits with exponential
-/// backoff (0.5 s doubling to 30 s) and starts a new session. A session that ran for a while
-/// resets the backoff.
-pub async fn reconnecting<F, Fut>(
-    source: &str,
-    stop: &tokio_util::sync::CancellationToken,
-    mut session: F,
-) where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let mut backoff = std::time::Duration::from_millis(500);
-    loop {
-        let started = tokio::time::Instant::now();
-        match session().await {
-            Ok(()) => return,
-            Err(e) => {
-                if started.elapsed() > std::time::Duration::from_secs(30) {
-                    backoff = std::time::Duration::from_millis(500);
-                }
-                tracing::warn!(source, error = %e, retry_in_ms = backoff.as_millis() as u64, "source disconnected; reconnecting");
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
-            }
-        }
-    }
 }

@@ -10,31 +10,21 @@
 //! key and body, so an identical redelivered message is still recognised.
 
 use futures::StreamExt;
+use lapin::Acker as Delivered;
+use lapin::message::Delivery as AmqpDelivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
     QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Connection, ConnectionProperties};
-use switchyard_core::Event;
-use tokio_util::sync::CancellationToken;
+use lapin::{Connection, ConnectionProperties, Consumer};
 use uuid::Uuid;
 
 use super::AmqpConfig;
-use crate::pipeline::Accepts;
-use crate::sources::{Dispatcher, Disposition, reconnecting, undecodable};
+use crate::codec::PayloadFormat;
+use crate::sources::runtime::{Ack, Acker, Body, Connector, Delivery, Draft, Session};
 
-/// Consumes the queue until `stop`.
-pub async fn run(cfg: AmqpConfig, dispatch: Dispatcher, stop: CancellationToken) {
-    let accepts = Accepts::new(&dispatch, &cfg.name);
-    reconnecting(&cfg.name, &stop, || {
-        session(&cfg, &dispatch, &stop, &accepts)
-    })
-    .await;
-    accepts.close().await;
-}
-
-fn event_id(cfg: &AmqpConfig, delivery: &lapin::message::Delivery) -> String {
+fn event_id(cfg: &AmqpConfig, delivery: &AmqpDelivery) -> String {
     match delivery.properties.message_id() {
         Some(id) if !id.as_str().is_empty() => format!("{}:{}", cfg.name, id.as_str()),
         _ => {
@@ -53,98 +43,118 @@ fn event_id(cfg: &AmqpConfig, delivery: &lapin::message::Delivery) -> String {
     }
 }
 
-async fn session(
-    cfg: &AmqpConfig,
-    dispatch: &Dispatcher,
-    stop: &CancellationToken,
-    accepts: &Accepts,
-) -> Result<(), String> {
-    let conn = Connection::connect(&cfg.url, ConnectionProperties::default())
-        .await
-        .map_err(|e| format!("cannot connect to AMQP broker: {e}"))?;
-    let channel = conn
-        .create_channel()
-        .await
-        .map_err(|e| format!("cannot open a channel: {e}"))?;
-    channel
-        .basic_qos(cfg.prefetch, BasicQosOptions::default())
-        .await
-        .map_err(|e| format!("cannot set prefetch: {e}"))?;
-    if cfg.declare {
-        let options = QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
-        channel
-            .queue_declare(cfg.queue.as_str().into(), options, FieldTable::default())
-            .await
-            .map_err(|e| format!("cannot declare queue {}: {e}", cfg.queue))?;
+impl Connector for AmqpConfig {
+    type Session = AmqpSession;
+
+    fn source(&self) -> &str {
+        &self.name
     }
-    let mut consumer = channel
-        .basic_consume(
-            cfg.queue.as_str().into(),
-            format!("switchyard-{}", cfg.name).as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| format!("cannot consume {}: {e}", cfg.queue))?;
-    tracing::info!(source = %cfg.name, queue = %cfg.queue, prefetch = cfg.prefetch, "consuming AMQP queue");
-    loop {
-        let next = tokio::select! {
-            _ = stop.cancelled() => {
-                let _ = conn.close(200, "switchyard shutting down".into()).await;
-                return Ok(());
-            }
-            d = consumer.next() => d,
-        };
-        let delivery = match next {
+
+    fn format(&self) -> PayloadFormat {
+        self.format
+    }
+
+    async fn connect(&self) -> Result<AmqpSession, String> {
+        let conn = Connection::connect(&self.url, ConnectionProperties::default())
+            .await
+            .map_err(|e| format!("cannot connect to AMQP broker: {e}"))?;
+        let channel = conn
+            .create_channel()
+            .await
+            .map_err(|e| format!("cannot open a channel: {e}"))?;
+        channel
+            .basic_qos(self.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| format!("cannot set prefetch: {e}"))?;
+        if self.declare {
+            let options = QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            };
+            channel
+                .queue_declare(self.queue.as_str().into(), options, FieldTable::default())
+                .await
+                .map_err(|e| format!("cannot declare queue {}: {e}", self.queue))?;
+        }
+        let consumer = channel
+            .basic_consume(
+                self.queue.as_str().into(),
+                format!("switchyard-{}", self.name).as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| format!("cannot consume {}: {e}", self.queue))?;
+        tracing::info!(source = %self.name, queue = %self.queue, prefetch = self.prefetch, "consuming AMQP queue");
+        Ok(AmqpSession {
+            cfg: self.clone(),
+            conn,
+            consumer,
+        })
+    }
+}
+
+/// One AMQP connection with its consumer.
+pub struct AmqpSession {
+    cfg: AmqpConfig,
+    conn: Connection,
+    consumer: Consumer,
+}
+
+impl Session for AmqpSession {
+    type Acker = AmqpAck;
+
+    async fn next(&mut self) -> Result<Delivery<AmqpAck>, String> {
+        let delivery = match self.consumer.next().await {
             Some(Ok(d)) => d,
             Some(Err(e)) => return Err(format!("consume failed: {e}")),
             None => return Err("the broker ended the consumer".into()),
         };
+        let cfg = &self.cfg;
         let id = event_id(cfg, &delivery);
-        let routing_key = delivery.routing_key.as_str().to_string();
-        let name = cfg.event.clone().unwrap_or_else(|| routing_key.clone());
-        let make = |payload| {
-            Event::builder(&cfg.name, &name, payload)
-                .id(&id)
-                .label("amqp.queue", &cfg.queue)
-                .label("amqp.routing_key", &routing_key)
-                .build()
-        };
-        match cfg.format.decode(&delivery.data) {
-            Err(reason) => {
-                dispatch
-                    .reject(make(undecodable(&delivery.data)), &reason)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                delivery
-                    .acker
-                    .reject(BasicRejectOptions { requeue: false })
-                    .await
-                    .map_err(|e| format!("reject failed: {e}"))?;
-            }
-            Ok(payload) => {
-                if delivery.redelivered {
-                    tracing::info!(source = %cfg.name, event_id = %id, "message redelivered by the broker");
-                }
-                accepts
-                    .submit(make(payload), move |receipt| async move {
-                        let done = match receipt.outcome().await {
-                            Disposition::Settled { .. } | Disposition::AlreadySettled => {
-                                delivery.acker.ack(BasicAckOptions::default()).await
-                            }
-                            Disposition::Unfinished => {
-                                delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
-                            }
-                        };
-                        if let Err(e) = done {
-                            tracing::warn!(event_id = %id, error = %e, "AMQP ack failed; the broker will redeliver");
-                        }
-                    })
-                    .await?;
-            }
+        if delivery.redelivered {
+            tracing::info!(source = %cfg.name, event_id = %id, "message redelivered by the broker");
         }
+        let routing_key = delivery.routing_key.as_str().to_string();
+        let draft = Draft::named(cfg.event.clone().unwrap_or_else(|| routing_key.clone()))
+            .id(id)
+            .label("amqp.queue", &cfg.queue)
+            .label("amqp.routing_key", routing_key);
+        Ok(Delivery {
+            body: Body::Encoded(delivery.data),
+            draft,
+            poison: None,
+            ack: AmqpAck(delivery.acker),
+        })
+    }
+
+    async fn close(self) {
+        let _ = self
+            .conn
+            .close(200, "switchyard shutting down".into())
+            .await;
+    }
+}
+
+/// Acks a settled delivery, nacks an unfinished one with requeue, rejects a dead-lettered one
+/// without requeue (so a queue's own dead-letter exchange receives it as well).
+pub struct AmqpAck(Delivered);
+
+impl Acker for AmqpAck {
+    async fn settle(self, ack: Ack) -> Result<(), String> {
+        let done = match ack {
+            Ack::Done => self.0.ack(BasicAckOptions::default()).await,
+            Ack::Retry => {
+                self.0
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await
+            }
+            Ack::Dead => self.0.reject(BasicRejectOptions { requeue: false }).await,
+        };
+        done.map(|_| ())
+            .map_err(|e| format!("AMQP acknowledgement failed: {e}"))
     }
 }

@@ -51,7 +51,11 @@ impl SourceSpec for AzureQueueConfig {
 
     fn spawn(&self, dispatch: &Dispatcher, stop: &CancellationToken, set: &mut JoinSet<()>) {
         #[cfg(feature = "azure")]
-        set.spawn(source::run(self.clone(), dispatch.clone(), stop.clone()));
+        set.spawn(crate::sources::runtime::run(
+            self.clone(),
+            dispatch.clone(),
+            stop.clone(),
+        ));
         #[cfg(not(feature = "azure"))]
         let _ = (dispatch, stop, set);
     }

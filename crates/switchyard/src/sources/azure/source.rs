@@ -8,6 +8,7 @@
 //! queue is polled with a growing wait (100 ms doubling to `max_poll_interval`), never busily.
 //! The event id is `<source>:<queue>:<message id>`, so a redelivered message is the same event.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,31 +19,20 @@ use azure_storage_queue::models::{QueueClientReceiveMessagesOptions, ReceivedMes
 use azure_storage_queue::{QueueClient, QueueClientOptions};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use serde_json::Value;
 use sha2::Sha256;
-use switchyard_core::Event;
-use tokio_util::sync::CancellationToken;
 
 use super::target::{AzureAuth, AzureTarget, target};
 use super::{AzureQueueConfig, MessageEncoding};
-use crate::pipeline::Accepts;
-use crate::sources::{Dispatcher, Disposition, Undecoded, reconnecting, undecodable};
+use crate::codec::PayloadFormat;
+use crate::sources::runtime::{Ack, Acker, Body, Connector, Delivery, Draft, Session};
 
 /// The service version account SAS tokens are signed for.
 const SAS_VERSION: &str = "2026-04-06";
 /// How long a self-signed SAS is valid; a new one is signed after half of it.
 const SAS_LIFETIME: Duration = Duration::from_secs(6 * 3600);
 const POP_RECEIPT: HeaderName = HeaderName::from_static("x-ms-popreceipt");
-
-/// Consumes the queue until `stop`.
-pub async fn run(cfg: AzureQueueConfig, dispatch: Dispatcher, stop: CancellationToken) {
-    let accepts = Accepts::new(&dispatch, &cfg.name);
-    reconnecting(&cfg.name, &stop, || {
-        session(&cfg, &dispatch, &stop, &accepts)
-    })
-    .await;
-    accepts.close().await;
-}
+/// The shortest wait between polls of an empty queue.
+const MIN_WAIT: Duration = Duration::from_millis(100);
 
 /// A client for the queue, and when its self-signed SAS (if any) should be renewed.
 struct Connection {
@@ -72,142 +62,167 @@ fn connect(target: &AzureTarget) -> Result<Connection, String> {
     })
 }
 
-async fn session(
-    cfg: &AzureQueueConfig,
-    dispatch: &Dispatcher,
-    stop: &CancellationToken,
-    accepts: &Accepts,
-) -> Result<(), String> {
-    let target = target(cfg).map_err(|(key, m)| format!("{key}: {m}"))?;
-    let mut conn = connect(&target)?;
-    if cfg.create_queue {
-        conn.client
-            .create(None)
-            .await
-            .map_err(|e| format!("cannot create queue {}: {}", target.queue, brief(&e)))?;
-    } else if !conn
-        .client
-        .exists()
-        .await
-        .map_err(|e| format!("cannot reach queue {}: {}", target.queue, brief(&e)))?
-    {
-        return Err(format!(
-            "queue {} does not exist at {} (set create_queue: true to create it)",
-            target.queue, target.queue_url
-        ));
+impl Connector for AzureQueueConfig {
+    type Session = AzureSession;
+
+    fn source(&self) -> &str {
+        &self.name
     }
-    tracing::info!(source = %cfg.name, queue = %target.queue, url = %target.queue_url, auth = ?target.auth, "reading Azure Storage queue");
-    let visibility = cfg.visibility_timeout.as_secs().max(1) as i32;
-    let min_wait = Duration::from_millis(100);
-    let mut wait = min_wait;
-    loop {
-        if conn
+
+    fn format(&self) -> PayloadFormat {
+        self.format
+    }
+
+    async fn connect(&self) -> Result<AzureSession, String> {
+        let target = target(self).map_err(|(key, m)| format!("{key}: {m}"))?;
+        let conn = connect(&target)?;
+        if self.create_queue {
+            conn.client
+                .create(None)
+                .await
+                .map_err(|e| format!("cannot create queue {}: {}", target.queue, brief(&e)))?;
+        } else if !conn
+            .client
+            .exists()
+            .await
+            .map_err(|e| format!("cannot reach queue {}: {}", target.queue, brief(&e)))?
+        {
+            return Err(format!(
+                "queue {} does not exist at {} (set create_queue: true to create it)",
+                target.queue, target.queue_url
+            ));
+        }
+        tracing::info!(source = %self.name, queue = %target.queue, url = %target.queue_url, auth = ?target.auth, "reading Azure Storage queue");
+        Ok(AzureSession {
+            cfg: self.clone(),
+            target,
+            conn,
+            wait: MIN_WAIT,
+            messages: VecDeque::new(),
+        })
+    }
+}
+
+/// One client of the queue and the messages of the last receive not handed over yet. An
+/// empty queue is polled with a growing wait (100 ms doubling to `max_poll_interval`).
+pub struct AzureSession {
+    cfg: AzureQueueConfig,
+    target: AzureTarget,
+    conn: Connection,
+    wait: Duration,
+    messages: VecDeque<ReceivedMessage>,
+}
+
+fn visibility_secs(cfg: &AzureQueueConfig) -> i32 {
+    i32::try_from(cfg.visibility_timeout.as_secs().max(1)).unwrap_or(i32::MAX)
+}
+
+impl AzureSession {
+    async fn receive(&mut self) -> Result<(), String> {
+        if self
+            .conn
             .renew_at
             .is_some_and(|at| tokio::time::Instant::now() >= at)
         {
-            conn = connect(&target)?;
+            self.conn = connect(&self.target)?;
         }
         let options = QueueClientReceiveMessagesOptions {
-            number_of_messages: Some(cfg.batch.get() as i32),
-            visibility_timeout: Some(visibility),
+            number_of_messages: Some(i32::try_from(self.cfg.batch.get()).unwrap_or(32)),
+            visibility_timeout: Some(visibility_secs(&self.cfg)),
             ..Default::default()
         };
-        let received = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            r = conn.client.receive_messages(Some(options)) => r,
-        };
-        let messages = received
+        let messages = self
+            .conn
+            .client
+            .receive_messages(Some(options))
+            .await
             .and_then(|r| r.into_model())
             .map_err(|e| format!("receive failed: {}", brief(&e)))?
             .items
             .unwrap_or_default();
         if messages.is_empty() {
-            tokio::select! {
-                _ = stop.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(wait) => {}
-            }
-            wait = (wait * 2).min(cfg.max_poll_interval.max(min_wait));
-            continue;
+            tokio::time::sleep(self.wait).await;
+            self.wait = (self.wait * 2).min(self.cfg.max_poll_interval.max(MIN_WAIT));
+        } else {
+            self.wait = MIN_WAIT;
         }
-        wait = min_wait;
-        for message in messages {
-            handle(cfg, &target, dispatch, &conn.client, accepts, message).await?;
+        self.messages.extend(messages);
+        Ok(())
+    }
+}
+
+impl Session for AzureSession {
+    type Acker = AzureAck;
+
+    async fn next(&mut self) -> Result<Delivery<AzureAck>, String> {
+        loop {
+            let Some(message) = self.messages.pop_front() else {
+                self.receive().await?;
+                continue;
+            };
+            let (Some(message_id), Some(pop)) =
+                (message.message_id.clone(), message.pop_receipt.clone())
+            else {
+                tracing::warn!(source = %self.cfg.name, "received a message without id or pop receipt; skipped");
+                continue;
+            };
+            let cfg = &self.cfg;
+            let dequeued = message.dequeue_count.unwrap_or(1);
+            let poison = (dequeued > i64::from(cfg.max_dequeue_count)).then(|| {
+                format!(
+                    "received {dequeued} times (max_dequeue_count {}) without being settled",
+                    cfg.max_dequeue_count
+                )
+            });
+            let (body, draft) = delivery(cfg, &self.target, &message_id, dequeued, &message);
+            return Ok(Delivery {
+                body,
+                draft,
+                poison,
+                ack: AzureAck {
+                    client: Arc::clone(&self.conn.client),
+                    message_id,
+                    pop,
+                    visibility: visibility_secs(cfg),
+                    renew_every: cfg.visibility_timeout / 2,
+                },
+            });
         }
     }
 }
 
-async fn handle(
-    cfg: &AzureQueueConfig,
-    target: &AzureTarget,
-    dispatch: &Dispatcher,
-    client: &Arc<QueueClient>,
-    accepts: &Accepts,
-    message: ReceivedMessage,
-) -> Result<(), String> {
-    let (Some(message_id), Some(pop)) = (message.message_id.clone(), message.pop_receipt.clone())
-    else {
-        tracing::warn!(source = %cfg.name, "received a message without id or pop receipt; skipped");
-        return Ok(());
-    };
-    let dequeued = message.dequeue_count.unwrap_or(1);
-    let decoded = decode(cfg, target, &message_id, dequeued, &message);
-    if dequeued > i64::from(cfg.max_dequeue_count) {
-        let event = match decoded {
-            Ok(event) => event,
-            Err(Undecoded { event, .. }) => *event,
-        };
-        let reason = format!(
-            "received {dequeued} times (max_dequeue_count {}) without being settled",
-            cfg.max_dequeue_count
-        );
-        dispatch
-            .give_up(&event, "poison", &reason)
-            .await
-            .map_err(|e| e.to_string())?;
-        tracing::warn!(source = %cfg.name, event_id = %event.id, reason, "poison message dead-lettered");
-        return delete(client, &message_id, &pop).await;
-    }
-    let event = match decoded {
-        Ok(event) => event,
-        Err(Undecoded { event, reason }) => {
-            dispatch
-                .reject(*event, &reason)
-                .await
-                .map_err(|e| e.to_string())?;
-            return delete(client, &message_id, &pop).await;
+/// While the event is in flight the message's visibility timeout is renewed at half its
+/// length; once it is settled (or dead-lettered) the message is deleted with the latest pop
+/// receipt. An unfinished one is left alone and reappears after the timeout (the journal
+/// resumes it meanwhile).
+pub struct AzureAck {
+    client: Arc<QueueClient>,
+    message_id: String,
+    pop: String,
+    visibility: i32,
+    renew_every: Duration,
+}
+
+impl Acker for AzureAck {
+    async fn settle(self, ack: Ack) -> Result<(), String> {
+        match ack {
+            Ack::Done | Ack::Dead => delete(&self.client, &self.message_id, &self.pop).await,
+            Ack::Retry => Ok(()),
         }
-    };
-    let client = Arc::clone(client);
-    let renew_every = cfg.visibility_timeout / 2;
-    let visibility = cfg.visibility_timeout.as_secs().max(1) as i32;
-    let source = cfg.name.clone();
-    accepts
-        .submit(event, move |receipt| async move {
-            let id = receipt.id.clone();
-            let mut pop = pop;
-            let outcome = receipt.outcome();
-            tokio::pin!(outcome);
-            let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
-            let disposition = loop {
-                tokio::select! {
-                    d = &mut outcome => break d,
-                    _ = renew.tick() => match extend(&client, &message_id, &pop, visibility).await {
-                        Ok(next) => pop = next,
-                        Err(e) => tracing::warn!(source, event_id = %id, error = %e, "cannot extend the message's visibility; it may be received again (the journal keeps that from starting a second run)"),
-                    },
-                }
-            };
-            match disposition {
-                Disposition::Settled { .. } | Disposition::AlreadySettled => {
-                    if let Err(e) = delete(&client, &message_id, &pop).await {
-                        tracing::warn!(source, event_id = %id, error = %e, "cannot delete the message; it will be received again and acknowledged as already settled");
-                    }
-                }
-                // Reappears after the visibility timeout; the journal resumes it meanwhile.
-                Disposition::Unfinished => {}
+    }
+
+    fn keep_alive_every(&self) -> Option<Duration> {
+        Some(self.renew_every)
+    }
+
+    async fn keep_alive(&mut self) {
+        match extend(&self.client, &self.message_id, &self.pop, self.visibility).await {
+            Ok(next) => self.pop = next,
+            Err(e) => {
+                tracing::warn!(message_id = %self.message_id, error = %e, "cannot extend the message's visibility; it may be received again (the journal keeps that from starting a second run)")
             }
-        })
-        .await
+        }
+    }
 }
 
 async fn delete(client: &QueueClient, id: &str, pop: &str) -> Result<(), String> {
@@ -230,55 +245,40 @@ async fn extend(client: &QueueClient, id: &str, pop: &str, secs: i32) -> Result<
         .ok_or_else(|| "the update answer has no pop receipt".to_string())
 }
 
-/// The message as an event; `Err` carries the event to dead-letter and why.
-fn decode(
+/// The message's body (its text, base64-decoded when `message_encoding` says so) and draft.
+fn delivery(
     cfg: &AzureQueueConfig,
     target: &AzureTarget,
     message_id: &str,
     dequeued: i64,
     message: &ReceivedMessage,
-) -> Result<Event, Undecoded> {
+) -> (Body, Draft) {
     let name = cfg
         .event
         .clone()
         .unwrap_or_else(|| format!("{}.message", cfg.name));
-    let id = format!("{}:{}:{message_id}", cfg.name, target.queue);
-    let make = |payload: Value| {
-        let mut b = Event::builder(&cfg.name, &name, payload)
-            .id(&id)
-            .label("azure.queue", &target.queue)
-            .label("azure.message_id", message_id)
-            .label("azure.dequeue_count", dequeued.to_string());
-        if let Some(at) = message
-            .insertion_time
-            .and_then(|t| chrono::DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond()))
-        {
-            b = b.occurred(at);
-        }
-        b.build()
-    };
+    let mut draft = Draft::named(name)
+        .id(format!("{}:{}:{message_id}", cfg.name, target.queue))
+        .label("azure.queue", &target.queue)
+        .label("azure.message_id", message_id)
+        .label("azure.dequeue_count", dequeued.to_string());
+    draft.occurred = message
+        .insertion_time
+        .and_then(|t| chrono::DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond()));
     let text = message.message_text.as_deref().unwrap_or_default();
     let body = match cfg.message_encoding {
-        MessageEncoding::Plain => text.as_bytes().to_vec(),
+        MessageEncoding::Plain => Body::Encoded(text.as_bytes().to_vec()),
         MessageEncoding::Base64 => {
             match base64::engine::general_purpose::STANDARD.decode(text.trim()) {
-                Ok(b) => b,
-                Err(e) => {
-                    return Err(Undecoded {
-                        event: Box::new(make(undecodable(text.as_bytes()))),
-                        reason: format!("message_encoding base64: not valid base64: {e}"),
-                    });
-                }
+                Ok(b) => Body::Encoded(b),
+                Err(e) => Body::Undecodable {
+                    raw: text.as_bytes().to_vec(),
+                    reason: format!("message_encoding base64: not valid base64: {e}"),
+                },
             }
         }
     };
-    cfg.format
-        .decode(&body)
-        .map(make)
-        .map_err(|reason| Undecoded {
-            event: Box::new(make(undecodable(&body))),
-            reason,
-        })
+    (body, draft)
 }
 
 /// An account SAS for the queue service (service `q`, resource types service/container/object,

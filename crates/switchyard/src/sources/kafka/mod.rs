@@ -38,7 +38,11 @@ impl SourceSpec for KafkaConfig {
 
     fn spawn(&self, dispatch: &Dispatcher, stop: &CancellationToken, set: &mut JoinSet<()>) {
         #[cfg(feature = "kafka")]
-        set.spawn(source::run(self.clone(), dispatch.clone(), stop.clone()));
+        set.spawn(crate::sources::runtime::run(
+            self.clone(),
+            dispatch.clone(),
+            stop.clone(),
+        ));
         #[cfg(not(feature = "kafka"))]
         let _ = (dispatch, stop, set);
     }

@@ -13,12 +13,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use switchyard_core::Event;
-use tokio_util::sync::CancellationToken;
 
 use super::KafkaConfig;
-use crate::pipeline::Accepts;
-use crate::sources::{Dispatcher, Disposition, reconnecting, undecodable};
+use crate::codec::PayloadFormat;
+use crate::sources::runtime::{Ack, Acker, Body, Connector, Delivery, Draft, Session};
 
 /// Offsets in flight per partition.
 #[derive(Default)]
@@ -29,16 +27,6 @@ struct Partition {
 }
 
 type Tracker = Arc<Mutex<HashMap<(String, i32), Partition>>>;
-
-/// Consumes until `stop`.
-pub async fn run(cfg: KafkaConfig, dispatch: Dispatcher, stop: CancellationToken) {
-    let accepts = Accepts::new(&dispatch, &cfg.name);
-    reconnecting(&cfg.name, &stop, || {
-        session(&cfg, &dispatch, &stop, &accepts)
-    })
-    .await;
-    accepts.close().await;
-}
 
 fn consumer(cfg: &KafkaConfig) -> Result<StreamConsumer, String> {
     let mut c = ClientConfig::new();
@@ -66,107 +54,120 @@ fn consumer(cfg: &KafkaConfig) -> Result<StreamConsumer, String> {
         .map_err(|e| format!("invalid Kafka settings: {e}"))
 }
 
-async fn session(
-    cfg: &KafkaConfig,
-    dispatch: &Dispatcher,
-    stop: &CancellationToken,
-    accepts: &Accepts,
-) -> Result<(), String> {
-    let consumer = Arc::new(consumer(cfg)?);
-    let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&topics)
-        .map_err(|e| format!("cannot subscribe to {topics:?}: {e}"))?;
-    tracing::info!(source = %cfg.name, group = %cfg.group, topics = ?cfg.topics, "consuming Kafka");
-    let tracker: Tracker = Arc::default();
-    loop {
-        let msg = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            m = consumer.recv() => m.map_err(|e| format!("Kafka receive failed: {e}"))?,
-        };
+impl Connector for KafkaConfig {
+    type Session = KafkaSession;
+
+    fn source(&self) -> &str {
+        &self.name
+    }
+
+    fn format(&self) -> PayloadFormat {
+        self.format
+    }
+
+    async fn connect(&self) -> Result<KafkaSession, String> {
+        let consumer = Arc::new(consumer(self)?);
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| format!("cannot subscribe to {topics:?}: {e}"))?;
+        tracing::info!(source = %self.name, group = %self.group, topics = ?self.topics, "consuming Kafka");
+        Ok(KafkaSession {
+            cfg: self.clone(),
+            consumer,
+            tracker: Arc::default(),
+        })
+    }
+}
+
+/// One consumer-group membership.
+pub struct KafkaSession {
+    cfg: KafkaConfig,
+    consumer: Arc<StreamConsumer>,
+    tracker: Tracker,
+}
+
+impl Session for KafkaSession {
+    type Acker = KafkaAck;
+
+    async fn next(&mut self) -> Result<Delivery<KafkaAck>, String> {
+        let cfg = &self.cfg;
+        let msg = self
+            .consumer
+            .recv()
+            .await
+            .map_err(|e| format!("Kafka receive failed: {e}"))?;
         let (topic, partition, offset) = (msg.topic().to_string(), msg.partition(), msg.offset());
-        let id = format!("{}:{topic}:{partition}:{offset}", cfg.name);
-        let body = msg.payload().unwrap_or_default().to_vec();
-        let name = cfg.event.clone().unwrap_or_else(|| topic.clone());
-        let mut labels = vec![
-            ("kafka.topic".to_string(), topic.clone()),
-            ("kafka.partition".into(), partition.to_string()),
-        ];
+        let mut draft = Draft::named(cfg.event.clone().unwrap_or_else(|| topic.clone()))
+            .id(format!("{}:{topic}:{partition}:{offset}", cfg.name))
+            .label("kafka.topic", &topic)
+            .label("kafka.partition", partition.to_string());
         if let Some(key) = msg.key() {
-            labels.push((
-                "kafka.key".into(),
-                String::from_utf8_lossy(key).into_owned(),
-            ));
+            draft = draft.label("kafka.key", String::from_utf8_lossy(key));
         }
         if let Some(headers) = msg.headers() {
             for h in headers.iter() {
                 if let Some(v) = h.value {
-                    labels.push((
+                    draft = draft.label(
                         format!("kafka.header.{}", h.key),
-                        String::from_utf8_lossy(v).into_owned(),
-                    ));
+                        String::from_utf8_lossy(v),
+                    );
                 }
             }
         }
+        let body = msg.payload().unwrap_or_default().to_vec();
         drop(msg);
-        let make = |payload| {
-            let mut b = Event::builder(&cfg.name, &name, payload).id(&id);
-            for (k, v) in &labels {
-                b = b.label(k, v);
-            }
-            b.build()
-        };
         {
-            let mut t = tracker.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut t = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
             let p = t.entry((topic.clone(), partition)).or_default();
             p.in_flight.insert(offset);
             p.next = p.next.max(offset + 1);
         }
-        let settle = {
-            let (tracker, consumer, topic) =
-                (Arc::clone(&tracker), Arc::clone(&consumer), topic.clone());
-            move |done: bool| {
-                let mut t = tracker.lock().unwrap_or_else(PoisonError::into_inner);
-                let Some(p) = t.get_mut(&(topic.clone(), partition)) else {
-                    return;
-                };
-                if !done {
-                    return; // stays in flight: the stored offset cannot pass it
-                }
-                p.in_flight.remove(&offset);
-                let commit = p.in_flight.first().copied().unwrap_or(p.next);
-                let mut list = TopicPartitionList::new();
-                if list
-                    .add_partition_offset(&topic, partition, Offset::Offset(commit))
-                    .is_ok()
-                {
-                    // Fails harmlessly for a partition this consumer no longer owns.
-                    let _ = consumer.store_offsets(&list);
-                }
-            }
-        };
-        match cfg.format.decode(&body) {
-            Err(reason) => {
-                dispatch
-                    .reject(make(undecodable(&body)), &reason)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                settle(true);
-            }
-            Ok(payload) => {
-                // Offsets are tracked per event, so the order accepts end in does not matter;
-                // an event not accepted is never passed by the stored offset, so the group
-                // reads it again after a restart.
-                accepts
-                    .submit(make(payload), move |receipt| async move {
-                        let done = matches!(
-                            receipt.outcome().await,
-                            Disposition::Settled { .. } | Disposition::AlreadySettled
-                        );
-                        settle(done);
-                    })
-                    .await?;
-            }
+        Ok(Delivery {
+            body: Body::Encoded(body),
+            draft,
+            poison: None,
+            ack: KafkaAck {
+                tracker: Arc::clone(&self.tracker),
+                consumer: Arc::clone(&self.consumer),
+                topic,
+                partition,
+                offset,
+            },
+        })
+    }
+}
+
+/// Offsets are tracked per event, so the order events end in does not matter: for each
+/// partition the stored offset is the lowest one still in flight. An unfinished event stays in
+/// flight, so the stored offset never passes it and the group reads it again after a restart.
+pub struct KafkaAck {
+    tracker: Tracker,
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+    partition: i32,
+    offset: i64,
+}
+
+impl Acker for KafkaAck {
+    async fn settle(self, ack: Ack) -> Result<(), String> {
+        if ack == Ack::Retry {
+            return Ok(());
         }
+        let mut t = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(p) = t.get_mut(&(self.topic.clone(), self.partition)) else {
+            return Ok(());
+        };
+        p.in_flight.remove(&self.offset);
+        let commit = p.in_flight.first().copied().unwrap_or(p.next);
+        let mut list = TopicPartitionList::new();
+        if list
+            .add_partition_offset(&self.topic, self.partition, Offset::Offset(commit))
+            .is_ok()
+        {
+            // Fails harmlessly for a partition this consumer no longer owns.
+            let _ = self.consumer.store_offsets(&list);
+        }
+        Ok(())
     }
 }

@@ -12,23 +12,11 @@
 
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
-use switchyard_core::Event;
-use tokio_util::sync::CancellationToken;
+use rumqttc::{AsyncClient, Event as MqttEvent, EventLoop, MqttOptions, Packet, Publish, QoS};
 
 use super::MqttConfig;
-use crate::pipeline::Accepts;
-use crate::sources::{Dispatcher, Disposition, reconnecting, undecodable};
-
-/// Consumes until `stop`.
-pub async fn run(cfg: MqttConfig, dispatch: Dispatcher, stop: CancellationToken) {
-    let accepts = Accepts::new(&dispatch, &cfg.name);
-    reconnecting(&cfg.name, &stop, || {
-        session(&cfg, &dispatch, &stop, &accepts)
-    })
-    .await;
-    accepts.close().await;
-}
+use crate::codec::PayloadFormat;
+use crate::sources::runtime::{Ack, Acker, Body, Connector, Delivery, Draft, Session};
 
 /// `mqtt://host[:port]` → (host, port).
 pub fn host_port(url: &str) -> Option<(String, u16)> {
@@ -42,94 +30,116 @@ pub fn host_port(url: &str) -> Option<(String, u16)> {
     Some((host.to_string(), u.port().unwrap_or(1883)))
 }
 
-async fn session(
-    cfg: &MqttConfig,
-    dispatch: &Dispatcher,
-    stop: &CancellationToken,
-    accepts: &Accepts,
-) -> Result<(), String> {
-    let (host, port) = host_port(&cfg.url)
-        .ok_or_else(|| format!("invalid MQTT URL {:?}", crate::secrets::url(&cfg.url)))?;
-    let client_id = cfg
-        .client_id
-        .clone()
-        .unwrap_or_else(|| format!("switchyard-{}", cfg.name));
-    let mut opts = MqttOptions::new(client_id.clone(), host, port);
-    opts.set_clean_session(false);
-    opts.set_manual_acks(true);
-    opts.set_keep_alive(Duration::from_secs(30));
-    if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
-        opts.set_credentials(user, pass);
+impl Connector for MqttConfig {
+    type Session = MqttSession;
+
+    fn source(&self) -> &str {
+        &self.name
     }
-    let (client, mut events) = AsyncClient::new(opts, 64);
-    let name = cfg.event.clone();
-    loop {
-        let next = tokio::select! {
-            _ = stop.cancelled() => {
-                let _ = client.disconnect().await;
-                return Ok(());
-            }
-            e = events.poll() => e,
-        };
-        match next.map_err(|e| format!("MQTT connection failed: {e}"))? {
-            MqttEvent::Incoming(Packet::ConnAck(ack)) => {
-                tracing::info!(source = %cfg.name, %client_id, session_present = ack.session_present, "connected to MQTT broker");
-                for topic in &cfg.topics {
-                    client
-                        .subscribe(topic.clone(), QoS::AtLeastOnce)
-                        .await
-                        .map_err(|e| format!("cannot subscribe to {topic}: {e}"))?;
-                }
-            }
-            MqttEvent::Incoming(Packet::SubAck(_)) => {
-                tracing::info!(source = %cfg.name, topics = ?cfg.topics, "subscribed");
-            }
-            MqttEvent::Incoming(Packet::Publish(publish)) => {
-                let topic = publish.topic.clone();
-                let event_name = name.clone().unwrap_or_else(|| topic.clone());
-                let make = |payload: serde_json::Value| {
-                    let mut b = Event::builder(&cfg.name, &event_name, payload.clone())
-                        .label("mqtt.topic", &topic);
-                    if let Some(id) = cfg.id_field.as_deref().and_then(|p| payload.pointer(p)) {
-                        let id = id
-                            .as_str()
-                            .map(String::from)
-                            .unwrap_or_else(|| id.to_string());
-                        b = b.id(format!("{}:{id}", cfg.name));
-                    }
-                    b.build()
-                };
-                match cfg.format.decode(&publish.payload) {
-                    Err(reason) => {
-                        dispatch
-                            .reject(make(undecodable(&publish.payload)), &reason)
+
+    fn format(&self) -> PayloadFormat {
+        self.format
+    }
+
+    async fn connect(&self) -> Result<MqttSession, String> {
+        let (host, port) = host_port(&self.url)
+            .ok_or_else(|| format!("invalid MQTT URL {:?}", crate::secrets::url(&self.url)))?;
+        let client_id = self
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("switchyard-{}", self.name));
+        let mut opts = MqttOptions::new(client_id.clone(), host, port);
+        opts.set_clean_session(false);
+        opts.set_manual_acks(true);
+        opts.set_keep_alive(Duration::from_secs(30));
+        if let (Some(user), Some(pass)) = (&self.username, &self.password) {
+            opts.set_credentials(user, pass);
+        }
+        let (client, events) = AsyncClient::new(opts, 64);
+        Ok(MqttSession {
+            cfg: self.clone(),
+            client_id,
+            client,
+            events,
+        })
+    }
+}
+
+/// One MQTT connection. The client connects while it is polled, so [`Session::next`] also
+/// subscribes on each `CONNACK`, and sends the acknowledgements queued by [`MqttAck`].
+pub struct MqttSession {
+    cfg: MqttConfig,
+    client_id: String,
+    client: AsyncClient,
+    events: EventLoop,
+}
+
+impl Session for MqttSession {
+    type Acker = MqttAck;
+
+    async fn next(&mut self) -> Result<Delivery<MqttAck>, String> {
+        let cfg = &self.cfg;
+        loop {
+            let event = self
+                .events
+                .poll()
+                .await
+                .map_err(|e| format!("MQTT connection failed: {e}"))?;
+            match event {
+                MqttEvent::Incoming(Packet::ConnAck(ack)) => {
+                    tracing::info!(source = %cfg.name, client_id = %self.client_id, session_present = ack.session_present, "connected to MQTT broker");
+                    for topic in &cfg.topics {
+                        self.client
+                            .subscribe(topic.clone(), QoS::AtLeastOnce)
                             .await
-                            .map_err(|e| e.to_string())?;
-                        client
-                            .ack(&publish)
-                            .await
-                            .map_err(|e| format!("ack failed: {e}"))?;
-                    }
-                    Ok(payload) => {
-                        let client = client.clone();
-                        accepts
-                            .submit(make(payload), move |receipt| async move {
-                                let id = receipt.id.clone();
-                                match receipt.outcome().await {
-                                    Disposition::Settled { .. } | Disposition::AlreadySettled => {
-                                        if let Err(e) = client.ack(&publish).await {
-                                            tracing::warn!(event_id = %id, error = %e, "MQTT ack failed; the broker will redeliver");
-                                        }
-                                    }
-                                    // No PUBACK: the broker redelivers it on the next session.
-                                    Disposition::Unfinished => {}
-                                }
-                            })
-                            .await?;
+                            .map_err(|e| format!("cannot subscribe to {topic}: {e}"))?;
                     }
                 }
+                MqttEvent::Incoming(Packet::SubAck(_)) => {
+                    tracing::info!(source = %cfg.name, topics = ?cfg.topics, "subscribed");
+                }
+                MqttEvent::Incoming(Packet::Publish(publish)) => {
+                    let topic = publish.topic.clone();
+                    let mut draft =
+                        Draft::named(cfg.event.clone().unwrap_or_else(|| topic.clone()))
+                            .label("mqtt.topic", topic);
+                    draft.id_field.clone_from(&cfg.id_field);
+                    return Ok(Delivery {
+                        body: Body::Encoded(publish.payload.to_vec()),
+                        draft,
+                        poison: None,
+                        ack: MqttAck {
+                            client: self.client.clone(),
+                            publish,
+                        },
+                    });
+                }
+                _ => {}
             }
-            _ => {}
+        }
+    }
+
+    async fn close(self) {
+        let _ = self.client.disconnect().await;
+    }
+}
+
+/// A PUBACK, sent once the event is settled (or dead-lettered); none otherwise, so the broker
+/// redelivers the message on the next session.
+pub struct MqttAck {
+    client: AsyncClient,
+    publish: Publish,
+}
+
+impl Acker for MqttAck {
+    async fn settle(self, ack: Ack) -> Result<(), String> {
+        match ack {
+            Ack::Done | Ack::Dead => self
+                .client
+                .ack(&self.publish)
+                .await
+                .map_err(|e| format!("MQTT ack failed: {e}")),
+            Ack::Retry => Ok(()),
         }
     }
 }

@@ -47,7 +47,11 @@ impl SourceSpec for NatsConfig {
 
     fn spawn(&self, dispatch: &Dispatcher, stop: &CancellationToken, set: &mut JoinSet<()>) {
         #[cfg(feature = "nats")]
-        set.spawn(source::run(self.clone(), dispatch.clone(), stop.clone()));
+        set.spawn(crate::sources::runtime::run(
+            self.clone(),
+            dispatch.clone(),
+            stop.clone(),
+        ));
         #[cfg(not(feature = "nats"))]
         let _ = (dispatch, stop, set);
     }

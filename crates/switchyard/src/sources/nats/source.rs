@@ -10,25 +10,11 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::StreamExt;
-use switchyard_core::Event;
-use tokio_util::sync::CancellationToken;
+use futures::stream::SelectAll;
 
 use super::{NatsConfig, NatsMode};
-use crate::pipeline::Accepts;
-use crate::sources::{Dispatcher, Disposition, Undecoded, reconnecting, undecodable};
-
-/// Consumes until `stop`.
-pub async fn run(cfg: NatsConfig, dispatch: Dispatcher, stop: CancellationToken) {
-    let accepts = Accepts::new(&dispatch, &cfg.name);
-    reconnecting(&cfg.name, &stop, || async {
-        match cfg.mode {
-            NatsMode::Jetstream => jetstream_session(&cfg, &dispatch, &stop, &accepts).await,
-            NatsMode::Core => core_session(&cfg, &dispatch, &stop).await,
-        }
-    })
-    .await;
-    accepts.close().await;
-}
+use crate::codec::PayloadFormat;
+use crate::sources::runtime::{Ack, Acker, Body, Connector, Delivery, Draft, Session};
 
 async fn connect(cfg: &NatsConfig) -> Result<async_nats::Client, String> {
     async_nats::ConnectOptions::new()
@@ -38,37 +24,32 @@ async fn connect(cfg: &NatsConfig) -> Result<async_nats::Client, String> {
         .map_err(|e| format!("cannot connect to {}: {e}", crate::secrets::url(&cfg.url)))
 }
 
-fn event(
-    cfg: &NatsConfig,
-    subject: &str,
-    body: &[u8],
-    id: Option<String>,
-) -> Result<Event, Undecoded> {
-    let name = cfg.event.clone().unwrap_or_else(|| subject.to_string());
-    let make = |payload| {
-        let mut b = Event::builder(&cfg.name, &name, payload).label("nats.subject", subject);
-        if let Some(id) = &id {
-            b = b.id(id);
-        }
-        b.build()
-    };
-    cfg.format
-        .decode(body)
-        .map(make)
-        .map_err(|reason| Undecoded {
-            event: Box::new(make(undecodable(body))),
-            reason,
-        })
+fn draft(cfg: &NatsConfig, subject: &str) -> Draft {
+    Draft::named(cfg.event.clone().unwrap_or_else(|| subject.to_string()))
+        .label("nats.subject", subject)
 }
 
-async fn jetstream_session(
-    cfg: &NatsConfig,
-    dispatch: &Dispatcher,
-    stop: &CancellationToken,
-    accepts: &Accepts,
-) -> Result<(), String> {
-    let client = connect(cfg).await?;
-    let js = jetstream::new(client);
+impl Connector for NatsConfig {
+    type Session = NatsSession;
+
+    fn source(&self) -> &str {
+        &self.name
+    }
+
+    fn format(&self) -> PayloadFormat {
+        self.format
+    }
+
+    async fn connect(&self) -> Result<NatsSession, String> {
+        match self.mode {
+            NatsMode::Jetstream => jetstream(self).await,
+            NatsMode::Core => core(self).await,
+        }
+    }
+}
+
+async fn jetstream(cfg: &NatsConfig) -> Result<NatsSession, String> {
+    let js = jetstream::new(connect(cfg).await?);
     let stream_name = cfg.stream.clone().unwrap_or_default();
     let stream = js
         .get_or_create_stream(jetstream::stream::Config {
@@ -96,58 +77,21 @@ async fn jetstream_session(
         )
         .await
         .map_err(|e| format!("cannot open consumer {durable}: {e}"))?;
-    let mut messages = consumer
+    let messages = consumer
         .messages()
         .await
         .map_err(|e| format!("cannot pull messages: {e}"))?;
     tracing::info!(source = %cfg.name, stream = %stream_name, %durable, "consuming JetStream");
-    loop {
-        let next = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            m = messages.next() => m,
-        };
-        let msg = match next {
-            Some(Ok(m)) => m,
-            Some(Err(e)) => return Err(format!("pull failed: {e}")),
-            None => return Err("the message stream ended".into()),
-        };
-        let seq = msg
-            .info()
-            .map(|i| i.stream_sequence)
-            .map_err(|e| format!("message without JetStream info: {e}"))?;
-        let id = format!("{}:{}:{}", cfg.name, stream_name, seq);
-        let subject = msg.subject.to_string();
-        match event(cfg, &subject, &msg.payload, Some(id.clone())) {
-            Err(Undecoded { event: bad, reason }) => {
-                dispatch
-                    .reject(*bad, &reason)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                msg.ack().await.map_err(|e| format!("ack failed: {e}"))?;
-            }
-            Ok(ev) => {
-                let ack_wait = cfg.ack_wait;
-                accepts
-                    .submit(ev, move |receipt| async move {
-                        let kind = match receipt.outcome().await {
-                            Disposition::Settled { .. } | Disposition::AlreadySettled => AckKind::Ack,
-                            Disposition::Unfinished => AckKind::Nak(Some(ack_wait.min(Duration::from_secs(5)))),
-                        };
-                        if let Err(e) = msg.ack_with(kind).await {
-                            tracing::warn!(event_id = %id, error = %e, "JetStream ack failed; the message will be redelivered");
-                        }
-                    })
-                    .await?;
-            }
-        }
-    }
+    Ok(NatsSession {
+        cfg: cfg.clone(),
+        read: Read::Jetstream {
+            stream: stream_name,
+            messages: Box::new(messages),
+        },
+    })
 }
 
-async fn core_session(
-    cfg: &NatsConfig,
-    dispatch: &Dispatcher,
-    stop: &CancellationToken,
-) -> Result<(), String> {
+async fn core(cfg: &NatsConfig) -> Result<NatsSession, String> {
     let client = connect(cfg).await?;
     let mut subs = Vec::new();
     for subject in &cfg.subjects {
@@ -158,23 +102,92 @@ async fn core_session(
                 .map_err(|e| format!("cannot subscribe to {subject}: {e}"))?,
         );
     }
-    let mut all = futures::stream::select_all(subs);
     tracing::info!(source = %cfg.name, subjects = ?cfg.subjects, "subscribed to core NATS (at most once)");
-    loop {
-        let msg = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            m = all.next() => m.ok_or("the subscription ended")?,
-        };
-        match event(cfg, msg.subject.as_str(), &msg.payload, None) {
-            Err(Undecoded { event: bad, reason }) => dispatch
-                .reject(*bad, &reason)
-                .await
-                .map_err(|e| e.to_string())?,
-            Ok(ev) => {
-                let id = ev.id.clone();
-                dispatch.dispatch(ev).await.map_err(|e| e.to_string())?;
-                tracing::info!(source = %cfg.name, event_id = %id, "event received");
+    Ok(NatsSession {
+        cfg: cfg.clone(),
+        read: Read::Core(futures::stream::select_all(subs)),
+    })
+}
+
+/// One NATS connection: a JetStream pull consumer, or core subscriptions.
+pub struct NatsSession {
+    cfg: NatsConfig,
+    read: Read,
+}
+
+enum Read {
+    Jetstream {
+        stream: String,
+        messages: Box<jetstream::consumer::pull::Stream>,
+    },
+    Core(SelectAll<async_nats::Subscriber>),
+}
+
+impl Session for NatsSession {
+    type Acker = NatsAck;
+
+    async fn next(&mut self) -> Result<Delivery<NatsAck>, String> {
+        let cfg = &self.cfg;
+        match &mut self.read {
+            Read::Jetstream { stream, messages } => {
+                let msg = match messages.next().await {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => return Err(format!("pull failed: {e}")),
+                    None => return Err("the message stream ended".into()),
+                };
+                let seq = msg
+                    .info()
+                    .map(|i| i.stream_sequence)
+                    .map_err(|e| format!("message without JetStream info: {e}"))?;
+                Ok(Delivery {
+                    body: Body::Encoded(msg.payload.to_vec()),
+                    draft: draft(cfg, msg.subject.as_str())
+                        .id(format!("{}:{stream}:{seq}", cfg.name)),
+                    poison: None,
+                    ack: NatsAck::Jetstream {
+                        msg: Box::new(msg),
+                        retry_in: cfg.ack_wait.min(Duration::from_secs(5)),
+                    },
+                })
+            }
+            Read::Core(subs) => {
+                let msg = subs.next().await.ok_or("the subscription ended")?;
+                Ok(Delivery {
+                    body: Body::Encoded(msg.payload.to_vec()),
+                    draft: draft(cfg, msg.subject.as_str()),
+                    poison: None,
+                    ack: NatsAck::Core,
+                })
             }
         }
+    }
+}
+
+/// JetStream: ack a settled or dead-lettered message, nak an unfinished one with a delay so it
+/// comes back after the restart. Core NATS: nothing to acknowledge.
+pub enum NatsAck {
+    /// A JetStream message.
+    Jetstream {
+        /// The message.
+        msg: Box<jetstream::Message>,
+        /// The nak's delay.
+        retry_in: Duration,
+    },
+    /// A core NATS message.
+    Core,
+}
+
+impl Acker for NatsAck {
+    async fn settle(self, ack: Ack) -> Result<(), String> {
+        let Self::Jetstream { msg, retry_in } = self else {
+            return Ok(());
+        };
+        let kind = match ack {
+            Ack::Done | Ack::Dead => AckKind::Ack,
+            Ack::Retry => AckKind::Nak(Some(retry_in)),
+        };
+        msg.ack_with(kind)
+            .await
+            .map_err(|e| format!("JetStream ack failed: {e}"))
     }
 }

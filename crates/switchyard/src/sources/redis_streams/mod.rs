@@ -32,7 +32,11 @@ impl SourceSpec for RedisStreamsConfig {
 
     fn spawn(&self, dispatch: &Dispatcher, stop: &CancellationToken, set: &mut JoinSet<()>) {
         #[cfg(feature = "redis-streams")]
-        set.spawn(source::run(self.clone(), dispatch.clone(), stop.clone()));
+        set.spawn(crate::sources::runtime::run(
+            self.clone(),
+            dispatch.clone(),
+            stop.clone(),
+        ));
         #[cfg(not(feature = "redis-streams"))]
         let _ = (dispatch, stop, set);
     }

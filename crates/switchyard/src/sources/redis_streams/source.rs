@@ -6,182 +6,199 @@
 //! id is `<source>:<stream>:<entry id>`, so a re-read entry is the same event and finds the run
 //! it already started.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamAutoClaimOptions, StreamId, StreamReadOptions, StreamReadReply};
 use serde_json::{Map, Value};
-use switchyard_core::Event;
-use tokio_util::sync::CancellationToken;
 
 use super::{RedisStreamsConfig, StreamStart};
-use crate::pipeline::Accepts;
-use crate::sources::{Dispatcher, Disposition, Undecoded, reconnecting, undecodable};
+use crate::codec::PayloadFormat;
+use crate::sources::runtime::{Ack, Acker, Body, Connector, Delivery, Draft, Session};
 
-/// Consumes the stream until `stop`.
-pub async fn run(cfg: RedisStreamsConfig, dispatch: Dispatcher, stop: CancellationToken) {
-    let accepts = Accepts::new(&dispatch, &cfg.name);
-    reconnecting(&cfg.name, &stop, || {
-        session(&cfg, &dispatch, &stop, &accepts)
-    })
-    .await;
-    accepts.close().await;
+impl Connector for RedisStreamsConfig {
+    type Session = RedisSession;
+
+    fn source(&self) -> &str {
+        &self.name
+    }
+
+    fn format(&self) -> PayloadFormat {
+        self.format
+    }
+
+    async fn connect(&self) -> Result<RedisSession, String> {
+        let client = redis::Client::open(self.url.as_str())
+            .map_err(|e| format!("invalid Redis URL: {e}"))?;
+        let connect = || async {
+            client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| format!("cannot connect to {}: {e}", crate::secrets::url(&self.url)))
+        };
+        // Reads block; acknowledgements use their own connection so they are never stuck
+        // behind one.
+        let mut reader = connect().await?;
+        let acker = connect().await?;
+        let start = match self.start {
+            StreamStart::Earliest => "0",
+            StreamStart::Latest => "$",
+        };
+        let created: redis::RedisResult<()> = reader
+            .xgroup_create_mkstream(&self.stream, &self.group, start)
+            .await;
+        if let Err(e) = created
+            && e.code() != Some("BUSYGROUP")
+        {
+            return Err(format!("cannot create consumer group {}: {e}", self.group));
+        }
+        let consumer = self.consumer.clone().unwrap_or_else(|| self.name.clone());
+        tracing::info!(source = %self.name, stream = %self.stream, group = %self.group, %consumer, "reading Redis stream");
+        Ok(RedisSession {
+            cfg: self.clone(),
+            consumer,
+            reader,
+            acker,
+            cursor: "0".into(), // our own pending entries first
+            last_claim: tokio::time::Instant::now(),
+            entries: VecDeque::new(),
+        })
+    }
 }
 
-async fn session(
-    cfg: &RedisStreamsConfig,
-    dispatch: &Dispatcher,
-    stop: &CancellationToken,
-    accepts: &Accepts,
-) -> Result<(), String> {
-    let client =
-        redis::Client::open(cfg.url.as_str()).map_err(|e| format!("invalid Redis URL: {e}"))?;
-    let connect = || async {
-        client
-            .get_multiplexed_async_connection()
+/// One consumer of the group: a reading connection, an acknowledging one, and the entries of
+/// the last read not handed over yet.
+pub struct RedisSession {
+    cfg: RedisStreamsConfig,
+    consumer: String,
+    reader: MultiplexedConnection,
+    acker: MultiplexedConnection,
+    cursor: String,
+    last_claim: tokio::time::Instant,
+    entries: VecDeque<StreamId>,
+}
+
+impl RedisSession {
+    /// Takes over entries another consumer left pending longer than `claim_idle`.
+    async fn claim(&mut self) -> Result<(), String> {
+        let cfg = &self.cfg;
+        let opts = StreamAutoClaimOptions::default().count(cfg.batch.get());
+        let idle_ms = u64::try_from(cfg.claim_idle.as_millis()).unwrap_or(u64::MAX);
+        let claimed: redis::streams::StreamAutoClaimReply = self
+            .reader
+            .xautoclaim_options(
+                &cfg.stream,
+                &cfg.group,
+                &self.consumer,
+                idle_ms,
+                "0-0",
+                opts,
+            )
             .await
-            .map_err(|e| format!("cannot connect to {}: {e}", crate::secrets::url(&cfg.url)))
-    };
-    // Reads block; acknowledgements use their own connection so they are never stuck behind one.
-    let mut reader = connect().await?;
-    let acker = connect().await?;
-    let start = match cfg.start {
-        StreamStart::Earliest => "0",
-        StreamStart::Latest => "$",
-    };
-    let created: redis::RedisResult<()> = reader
-        .xgroup_create_mkstream(&cfg.stream, &cfg.group, start)
-        .await;
-    if let Err(e) = created
-        && e.code() != Some("BUSYGROUP")
-    {
-        return Err(format!("cannot create consumer group {}: {e}", cfg.group));
+            .map_err(|e| format!("XAUTOCLAIM failed: {e}"))?;
+        if !claimed.claimed.is_empty() {
+            tracing::info!(source = %cfg.name, entries = claimed.claimed.len(), "claimed entries left pending by another consumer");
+        }
+        self.entries.extend(claimed.claimed);
+        Ok(())
     }
-    let consumer = cfg.consumer.clone().unwrap_or_else(|| cfg.name.clone());
-    tracing::info!(source = %cfg.name, stream = %cfg.stream, group = %cfg.group, %consumer, "reading Redis stream");
-    let mut cursor = "0".to_string(); // our own pending entries first
-    let mut last_claim = tokio::time::Instant::now();
-    loop {
-        if stop.is_cancelled() {
-            return Ok(());
-        }
-        if last_claim.elapsed() >= cfg.claim_idle / 2 {
-            last_claim = tokio::time::Instant::now();
-            let opts = StreamAutoClaimOptions::default().count(cfg.batch.get());
-            let idle_ms = cfg.claim_idle.as_millis() as u64;
-            let claimed: redis::streams::StreamAutoClaimReply = reader
-                .xautoclaim_options(&cfg.stream, &cfg.group, &consumer, idle_ms, "0-0", opts)
-                .await
-                .map_err(|e| format!("XAUTOCLAIM failed: {e}"))?;
-            if !claimed.claimed.is_empty() {
-                tracing::info!(source = %cfg.name, entries = claimed.claimed.len(), "claimed entries left pending by another consumer");
-            }
-            for entry in claimed.claimed {
-                handle(cfg, dispatch, &acker, accepts, entry).await?;
-            }
-        }
+
+    async fn read(&mut self) -> Result<(), String> {
+        let cfg = &self.cfg;
         let opts = StreamReadOptions::default()
-            .group(&cfg.group, &consumer)
+            .group(&cfg.group, &self.consumer)
             .count(cfg.batch.get())
             .block(1000);
-        let (keys, ids) = ([cfg.stream.as_str()], [cursor.as_str()]);
-        let read = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            r = reader.xread_options::<_, _, StreamReadReply>(&keys, &ids, &opts) => r,
-        };
-        let reply = read.map_err(|e| format!("XREADGROUP failed: {e}"))?;
+        let (keys, ids) = ([cfg.stream.as_str()], [self.cursor.as_str()]);
+        let reply: StreamReadReply = self
+            .reader
+            .xread_options(&keys, &ids, &opts)
+            .await
+            .map_err(|e| format!("XREADGROUP failed: {e}"))?;
         let entries: Vec<StreamId> = reply.keys.into_iter().flat_map(|k| k.ids).collect();
-        if cursor != ">" {
+        if self.cursor != ">" {
             match entries.last() {
                 // Pending entries are re-read in pages; an empty page means none are left.
-                Some(last) => cursor = last.id.clone(),
-                None => cursor = ">".into(),
+                Some(last) => self.cursor = last.id.clone(),
+                None => self.cursor = ">".into(),
             }
         }
-        for entry in entries {
-            handle(cfg, dispatch, &acker, accepts, entry).await?;
+        self.entries.extend(entries);
+        Ok(())
+    }
+}
+
+impl Session for RedisSession {
+    type Acker = RedisAck;
+
+    async fn next(&mut self) -> Result<Delivery<RedisAck>, String> {
+        loop {
+            if let Some(entry) = self.entries.pop_front() {
+                let ack = RedisAck {
+                    conn: self.acker.clone(),
+                    stream: self.cfg.stream.clone(),
+                    group: self.cfg.group.clone(),
+                    entry_id: entry.id.clone(),
+                };
+                let (body, draft) = delivery(&self.cfg, entry);
+                return Ok(Delivery {
+                    body,
+                    draft,
+                    poison: None,
+                    ack,
+                });
+            }
+            if self.last_claim.elapsed() >= self.cfg.claim_idle / 2 {
+                self.last_claim = tokio::time::Instant::now();
+                self.claim().await?;
+                continue;
+            }
+            self.read().await?;
         }
     }
 }
 
-async fn handle(
-    cfg: &RedisStreamsConfig,
-    dispatch: &Dispatcher,
-    acker: &MultiplexedConnection,
-    accepts: &Accepts,
-    entry: StreamId,
-) -> Result<(), String> {
-    let entry_id = entry.id.clone();
-    let event = match decode(cfg, entry) {
-        Ok(event) => event,
-        Err(Undecoded { event, reason }) => {
-            dispatch
-                .reject(*event, &reason)
-                .await
-                .map_err(|e| e.to_string())?;
-            return xack(acker.clone(), cfg, &entry_id).await;
-        }
-    };
-    let (acker, cfg) = (acker.clone(), cfg.clone());
-    accepts
-        .submit(event, move |receipt| async move {
-            let id = receipt.id.clone();
-            match receipt.outcome().await {
-                Disposition::Settled { .. } | Disposition::AlreadySettled => {
-                    if let Err(e) = xack(acker, &cfg, &entry_id).await {
-                        tracing::warn!(source = %cfg.name, event_id = %id, error = %e, "XACK failed; the entry will be read again");
-                    }
-                }
-                // Left pending: re-read on restart or claimed later, and journaled meanwhile.
-                Disposition::Unfinished => {}
-            }
-        })
-        .await
+/// `XACK` once the event is settled or dead-lettered; an unfinished one is left pending, to be
+/// re-read on restart or claimed by another consumer (and journaled meanwhile).
+pub struct RedisAck {
+    conn: MultiplexedConnection,
+    stream: String,
+    group: String,
+    entry_id: String,
 }
 
-async fn xack(
-    mut conn: MultiplexedConnection,
-    cfg: &RedisStreamsConfig,
-    entry_id: &str,
-) -> Result<(), String> {
-    let _: i64 = conn
-        .xack(&cfg.stream, &cfg.group, &[entry_id])
-        .await
-        .map_err(|e| format!("XACK failed: {e}"))?;
-    Ok(())
+impl Acker for RedisAck {
+    async fn settle(mut self, ack: Ack) -> Result<(), String> {
+        if ack == Ack::Retry {
+            return Ok(());
+        }
+        let _: i64 = self
+            .conn
+            .xack(&self.stream, &self.group, &[&self.entry_id])
+            .await
+            .map_err(|e| format!("XACK failed: {e}"))?;
+        Ok(())
+    }
 }
 
 fn field_bytes(v: &redis::Value) -> Option<Vec<u8>> {
     redis::from_redis_value_ref::<Vec<u8>>(v).ok()
 }
 
-/// The entry as an event; `Err` carries the event to dead-letter and why.
-fn decode(cfg: &RedisStreamsConfig, entry: StreamId) -> Result<Event, Undecoded> {
+/// The entry's body (the `payload_field`, or else every field as a string) and its draft.
+fn delivery(cfg: &RedisStreamsConfig, entry: StreamId) -> (Body, Draft) {
     let name = cfg
         .event
         .clone()
         .unwrap_or_else(|| format!("{}.message", cfg.name));
-    let id = format!("{}:{}:{}", cfg.name, cfg.stream, entry.id);
-    let make = |payload: Value| {
-        Event::builder(&cfg.name, &name, payload)
-            .id(&id)
-            .label("redis.stream", &cfg.stream)
-            .label("redis.entry_id", &entry.id)
-            .build()
-    };
+    let draft = Draft::named(name)
+        .id(format!("{}:{}:{}", cfg.name, cfg.stream, entry.id))
+        .label("redis.stream", &cfg.stream)
+        .label("redis.entry_id", &entry.id);
     let fields: &HashMap<String, redis::Value> = &entry.map;
-    match fields.get(&cfg.payload_field) {
-        Some(v) => {
-            let body = field_bytes(v).unwrap_or_default();
-            cfg.format
-                .decode(&body)
-                .map(make)
-                .map_err(|reason| Undecoded {
-                    event: Box::new(make(undecodable(&body))),
-                    reason,
-                })
-        }
+    let body = match fields.get(&cfg.payload_field) {
+        Some(v) => Body::Encoded(field_bytes(v).unwrap_or_default()),
         None => {
             let mut map = Map::new();
             for (k, v) in fields {
@@ -190,7 +207,8 @@ fn decode(cfg: &RedisStreamsConfig, entry: StreamId) -> Result<Event, Undecoded>
                     .unwrap_or_default();
                 map.insert(k.clone(), Value::String(text));
             }
-            Ok(make(Value::Object(map)))
+            Body::Decoded(Value::Object(map))
         }
-    }
+    };
+    (body, draft)
 }

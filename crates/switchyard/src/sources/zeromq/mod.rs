@@ -39,7 +39,11 @@ impl SourceSpec for ZmqConfig {
 
     fn spawn(&self, dispatch: &Dispatcher, stop: &CancellationToken, set: &mut JoinSet<()>) {
         #[cfg(feature = "zeromq")]
-        set.spawn(source::run(self.clone(), dispatch.clone(), stop.clone()));
+        set.spawn(crate::sources::runtime::run(
+            self.clone(),
+            dispatch.clone(),
+            stop.clone(),
+        ));
         #[cfg(not(feature = "zeromq"))]
         let _ = (dispatch, stop, set);
     }

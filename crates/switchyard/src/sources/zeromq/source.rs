@@ -5,22 +5,105 @@
 //! A multipart message's first frame is taken as its topic (label `zmq.topic`) and its last
 //! frame as the body; a single frame is the body.
 
-use switchyard_core::Event;
-use tokio_util::sync::CancellationToken;
-use zeromq::{Socket, SocketRecv, ZmqMessage};
+use zeromq::{PullSocket, Socket, SocketRecv, SubSocket, ZmqMessage};
 
 use super::{ZmqConfig, ZmqSocket};
-use crate::sources::{Dispatcher, reconnecting, undecodable};
+use crate::codec::PayloadFormat;
+use crate::sources::runtime::{Body, Connector, Delivery, Draft, Session};
 
-/// Receives until `stop`.
-pub async fn run(cfg: ZmqConfig, dispatch: Dispatcher, stop: CancellationToken) {
-    reconnecting(&cfg.name, &stop, || session(&cfg, &dispatch, &stop)).await;
+impl Connector for ZmqConfig {
+    type Session = ZmqSession;
+
+    fn source(&self) -> &str {
+        &self.name
+    }
+
+    fn format(&self) -> PayloadFormat {
+        self.format
+    }
+
+    async fn connect(&self) -> Result<ZmqSession, String> {
+        let socket = match self.socket {
+            ZmqSocket::Sub => {
+                let mut socket = SubSocket::new();
+                attach(self, &mut socket).await?;
+                let prefixes = if self.subscribe.is_empty() {
+                    vec![String::new()]
+                } else {
+                    self.subscribe.clone()
+                };
+                for p in &prefixes {
+                    socket
+                        .subscribe(p)
+                        .await
+                        .map_err(|e| format!("cannot subscribe to {p:?}: {e}"))?;
+                }
+                tracing::info!(source = %self.name, endpoint = %self.endpoint, "ZeroMQ SUB socket ready (at most once)");
+                Receiver::Sub(socket)
+            }
+            ZmqSocket::Pull => {
+                let mut socket = PullSocket::new();
+                attach(self, &mut socket).await?;
+                tracing::info!(source = %self.name, endpoint = %self.endpoint, "ZeroMQ PULL socket ready (at most once)");
+                Receiver::Pull(socket)
+            }
+        };
+        Ok(ZmqSession {
+            cfg: self.clone(),
+            socket,
+        })
+    }
 }
 
-async fn handle(cfg: &ZmqConfig, dispatch: &Dispatcher, msg: ZmqMessage) -> Result<(), String> {
+async fn attach(cfg: &ZmqConfig, socket: &mut impl Socket) -> Result<(), String> {
+    if cfg.bind {
+        socket
+            .bind(&cfg.endpoint)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("cannot bind {}: {e}", cfg.endpoint))
+    } else {
+        socket
+            .connect(&cfg.endpoint)
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", cfg.endpoint))
+    }
+}
+
+/// One bound or connected socket.
+pub struct ZmqSession {
+    cfg: ZmqConfig,
+    socket: Receiver,
+}
+
+enum Receiver {
+    Sub(SubSocket),
+    Pull(PullSocket),
+}
+
+impl Session for ZmqSession {
+    type Acker = ();
+
+    async fn next(&mut self) -> Result<Delivery<()>, String> {
+        let msg = match &mut self.socket {
+            Receiver::Sub(s) => s.recv().await,
+            Receiver::Pull(s) => s.recv().await,
+        }
+        .map_err(|e| format!("receive failed: {e}"))?;
+        let (body, draft) = delivery(&self.cfg, &msg);
+        Ok(Delivery {
+            body,
+            draft,
+            poison: None,
+            ack: (),
+        })
+    }
+}
+
+fn delivery(cfg: &ZmqConfig, msg: &ZmqMessage) -> (Body, Draft) {
     let body = msg
         .get(msg.len().saturating_sub(1))
-        .cloned()
+        .map(|b| b.to_vec())
         .unwrap_or_default();
     let topic = (msg.len() > 1)
         .then(|| msg.get(0).map(|t| String::from_utf8_lossy(t).into_owned()))
@@ -30,81 +113,9 @@ async fn handle(cfg: &ZmqConfig, dispatch: &Dispatcher, msg: ZmqMessage) -> Resu
         .clone()
         .or_else(|| topic.clone())
         .unwrap_or_else(|| format!("{}.message", cfg.name));
-    let make = |payload| {
-        let mut b = Event::builder(&cfg.name, &name, payload);
-        if let Some(t) = &topic {
-            b = b.label("zmq.topic", t);
-        }
-        b.build()
-    };
-    match cfg.format.decode(&body) {
-        Err(reason) => dispatch
-            .reject(make(undecodable(&body)), &reason)
-            .await
-            .map_err(|e| e.to_string()),
-        Ok(payload) => {
-            let event = make(payload);
-            let id = event.id.clone();
-            dispatch.dispatch(event).await.map_err(|e| e.to_string())?;
-            tracing::info!(source = %cfg.name, event_id = %id, "event received");
-            Ok(())
-        }
+    let mut draft = Draft::named(name);
+    if let Some(t) = topic {
+        draft = draft.label("zmq.topic", t);
     }
-}
-
-async fn session(
-    cfg: &ZmqConfig,
-    dispatch: &Dispatcher,
-    stop: &CancellationToken,
-) -> Result<(), String> {
-    macro_rules! attach {
-        ($socket:expr) => {{
-            let mut socket = $socket;
-            if cfg.bind {
-                socket
-                    .bind(&cfg.endpoint)
-                    .await
-                    .map_err(|e| format!("cannot bind {}: {e}", cfg.endpoint))?;
-            } else {
-                socket
-                    .connect(&cfg.endpoint)
-                    .await
-                    .map_err(|e| format!("cannot connect to {}: {e}", cfg.endpoint))?;
-            }
-            socket
-        }};
-    }
-    match cfg.socket {
-        ZmqSocket::Sub => {
-            let mut socket = attach!(zeromq::SubSocket::new());
-            let prefixes = if cfg.subscribe.is_empty() {
-                vec![String::new()]
-            } else {
-                cfg.subscribe.clone()
-            };
-            for p in &prefixes {
-                socket
-                    .subscribe(p)
-                    .await
-                    .map_err(|e| format!("cannot subscribe to {p:?}: {e}"))?;
-            }
-            tracing::info!(source = %cfg.name, endpoint = %cfg.endpoint, "ZeroMQ SUB socket ready (at most once)");
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
-                    m = socket.recv() => handle(cfg, dispatch, m.map_err(|e| format!("receive failed: {e}"))?).await?,
-                }
-            }
-        }
-        ZmqSocket::Pull => {
-            let mut socket = attach!(zeromq::PullSocket::new());
-            tracing::info!(source = %cfg.name, endpoint = %cfg.endpoint, "ZeroMQ PULL socket ready (at most once)");
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
-                    m = socket.recv() => handle(cfg, dispatch, m.map_err(|e| format!("receive failed: {e}"))?).await?,
-                }
-            }
-        }
-    }
+    (Body::Encoded(body), draft)
 }

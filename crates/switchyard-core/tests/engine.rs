@@ -371,6 +371,34 @@ async fn the_pool_grows_under_load_and_shrinks_when_idle() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_pool_grows_on_arrival_without_waiting_for_the_monitor_tick() {
+    let gate = Arc::new(Semaphore::new(0));
+    let seen: Log = Arc::default();
+    let queue = CollectorQueue::builder(vec![gated(&gate, &seen)])
+        .min_consumers(1)
+        .max_consumers(4)
+        .capacity(100)
+        .monitor_interval(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    queue.start().await.unwrap();
+    // The first tick fires at once; after it, the next is an hour away.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let publisher = queue.get_publisher();
+    let mut events = Vec::new();
+    for i in 0..10 {
+        events.push(publisher.send(Payload::new(i)).await.unwrap());
+    }
+    eventually(Duration::from_secs(1), || queue.consumer_count() == 4).await;
+    assert_eq!(queue.consumer_count(), 4, "grown to the maximum, never past it");
+    gate.add_permits(10);
+    for e in events {
+        e.wait().await;
+    }
+    queue.shutdown(ShutdownMode::Abort).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn metrics_report_rates() {
     let c = Collector::new("tick", |_: Arc<Payload<u32>>, _: Context| async {
         tokio::time::sleep(Duration::from_millis(10)).await;

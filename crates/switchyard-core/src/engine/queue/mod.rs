@@ -1,24 +1,37 @@
+//! The collector queue: a bounded buffer in front of a pool of consumers.
+//!
+//! - this file: building a queue, starting it, and the state its parts share;
+//! - [`publisher`]: sending into it; [`pool`]: the consumers; [`autoscale`]: sizing the pool
+//!   between its bounds; [`shutdown`]: draining or aborting it.
+
+mod autoscale;
+mod pool;
+mod publisher;
+mod shutdown;
+
+pub use publisher::{EventPublisher, SendPermit};
+pub use shutdown::{ShutdownMode, ShutdownReport};
+
+use autoscale::monitor_load;
+use pool::spawn_consumer;
+
 use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use futures::FutureExt;
-use tokio::sync::{Notify, Semaphore, TryAcquireError};
-use tokio::time::MissedTickBehavior;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::buffer::{Buffer, DEFAULT_PRIORITY, QueueType};
 use super::collector::{BoxError, Collector};
-use super::event::{CollectorEvent, EventState};
+use super::event::EventState;
 use super::metrics::{Metrics, Stats};
 use super::payload::Payload;
-use super::result::{CollectorResult, ProcessError, ResultList};
 use super::router::{DefaultRouter, Router};
 
 /// Building or starting a queue failed.
@@ -103,30 +116,6 @@ impl<T> fmt::Display for TrySendError<T> {
     }
 }
 impl<T> std::error::Error for TrySendError<T> {}
-
-/// How [`CollectorQueue::shutdown`] treats what is still queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShutdownMode {
-    /// Refuse new events, process everything queued and in flight; after `timeout`, drop
-    /// what is left.
-    Drain {
-        /// How long to wait for the queue to empty.
-        timeout: Duration,
-    },
-    /// Refuse new events and drop everything queued or in flight at once.
-    Abort,
-}
-
-/// What a shutdown did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ShutdownReport {
-    /// Events finished over the queue's life (processed or dropped).
-    pub finished: u64,
-    /// Events that were never processed; each was completed with [`ProcessError::Dropped`].
-    pub dropped: u64,
-    /// Whether a drain ran out of time.
-    pub timed_out: bool,
-}
 
 type RouterFactory<T, R> = Box<dyn FnOnce(&[Collector<T, R>]) -> Box<dyn Router<T, R>> + Send>;
 
@@ -275,6 +264,7 @@ impl<T: Send + Sync + 'static, R: Send + Sync + 'static> CollectorQueueBuilder<T
             consumers: AtomicUsize::new(0),
             retire: AtomicUsize::new(0),
             retire_notify: Notify::new(),
+            demand: Notify::new(),
             unfinished: AtomicUsize::new(0),
             idle: Notify::new(),
             next_id: AtomicU64::new(1),
@@ -324,6 +314,9 @@ struct Shared<T, R> {
     /// spawned once pending retirements are taken back.
     retire: AtomicUsize,
     retire_notify: Notify,
+    /// Wakes the autoscaler when an arrival leaves more demand than consumers, so the pool
+    /// grows at once rather than at the next tick.
+    demand: Notify,
     /// Sent and not yet finished.
     unfinished: AtomicUsize,
     idle: Notify,
@@ -434,48 +427,6 @@ impl<T: Send + Sync + 'static, R: Send + Sync + 'static> CollectorQueue<T, R> {
         self.shared.queue_type
     }
 
-    /// Stops accepting events, then drains or aborts (see [`ShutdownMode`]), stops the
-    /// consumers and runs the lifecycle teardowns. Every event ever sent has its result set
-    /// when this returns. Calling it again returns the same counts.
-    pub async fn shutdown(&self, mode: ShutdownMode) -> ShutdownReport {
-        let was = std::mem::replace(&mut *lock(&self.state), RunState::Stopped);
-        let shared = &self.shared;
-        shared.slots.close();
-        let mut timed_out = false;
-        if was == RunState::Running
-            && let ShutdownMode::Drain { timeout } = mode
-        {
-            timed_out = tokio::time::timeout(timeout, shared.wait_idle())
-                .await
-                .is_err();
-            if timed_out {
-                tracing::warn!(
-                    queue = %shared.name,
-                    unfinished = shared.unfinished.load(Ordering::SeqCst),
-                    "drain timed out; dropping what is left"
-                );
-            }
-        }
-        shared.root.cancel();
-        shared.items.close();
-        shared.tracker.close();
-        shared.tracker.wait().await;
-        shared.drop_queued();
-        if was == RunState::Running {
-            for c in shared.collectors.iter().rev() {
-                if let Some(lc) = c.lifecycle() {
-                    lc.teardown(c.context()).await;
-                }
-            }
-            tracing::debug!(queue = %shared.name, "collector queue shut down");
-        }
-        ShutdownReport {
-            finished: shared.departed.load(Ordering::SeqCst),
-            dropped: shared.dropped.load(Ordering::SeqCst),
-            timed_out,
-        }
-    }
-
     /// The scoped form: start, run `f` with a publisher, then drain (up to 30 s) and shut
     /// down, even if `f` returned an error. Fails only if the start fails.
     pub async fn run<F, Fut, O>(self, f: F) -> Result<O, EngineError>
@@ -490,15 +441,6 @@ impl<T: Send + Sync + 'static, R: Send + Sync + 'static> CollectorQueue<T, R> {
         })
         .await;
         Ok(out)
-    }
-}
-
-impl<T, R> Drop for CollectorQueue<T, R> {
-    fn drop(&mut self) {
-        // Consumers hold the shared state; without this they would wait forever.
-        self.shared.slots.close();
-        self.shared.items.close();
-        self.shared.root.cancel();
     }
 }
 
@@ -536,25 +478,6 @@ impl<T, R> Shared<T, R> {
         }
     }
 
-    /// Completes every event still queued as dropped.
-    fn drop_queued(&self) {
-        let leftovers: Vec<_> = std::iter::from_fn(|| lock(&self.buffer).pop()).collect();
-        for ev in leftovers {
-            self.finish_dropped(&ev, "the queue shut down before the event was processed");
-            self.event_done();
-        }
-    }
-
-    fn finish_dropped(&self, ev: &EventState<T, R>, why: &str) {
-        let dropped = ResultList::new(vec![CollectorResult {
-            collector: Arc::from(""),
-            result: Err(ProcessError::Dropped(why.to_string())),
-        }]);
-        if ev.finish(dropped) {
-            self.dropped.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
     fn event_done(&self) {
         self.departed.fetch_add(1, Ordering::SeqCst);
         if self.unfinished.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -569,310 +492,3 @@ impl<T, R> Shared<T, R> {
             .is_ok()
     }
 }
-
-/// Sends payloads into a [`CollectorQueue`]. Cheap to clone.
-pub struct EventPublisher<T, R> {
-    shared: Arc<Shared<T, R>>,
-}
-
-impl<T, R> Clone for EventPublisher<T, R> {
-    fn clone(&self) -> Self {
-        Self {
-            shared: Arc::clone(&self.shared),
-        }
-    }
-}
-
-impl<T: Send + Sync + 'static, R: Send + Sync + 'static> EventPublisher<T, R> {
-    /// Queues a payload, waiting while the queue is full (this is the backpressure a source
-    /// feels). Returns the handle to await its results.
-    pub async fn send(&self, payload: Payload<T>) -> Result<CollectorEvent<T, R>, SendError<T>> {
-        match self.shared.slots.acquire().await {
-            Ok(permit) => permit.forget(),
-            Err(_) => return Err(SendError(payload)),
-        }
-        Ok(self.enqueue(payload))
-    }
-
-    /// Queues a payload if there is room right now.
-    pub fn try_send(&self, payload: Payload<T>) -> Result<CollectorEvent<T, R>, TrySendError<T>> {
-        match self.shared.slots.try_acquire() {
-            Ok(permit) => permit.forget(),
-            Err(TryAcquireError::NoPermits) => return Err(TrySendError::Full(payload)),
-            Err(TryAcquireError::Closed) => return Err(TrySendError::Closed(payload)),
-        }
-        Ok(self.enqueue(payload))
-    }
-
-    /// Reserves a place in the queue, waiting while it is full; the place is used by
-    /// [`SendPermit::send`] or given back when the permit drops. Lets a source make an event
-    /// durable between "there is room" and "it is queued".
-    pub async fn reserve(&self) -> Result<SendPermit<'_, T, R>, SendError<()>> {
-        match self.shared.slots.acquire().await {
-            Ok(permit) => {
-                permit.forget();
-                Ok(SendPermit {
-                    publisher: self,
-                    used: false,
-                })
-            }
-            Err(_) => Err(SendError(Payload::new(()))),
-        }
-    }
-
-    /// Reserves a place if there is one right now.
-    pub fn try_reserve(&self) -> Result<SendPermit<'_, T, R>, TrySendError<()>> {
-        match self.shared.slots.try_acquire() {
-            Ok(permit) => {
-                permit.forget();
-                Ok(SendPermit {
-                    publisher: self,
-                    used: false,
-                })
-            }
-            Err(TryAcquireError::NoPermits) => Err(TrySendError::Full(Payload::new(()))),
-            Err(TryAcquireError::Closed) => Err(TrySendError::Closed(Payload::new(()))),
-        }
-    }
-
-    /// Waits until every event sent so far has finished.
-    pub async fn wait(&self) {
-        self.shared.wait_idle().await;
-    }
-
-    /// Whether the queue still accepts events.
-    pub fn is_closed(&self) -> bool {
-        self.shared.slots.is_closed()
-    }
-
-    /// Events queued and not yet picked up.
-    pub fn queued(&self) -> usize {
-        self.shared.qsize()
-    }
-
-    fn enqueue(&self, payload: Payload<T>) -> CollectorEvent<T, R> {
-        let shared = &self.shared;
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let priority = payload.priority().unwrap_or(shared.default_priority);
-        let state = Arc::new(EventState::new(id, payload, priority));
-        shared.unfinished.fetch_add(1, Ordering::SeqCst);
-        shared.arrived.fetch_add(1, Ordering::SeqCst);
-        lock(&shared.buffer).push(Arc::clone(&state), priority);
-        shared.items.add_permits(1);
-        CollectorEvent { inner: state }
-    }
-}
-
-/// A reserved place in the queue (see [`EventPublisher::reserve`]).
-pub struct SendPermit<'a, T, R> {
-    publisher: &'a EventPublisher<T, R>,
-    used: bool,
-}
-
-impl<T: Send + Sync + 'static, R: Send + Sync + 'static> SendPermit<'_, T, R> {
-    /// Queues the payload in the reserved place; never waits.
-    pub fn send(mut self, payload: Payload<T>) -> CollectorEvent<T, R> {
-        self.used = true;
-        self.publisher.enqueue(payload)
-    }
-}
-
-impl<T, R> Drop for SendPermit<'_, T, R> {
-    fn drop(&mut self) {
-        if !self.used {
-            self.publisher.shared.slots.add_permits(1);
-        }
-    }
-}
-
-fn spawn_consumer<T: Send + Sync + 'static, R: Send + Sync + 'static>(shared: &Arc<Shared<T, R>>) {
-    shared.consumers.fetch_add(1, Ordering::SeqCst);
-    let s = Arc::clone(shared);
-    shared.tracker.spawn(async move {
-        consume(&s).await;
-        s.consumers.fetch_sub(1, Ordering::SeqCst);
-    });
-}
-
-/// Marks an event picked up by a consumer; finishing it (or being dropped mid-way because the
-/// queue aborted) keeps the counters right.
-struct InFlight<'a, T, R> {
-    shared: &'a Shared<T, R>,
-    event: Arc<EventState<T, R>>,
-}
-
-impl<T, R> Drop for InFlight<'_, T, R> {
-    fn drop(&mut self) {
-        self.shared.finish_dropped(
-            &self.event,
-            "the queue was aborted while the event was processed",
-        );
-        self.shared.busy.fetch_sub(1, Ordering::SeqCst);
-        self.shared.event_done();
-    }
-}
-
-async fn consume<T: Send + Sync + 'static, R: Send + Sync + 'static>(shared: &Shared<T, R>) {
-    loop {
-        if shared.try_retire() {
-            return;
-        }
-        let permit = tokio::select! {
-            biased;
-            _ = shared.root.cancelled() => return,
-            _ = shared.retire_notify.notified() => continue,
-            p = shared.items.acquire() => p,
-        };
-        match permit {
-            Ok(p) => p.forget(),
-            Err(_) => return,
-        }
-        let Some(event) = lock(&shared.buffer).pop() else {
-            continue;
-        };
-        shared.slots.add_permits(1);
-        shared.busy.fetch_add(1, Ordering::SeqCst);
-        let flight = InFlight { shared, event };
-        tokio::select! {
-            biased;
-            _ = shared.root.cancelled() => {}
-            results = process(shared, &flight.event) => {
-                if flight.event.finish(results) {
-                    let view = CollectorEvent { inner: Arc::clone(&flight.event) };
-                    if let (Some(service), Some(wait)) = (view.service_time(), view.wait_time()) {
-                        lock(&shared.stats).record_event(service, wait);
-                    }
-                }
-            }
-        }
-        drop(flight);
-    }
-}
-
-async fn process<T: Send + Sync + 'static, R: Send + Sync + 'static>(
-    shared: &Shared<T, R>,
-    event: &EventState<T, R>,
-) -> ResultList<R> {
-    event.start();
-    let payload = &event.payload;
-    let targets = match std::panic::catch_unwind(AssertUnwindSafe(|| shared.router.route(payload)))
-    {
-        Ok(t) => t,
-        Err(panic) => {
-            return ResultList::new(vec![CollectorResult {
-                collector: Arc::from("router"),
-                result: Err(ProcessError::Panicked(panic_message(panic.as_ref()))),
-            }]);
-        }
-    };
-    let results = match targets.as_slice() {
-        [] => Vec::new(),
-        [one] => vec![run_collector(one.clone(), Arc::clone(payload)).await],
-        many => {
-            futures::future::join_all(
-                many.iter()
-                    .map(|c| run_collector(c.clone(), Arc::clone(payload))),
-            )
-            .await
-        }
-    };
-    ResultList::new(results)
-}
-
-async fn run_collector<T: Send + Sync + 'static, R: Send + 'static>(
-    collector: Collector<T, R>,
-    payload: Arc<Payload<T>>,
-) -> CollectorResult<R> {
-    let key = collector.key_arc();
-    let outcome = AssertUnwindSafe(async move { collector.process(payload).await })
-        .catch_unwind()
-        .await;
-    let result = match outcome {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => Err(ProcessError::failed(err)),
-        Err(panic) => Err(ProcessError::Panicked(panic_message(panic.as_ref()))),
-    };
-    CollectorResult {
-        collector: key,
-        result,
-    }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_string()
-    }
-}
-
-async fn monitor_load<T: Send + Sync + 'static, R: Send + Sync + 'static>(
-    shared: Arc<Shared<T, R>>,
-) {
-    let mut tick = tokio::time::interval(shared.monitor_interval);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_report = tokio::time::Instant::now();
-    loop {
-        tokio::select! {
-            _ = shared.root.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let qsize = shared.qsize();
-        let busy = shared.busy.load(Ordering::SeqCst);
-        let consumers = shared.effective_consumers();
-        let demand = qsize + busy;
-        let load = demand as f64 / consumers.max(1) as f64;
-        let avg_load = {
-            let mut stats = lock(&shared.stats);
-            stats.sample(
-                load,
-                shared.arrived.load(Ordering::SeqCst),
-                shared.departed.load(Ordering::SeqCst),
-            );
-            stats.avg_load()
-        };
-        if shared.autoscale {
-            let wanted = ((demand as f64) * (1.0 + shared.wip_margin)).ceil() as usize;
-            let target = wanted.clamp(shared.min_consumers, shared.max_consumers);
-            if load >= 1.0 && target > consumers {
-                let mut add = target - consumers;
-                // Take back pending retirements before spawning anyone new.
-                while add > 0 && shared.try_retire() {
-                    add -= 1;
-                }
-                for _ in 0..add {
-                    spawn_consumer(&shared);
-                }
-            } else if load < 1.0
-                && consumers > target
-                && avg_load.is_some_and(|avg| avg < REDUCTION_THRESHOLD)
-            {
-                shared
-                    .retire
-                    .fetch_add(consumers - target, Ordering::SeqCst);
-                shared.retire_notify.notify_waiters();
-            } else if shared.retire.load(Ordering::SeqCst) > 0 {
-                // Wake idle consumers again in case one missed the first call.
-                shared.retire_notify.notify_waiters();
-            }
-        }
-        if let Some(every) = shared.report_interval
-            && last_report.elapsed() >= every
-        {
-            last_report = tokio::time::Instant::now();
-            let m = shared.metrics();
-            tracing::info!(
-                queue = %shared.name, qsize = m.qsize, busy = m.busy, consumers = m.consumers,
-                load = m.load, avg_load = m.avg_load, service_time = m.service_time,
-                wait_time = m.wait_time, arrival_rate = m.arrival_rate,
-                departure_rate = m.departure_rate, event_count = m.event_count,
-                "collector queue metrics"
-            );
-        }
-    }
-}
-
-/// Average load under which the pool shrinks.
-const REDUCTION_THRESHOLD: f64 = 0.5;

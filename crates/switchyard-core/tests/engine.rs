@@ -390,7 +390,11 @@ async fn the_pool_grows_on_arrival_without_waiting_for_the_monitor_tick() {
         events.push(publisher.send(Payload::new(i)).await.unwrap());
     }
     eventually(Duration::from_secs(1), || queue.consumer_count() == 4).await;
-    assert_eq!(queue.consumer_count(), 4, "grown to the maximum, never past it");
+    assert_eq!(
+        queue.consumer_count(),
+        4,
+        "grown to the maximum, never past it"
+    );
     gate.add_permits(10);
     for e in events {
         e.wait().await;

@@ -24,71 +24,13 @@ use rows::{
     DEAD_LETTER_COLUMNS, EVENT_COLUMNS, dead_letter_from_row, event_from_row, record_settlement,
     settled_routes,
 };
+use schema::{SCHEMA, SCHEMA_VERSION};
+use writer::writer;
 
 type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
 /// A job runs against the connection, or is told why it cannot (`Err`), and answers with
 /// whether it succeeded and how to reply once the commit outcome is known.
 type Job = Box<dyn FnOnce(Result<&Connection, &str>) -> (bool, Reply) + Send>;
-
-const SCHEMA_VERSION: i64 = 2;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    id TEXT PRIMARY KEY,
-    source TEXT NOT NULL,
-    name TEXT NOT NULL,
-    occurred TEXT NOT NULL,
-    received TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    status TEXT NOT NULL,
-    accepted_at INTEGER NOT NULL,
-    finished_at INTEGER,
-    digest TEXT
-);
-CREATE INDEX IF NOT EXISTS events_status ON events (status, accepted_at);
-CREATE INDEX IF NOT EXISTS events_finished ON events (finished_at);
-CREATE TABLE IF NOT EXISTS decisions (
-    id INTEGER PRIMARY KEY,
-    event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
-    route TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    detail TEXT,
-    flow_run_id TEXT,
-    flow_run_name TEXT,
-    deployment TEXT,
-    replayed INTEGER,
-    attempt INTEGER,
-    at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS decisions_event ON decisions (event_id);
-CREATE TABLE IF NOT EXISTS route_states (
-    event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
-    route TEXT NOT NULL,
-    status TEXT NOT NULL,
-    PRIMARY KEY (event_id, route)
-);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY,
-    event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
-    route TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    retryable INTEGER NOT NULL,
-    attempts INTEGER NOT NULL,
-    at INTEGER NOT NULL,
-    resolved_at INTEGER,
-    resolution TEXT
-);
-CREATE INDEX IF NOT EXISTS dead_letters_open ON dead_letters (resolved_at, id);
-CREATE INDEX IF NOT EXISTS dead_letters_event ON dead_letters (event_id);
-CREATE TABLE IF NOT EXISTS trigger_states (
-    route TEXT NOT NULL,
-    key TEXT NOT NULL,
-    state TEXT NOT NULL,
-    PRIMARY KEY (route, key)
-);
-";
 
 /// The SQLite [`Store`]. Cheap to clone.
 #[derive(Clone)]
@@ -230,52 +172,6 @@ fn probe(conn: &Connection) -> rusqlite::Result<()> {
     )?
     .execute(params![now_ms().to_string()])
     .map(|_| ())
-}
-
-fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>, fault: &Faults) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < 256 {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
-            let msg = format!("cannot start a transaction: {e}");
-            for job in jobs {
-                let (_, reply) = job(Err(&msg));
-                reply(None);
-            }
-            continue;
-        }
-        let mut replies = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let _ = exec(&conn, "SAVEPOINT job");
-            let (ok, reply) = job(Ok(&conn));
-            if ok {
-                let _ = exec(&conn, "RELEASE job");
-            } else {
-                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
-            }
-            replies.push(reply);
-        }
-        let commit = exec(&conn, "COMMIT").err().map(|e| {
-            fault.set_transient(Some(format!("commit failed: {e}")));
-            e.to_string()
-        });
-        if commit.is_some() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        for reply in replies {
-            reply(commit.as_deref());
-        }
-    }
-}
-
-/// Runs a statement from the cache (transaction control runs several times per job).
-fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 impl Store for SqliteStore {
@@ -627,6 +523,8 @@ impl Store for SqliteStore {
 
 mod files;
 mod rows;
+mod schema;
+mod writer;
 
 #[cfg(test)]
 mod tests;

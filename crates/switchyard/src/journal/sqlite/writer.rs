@@ -1,0 +1,53 @@
+//! The writer thread: group commit, one savepoint per job, answers only after COMMIT.
+
+use rusqlite::Connection;
+use tokio::sync::mpsc;
+
+use super::Job;
+use super::files::Faults;
+
+pub(super) fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>, fault: &Faults) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < 256 {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
+            let msg = format!("cannot start a transaction: {e}");
+            for job in jobs {
+                let (_, reply) = job(Err(&msg));
+                reply(None);
+            }
+            continue;
+        }
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let _ = exec(&conn, "SAVEPOINT job");
+            let (ok, reply) = job(Ok(&conn));
+            if ok {
+                let _ = exec(&conn, "RELEASE job");
+            } else {
+                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            }
+            replies.push(reply);
+        }
+        let commit = exec(&conn, "COMMIT").err().map(|e| {
+            fault.set_transient(Some(format!("commit failed: {e}")));
+            e.to_string()
+        });
+        if commit.is_some() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies {
+            reply(commit.as_deref());
+        }
+    }
+}
+
+/// Runs a statement from the cache (transaction control runs several times per job).
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}

@@ -13,7 +13,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use switchyard::pipeline::Inbound;
 use switchyard::routes::Route;
 use switchyard::template;
-use switchyard::triggers::name_topic;
+use switchyard::topic::keys_of;
 use switchyard_core::Event;
 use switchyard_core::engine::{
     BoxError, Collector, CollectorQueue, Context, Payload, ShutdownMode,
@@ -74,7 +74,7 @@ async fn pump(queue: &CollectorQueue<Inbound, bool>, event: &Arc<Event>) {
             event: Arc::clone(event),
             settled: Vec::new(),
         };
-        let topics = [event.source.clone(), name_topic(&event.source, &event.name)];
+        let topics = keys_of(event);
         publisher
             .send(Payload::to_topics(inbound, topics))
             .await

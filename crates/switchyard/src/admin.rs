@@ -9,8 +9,7 @@ use serde::Serialize;
 
 use crate::app;
 use crate::journal::{EventFilter, EventStatus, JournalError, Settlement, SqliteStore, Store};
-use crate::routes::Decision;
-use crate::routes::{self, Loaded};
+use crate::routes::{self, Decision, Loaded};
 
 /// Which journal: `--journal`, else the config's `journal.path`, else `switchyard.db`.
 #[derive(Debug, Args)]

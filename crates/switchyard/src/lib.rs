@@ -20,4 +20,5 @@ pub mod secrets;
 pub mod sources;
 pub mod telemetry;
 pub mod template;
+pub mod topic;
 pub mod triggers;

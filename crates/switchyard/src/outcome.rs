@@ -1,6 +1,11 @@
-//! What became of an event, in words every layer shares: the journal stores these, routes
-//! return them, the pipeline finishes events by them. Also the names of the engine's
-//! topics, which the pipeline publishes to and routes subscribe to.
+//! What became of an event, in words every layer shares, defined once:
+//!
+//! - [`RunCreated`]: the flow run that exists for an event (a run reference);
+//! - [`Settlement`]: a route's final decision, as the journal records it (skipped, ran, dead);
+//! - [`RouteOutcome`]: what a route returns to the pipeline (a settlement, or taken into a
+//!   trigger's state, or settled before);
+//! - [`Disposition`]: how an accepted event ended, as its source is told (acknowledge or not);
+//! - [`Failure`]: a failed attempt, retryable or permanent.
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -59,14 +64,47 @@ pub fn skipped_routes<'a>(
         .collect()
 }
 
-/// The engine topic of events named `name` from `source`: routes whose trigger expects exact
-/// names subscribe to these instead of the whole source, so rules that cannot match an event
-/// never see it.
-pub fn name_topic(source: &str, name: &str) -> String {
-    format!("{source}#{name}")
+/// A route's final decision for an event.
+#[derive(Debug, Clone)]
+pub enum Settlement {
+    /// The route did not apply.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// A flow run exists for the event.
+    Ran(RunCreated),
+    /// The route gave up; the reason is kept for `switchyard dlq`.
+    DeadLettered {
+        /// Why.
+        reason: String,
+        /// Whether the cause was transient (Prefect unavailable for too long).
+        retryable: bool,
+        /// Attempts made.
+        attempts: u32,
+    },
 }
 
-/// The source name of a route's firings.
-pub fn firing_source(route: &str) -> String {
-    format!("trigger:{route}")
+/// A failed attempt.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// What went wrong.
+    pub message: String,
+    /// Whether a later attempt may succeed.
+    pub retryable: bool,
+}
+
+/// How an accepted event ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Every route settled: the event may be acknowledged. `dead` when a route dead-lettered.
+    Settled {
+        /// Whether a dead letter was written.
+        dead: bool,
+    },
+    /// Already settled before (a redelivery): acknowledge.
+    AlreadySettled,
+    /// Not finished (shutdown interrupted a retry, or the journal failed): it stays pending in
+    /// the journal and is resumed on restart. Do not acknowledge.
+    Unfinished,
 }

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
 use crate::journal::{Accepted, EventStatus, JournalError, Settlement, Store};
+pub use crate::outcome::Disposition;
 use crate::outcome::{RouteOutcome, skipped_routes};
 pub use crate::owned::Owned;
 
@@ -38,21 +39,6 @@ pub struct Dispatcher {
     finishers: TaskTracker,
     owned: Arc<Owned>,
     accepts_in_flight: usize,
-}
-
-/// How an accepted event ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// Every route settled: the event may be acknowledged. `dead` when a route dead-lettered.
-    Settled {
-        /// Whether a dead letter was written.
-        dead: bool,
-    },
-    /// Already settled before (a redelivery): acknowledge.
-    AlreadySettled,
-    /// Not finished (shutdown interrupted a retry, or the journal failed): it stays pending in
-    /// the journal and is resumed on restart. Do not acknowledge.
-    Unfinished,
 }
 
 /// The outcome of an accepted event, to await.
@@ -398,12 +384,7 @@ impl Dispatcher {
 
     fn queue(&self, permit: SendPermit<'_, Inbound, RouteOutcome>, inbound: Inbound) -> Receipt {
         let id = inbound.event.id.clone();
-        // Routes subscribe to their sources' names as topics, or (triggers on exact event
-        // names) to `<source>#<name>`.
-        let topics = [
-            inbound.event.source.clone(),
-            crate::outcome::name_topic(&inbound.event.source, &inbound.event.name),
-        ];
+        let topics = crate::topic::keys_of(&inbound.event);
         let handle = permit.send(Payload::to_topics(inbound, topics));
         let (tx, rx) = oneshot::channel();
         let journal = Arc::clone(&self.journal);

@@ -6,16 +6,16 @@ use std::time::Duration;
 
 use switchyard_core::Event;
 use switchyard_prefect::{PrefectClient, RetryPolicy};
+
+use crate::topic::Topic;
 use tokio_util::sync::CancellationToken;
 
 use crate::actions::{Action, RunCreated};
 use crate::config::{ConfigError, DeliveryConfig, RouteConfig};
 use crate::journal::{JournalError, Settlement, Store};
-pub use crate::outcome::{RouteOutcome, skipped_routes};
+pub use crate::outcome::{Failure, RouteOutcome, skipped_routes};
 use crate::template::{self, Predicate};
-use crate::triggers::{
-    AbsorbError, Absorbed, Machine, Stateful, firing_context, firing_source, name_topic,
-};
+use crate::triggers::{AbsorbError, Absorbed, Machine, Stateful, firing_context, firing_source};
 
 /// A loaded configuration with its routes compiled: what `run`, `check` and replay work from.
 #[derive(Debug)]
@@ -114,22 +114,14 @@ pub enum Plan {
     Run(crate::actions::Rendered),
 }
 
-/// A route's decision before it is recorded.
+/// What one attempt decided, before it is recorded (only these two: a failure is a
+/// [`Failure`], and a dead letter is the caller's decision after it).
 #[derive(Debug, Clone)]
 pub enum Decision {
     /// Not applicable.
     Skip(String),
     /// A run exists.
     Ran(RunCreated),
-}
-
-/// A failed attempt.
-#[derive(Debug, Clone)]
-pub struct Failure {
-    /// What went wrong.
-    pub message: String,
-    /// Whether a later attempt may succeed.
-    pub retryable: bool,
 }
 
 /// How long a transient failure is retried before it becomes a dead letter.
@@ -197,24 +189,34 @@ impl Route {
     /// only `event.name`), just those names from its sources — and its own firings. Events of
     /// other names never reach the route: matching costs nothing for rules that cannot apply,
     /// and the journal records no decision of such a route for them.
-    pub fn topics(&self) -> Vec<String> {
+    pub fn subscriptions(&self) -> Vec<Topic> {
         let names = self
             .stateful
             .as_ref()
             .and_then(|s| s.exact_names())
             .or_else(|| self.when.as_ref().and_then(Predicate::exact_names));
-        let mut t: Vec<String> = match names {
+        let mut t: Vec<Topic> = match names {
             Some(names) => self
                 .sources
                 .iter()
-                .flat_map(|s| names.iter().map(move |n| name_topic(s, n)))
+                .flat_map(|s| {
+                    names.iter().map(move |n| Topic::Named {
+                        source: s.clone(),
+                        name: n.clone(),
+                    })
+                })
                 .collect(),
-            None => self.sources.clone(),
+            None => self.sources.iter().cloned().map(Topic::Source).collect(),
         };
         if self.stateful.is_some() {
-            t.push(firing_source(&self.name));
+            t.push(Topic::Source(firing_source(&self.name)));
         }
         t
+    }
+
+    /// [`Route::subscriptions`] as the engine's keys.
+    pub fn topics(&self) -> Vec<String> {
+        self.subscriptions().iter().map(Topic::key).collect()
     }
 
     /// What the route's fixed deployment's parameter schema says about the parameters the

@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use switchyard_core::Event;
 
-use crate::outcome::RunCreated;
+pub use crate::outcome::Settlement;
 
 pub use sqlite::SqliteStore;
 
@@ -101,27 +101,6 @@ pub fn digest(name: &str, payload_json: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// A route's final decision for an event.
-#[derive(Debug, Clone)]
-pub enum Settlement {
-    /// The route did not apply.
-    Skipped {
-        /// Why.
-        reason: String,
-    },
-    /// A flow run exists for the event.
-    Ran(RunCreated),
-    /// The route gave up; the reason is kept for `switchyard dlq`.
-    DeadLettered {
-        /// Why.
-        reason: String,
-        /// Whether the cause was transient (Prefect unavailable for too long).
-        retryable: bool,
-        /// Attempts made.
-        attempts: u32,
-    },
 }
 
 /// One line of an event's history.

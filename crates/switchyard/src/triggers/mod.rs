@@ -26,7 +26,7 @@ use tokio::sync::{Mutex, Notify, mpsc};
 use crate::journal::{JournalError, Store, TriggerChange};
 pub use machine::{Bucket, Fired, Judged, Machine};
 
-pub use crate::outcome::{firing_source, name_topic};
+pub use crate::topic::firing_source;
 
 /// The template context of a firing: `event`, `events`, `trigger`.
 pub fn firing_context(firing: &Event) -> minijinja::Value {

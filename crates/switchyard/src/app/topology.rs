@@ -203,17 +203,9 @@ impl Topology {
         self.serving_http = !hooks.is_empty();
         if self.serving_http {
             let (http, stop) = (&self.config.http, self.stop.clone());
-            let (listen, max_body) = (http.listen, http.max_body_bytes.get());
-            sources::webhook::serve(
-                hooks,
-                dispatch.clone(),
-                listen,
-                max_body,
-                stop,
-                &mut self.sources,
-            )
-            .await
-            .map_err(anyhow::Error::msg)?;
+            sources::webhook::serve(hooks, dispatch.clone(), http, stop, &mut self.sources)
+                .await
+                .map_err(anyhow::Error::msg)?;
         }
         Ok(())
     }

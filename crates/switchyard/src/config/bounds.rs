@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::{Config, SourceConfig};
 
+const MS: Duration = Duration::from_millis(1);
 const SECOND: Duration = Duration::from_secs(1);
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -107,6 +108,16 @@ pub fn check(c: &Config) -> Result<(), Problem> {
         c.http.max_body_bytes.get(),
         1,
         256 << 20,
+    )?;
+    let h = &c.http;
+    duration("http.header_timeout", h.header_timeout, MS, HOUR)?;
+    duration("http.body_timeout", h.body_timeout, MS, HOUR)?;
+    duration("http.idle_timeout", h.idle_timeout, MS, DAY)?;
+    number(
+        "http.max_connections",
+        h.max_connections.get(),
+        1,
+        1_000_000,
     )?;
     let r = &c.journal.retention;
     duration(

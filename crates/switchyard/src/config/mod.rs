@@ -12,7 +12,6 @@ pub mod legacy;
 pub mod triggers;
 mod validate;
 
-use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,6 +25,7 @@ use validate::validate;
 
 /// The sources' settings live with their connectors (`sources/<name>/config.rs`).
 pub use crate::sources::SourceConfig;
+pub use crate::sources::webhook::HttpConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -335,34 +335,6 @@ fn default_max_output() -> usize {
 }
 fn default_template_threads() -> usize {
     2
-}
-
-/// The HTTP server for webhook sources (started only when there is one).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Address to listen on (default `127.0.0.1:8080`).
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
-    /// Largest accepted request body in bytes (default 1 MiB); larger gets 413.
-    #[serde(default = "default_max_body")]
-    pub max_body_bytes: NonZeroUsize,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            listen: default_listen(),
-            max_body_bytes: default_max_body(),
-        }
-    }
-}
-
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8080))
-}
-fn default_max_body() -> NonZeroUsize {
-    NonZeroUsize::new(1 << 20).unwrap_or(NonZeroUsize::MIN)
 }
 
 /// One route: which events, and what to do.

@@ -1,10 +1,14 @@
 //! Webhooks: `POST /hooks/<source-name>`, all served by one HTTP server. See `source.rs` for how it reads and acknowledges, `config.rs` for its settings.
 
 mod config;
+mod limit;
+pub mod listener;
 mod source;
+mod verify;
 
 pub use config::*;
 pub use source::*;
+pub use verify::{Rejected, Verified, Verifier};
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -17,11 +21,31 @@ impl SourceSpec for WebhookConfig {
     }
 
     fn describe(&self) -> String {
-        format!("webhook POST /hooks/{}", self.name)
+        match &self.verify {
+            Some(v) => format!("webhook POST /hooks/{} (verify {})", self.name, v.scheme()),
+            None => format!("webhook POST /hooks/{} (unauthenticated)", self.name),
+        }
     }
 
     fn check(&self) -> Result<(), (&'static str, String)> {
-        Ok(())
+        if let Some(r) = &self.rate_limit {
+            if !(r.per_second.is_finite() && (0.001..=100_000.0).contains(&r.per_second)) {
+                return Err((
+                    "rate_limit",
+                    format!(
+                        "per_second: expected a number from 0.001 to 100000, got {}",
+                        r.per_second
+                    ),
+                ));
+            }
+            if r.burst == Some(0) {
+                return Err(("rate_limit", "burst: expected at least 1".into()));
+            }
+        }
+        match &self.verify {
+            Some(v) => Verifier::new(v).map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     fn missing_feature(&self) -> Option<&'static str> {

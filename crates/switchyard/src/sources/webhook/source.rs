@@ -4,73 +4,135 @@
 //! |---|---|
 //! | 202 `{"id": ..., "status": "accepted"}` | the event is in the journal and queued |
 //! | 400 | the body is not JSON |
-//! | 404 | no webhook source has that name |
+//! | 401 | the hook has `verify` and the request fails it (signature, timestamp, credentials) |
+//! | 404 | no webhook source has that name (the answer does not list the others) |
 //! | 409 | the `Idempotency-Key` (or `ce-id`) was already used with a different body |
-//! | 413 | the body is over `http.max_body_bytes` |
+//! | 408 | the body did not arrive within `http.body_timeout` |
+//! | 413 | the body is over `http.max_body_bytes` (at once for `Expect: 100-continue`) |
+//! | 429 + `Retry-After` | the hook's `rate_limit` is exceeded |
 //! | 503 + `Retry-After` | the queue is full, the journal cannot write, or Switchyard is shutting down |
 //!
-//! A sender's `Idempotency-Key` or CloudEvents `ce-id` header becomes the event id (prefixed
-//! by the hook name), so a retried delivery maps to the same flow run. `ce-type` overrides the
-//! event name and `ce-time` the occurrence time.
+//! A verified sender's delivery id (Standard Webhooks' `webhook-id`, `X-GitHub-Delivery`, a
+//! Stripe event's `id`), else an `Idempotency-Key` or CloudEvents `ce-id` header, becomes the
+//! event id (prefixed by the hook name), so a retried delivery maps to the same flow run.
+//! The event name is the hook's `event`; a name the sender supplies (`ce-type`,
+//! `X-GitHub-Event`, Stripe's `type`) is used only with `event_from: sender` (the default for
+//! GitHub and Stripe verification) and is otherwise a label. `ce-time` sets the occurrence
+//! time.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use switchyard_core::Event;
 
-use super::{WebhookConfig, WebhookFormat};
+use super::limit::TokenBucket;
+use super::listener::{Limits, connection_cap, raise_file_limit};
+use super::{EventFrom, HttpConfig, Verified, Verifier, Verify, WebhookConfig, WebhookFormat};
 use crate::sources::{Dispatcher, Refused};
 
 struct HookState {
-    hooks: BTreeMap<String, WebhookConfig>,
+    hooks: BTreeMap<String, Hook>,
     dispatch: Dispatcher,
+    max_body: usize,
+    body_timeout: Duration,
 }
 
-/// The HTTP app: the hooks plus `GET /healthz`.
+struct Hook {
+    cfg: WebhookConfig,
+    /// `Err` when its secrets could not be read: every request is refused (fail closed).
+    verifier: Option<Result<Verifier, String>>,
+    rate: Option<TokenBucket>,
+}
+
+/// The HTTP app: the hooks plus `GET /healthz` and `GET /readyz`. A hook whose secrets cannot
+/// be read refuses every request ([`serve`] and `check` report it before it comes to that).
 pub fn app(hooks: Vec<WebhookConfig>, dispatch: Dispatcher, max_body_bytes: usize) -> Router {
+    app_with(hooks, dispatch, max_body_bytes, Duration::from_secs(30))
+}
+
+/// [`app`] with a body-read timeout (`http.body_timeout`).
+pub fn app_with(
+    hooks: Vec<WebhookConfig>,
+    dispatch: Dispatcher,
+    max_body: usize,
+    body_timeout: Duration,
+) -> Router {
+    let hooks = hooks
+        .into_iter()
+        .map(|cfg| {
+            let verifier = cfg
+                .verify
+                .as_ref()
+                .map(|v| Verifier::new(v).map_err(|(_, m)| m));
+            let rate = cfg.rate_limit.map(TokenBucket::new);
+            (
+                cfg.name.clone(),
+                Hook {
+                    cfg,
+                    verifier,
+                    rate,
+                },
+            )
+        })
+        .collect();
     let state = Arc::new(HookState {
-        hooks: hooks.into_iter().map(|h| (h.name.clone(), h)).collect(),
+        hooks,
         dispatch,
+        max_body,
+        body_timeout,
     });
     Router::new()
         .route("/hooks/{name}", post(receive))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
 
-/// Serves every webhook source on `http.listen` until `stop`; an error if it cannot listen.
+/// Serves every webhook source on `http.listen` until `stop` (see [`super::listener`] for how
+/// the listener sheds abuse); an error if it cannot listen or a hook's secrets cannot be read.
 pub async fn serve(
     hooks: Vec<WebhookConfig>,
     dispatch: Dispatcher,
-    addr: std::net::SocketAddr,
-    max_body_bytes: usize,
+    http: &HttpConfig,
     stop: tokio_util::sync::CancellationToken,
     set: &mut tokio::task::JoinSet<()>,
 ) -> Result<(), String> {
+    for hook in &hooks {
+        if let Some(v) = &hook.verify {
+            Verifier::new(v).map_err(|(key, m)| format!("webhook {}: {key}.{m}", hook.name))?;
+        }
+    }
+    let addr = http.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr} (http.listen): {e}"))?;
+    let files = raise_file_limit();
+    let limits = Limits {
+        header_timeout: http.header_timeout,
+        idle_timeout: http.idle_timeout,
+        max_connections: connection_cap(http.max_connections.get(), files),
+    };
     let names: Vec<String> = hooks.iter().map(|h| format!("/hooks/{}", h.name)).collect();
-    tracing::info!(listen = %listener.local_addr().unwrap_or(addr), hooks = ?names, "webhook server listening");
-    let app = app(hooks, dispatch, max_body_bytes);
-    set.spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-        {
-            tracing::error!(error = %e, "webhook server failed");
-        }
-    });
+    tracing::info!(
+        listen = %listener.local_addr().unwrap_or(addr), hooks = ?names,
+        max_connections = limits.max_connections, open_file_limit = files,
+        "webhook server listening"
+    );
+    let app = app_with(
+        hooks,
+        dispatch,
+        http.max_body_bytes.get(),
+        http.body_timeout,
+    );
+    set.spawn(super::listener::run(listener, app, limits, stop));
     Ok(())
 }
 
@@ -83,6 +145,110 @@ async fn ready(State(state): State<Arc<HookState>>) -> Response {
             json!({"ready": false, "reasons": [format!("journal: {why}")]}),
         ),
     }
+}
+
+/// The most of an over-long body read (and thrown away) so the client can read the 413.
+const MAX_DISCARD: usize = 64 << 20;
+
+/// Reads the body within `http.body_timeout` and `http.max_body_bytes`. Over the limit: a
+/// client that sent `Expect: 100-continue` hears 413 at once, without sending the body; any
+/// other client is read to the end of its body (up to 64 MiB, within the timeout) first, so it
+/// is still listening when the 413 comes instead of seeing a broken pipe.
+async fn read_body(
+    state: &HookState,
+    name: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, Response> {
+    let too_large = || {
+        let mut r = reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({"error": "request body is over the size limit"}),
+        );
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        r
+    };
+    let declared = header_str(headers, "content-length").and_then(|v| v.parse::<u64>().ok());
+    let expects =
+        header_str(headers, "expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    let deadline = tokio::time::Instant::now() + state.body_timeout;
+    let max = state.max_body;
+    if declared.is_some_and(|n| n > max as u64) {
+        tracing::warn!(source = %name, length = declared, "request body over the size limit, refused");
+        if !expects {
+            discard(body, MAX_DISCARD, deadline).await;
+        }
+        return Err(too_large());
+    }
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    loop {
+        let next = match tokio::time::timeout_at(deadline, futures::StreamExt::next(&mut stream))
+            .await
+        {
+            Ok(n) => n,
+            Err(_) => {
+                tracing::warn!(source = %name, "request body not received within http.body_timeout");
+                let mut r = reply(
+                    StatusCode::REQUEST_TIMEOUT,
+                    json!({"error": "request body not received in time"}),
+                );
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return Err(r);
+            }
+        };
+        match next {
+            None => return Ok(Bytes::from(buf)),
+            Some(Ok(chunk)) => {
+                if buf.len() + chunk.len() > max {
+                    tracing::warn!(source = %name, "request body over the size limit, refused");
+                    discard_stream(&mut stream, MAX_DISCARD, deadline).await;
+                    return Err(too_large());
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Some(Err(e)) => {
+                tracing::warn!(source = %name, error = %e, "cannot read the request body");
+                return Err(reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "cannot read the request body"}),
+                ));
+            }
+        }
+    }
+}
+
+async fn discard(body: Body, limit: usize, deadline: tokio::time::Instant) {
+    discard_stream(&mut body.into_data_stream(), limit, deadline).await;
+}
+
+async fn discard_stream(
+    stream: &mut axum::body::BodyDataStream,
+    limit: usize,
+    deadline: tokio::time::Instant,
+) {
+    let mut seen = 0usize;
+    while seen < limit {
+        match tokio::time::timeout_at(deadline, futures::StreamExt::next(stream)).await {
+            Ok(Some(Ok(chunk))) => seen = seen.saturating_add(chunk.len()),
+            _ => return,
+        }
+    }
+}
+
+/// 401 with a generic reason and a challenge: which check failed is for the log only.
+fn unauthorized() -> Response {
+    let mut resp = reply(
+        StatusCode::UNAUTHORIZED,
+        json!({"error": "request could not be verified"}),
+    );
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Signature"),
+    );
+    resp
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
@@ -153,31 +319,48 @@ async fn receive(
     State(state): State<Arc<HookState>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
-    let Some(hook) = state.hooks.get(&name) else {
-        tracing::warn!(hook = %name, "request for an unknown hook");
-        return reply(
-            StatusCode::NOT_FOUND,
-            json!({"error": format!("unknown hook {name:?}"), "hooks": state.hooks.keys().collect::<Vec<_>>()}),
-        );
+    let Some(Hook {
+        cfg: hook,
+        verifier,
+        rate,
+    }) = state.hooks.get(&name)
+    else {
+        // The log may list the hooks; the answer never does.
+        tracing::warn!(hook = %name, hooks = ?state.hooks.keys().collect::<Vec<_>>(), "request for an unknown hook");
+        return reply(StatusCode::NOT_FOUND, json!({"error": "no such hook"}));
     };
-    let body = match body {
+    if let Some(Err(wait)) = rate.as_ref().map(TokenBucket::try_take) {
+        tracing::warn!(source = %name, "over the hook's rate limit; refused");
+        let mut resp = reply(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"error": "too many requests"}),
+        );
+        let secs = wait.as_secs_f64().ceil().max(1.0).to_string();
+        if let Ok(v) = HeaderValue::from_str(&secs) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return resp;
+    }
+    let body = match read_body(&state, &name, &headers, body).await {
         Ok(b) => b,
-        Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_))) => {
-            tracing::warn!(source = %name, "request body over the size limit, refused");
-            return reply(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                json!({"error": "request body is over the size limit"}),
-            );
+        Err(resp) => return resp,
+    };
+    let verified = match verifier {
+        None => Verified::default(),
+        Some(Err(why)) => {
+            tracing::error!(source = %name, error = %why, "the hook's secrets cannot be read; request refused");
+            return unauthorized();
         }
-        Err(e) => {
-            tracing::warn!(source = %name, error = %e, "cannot read the request body");
-            return reply(
-                StatusCode::BAD_REQUEST,
-                json!({"error": format!("cannot read the request body: {e}")}),
-            );
-        }
+        Some(Ok(v)) => match v.verify(&headers, &body, chrono::Utc::now().timestamp()) {
+            Ok(verified) => verified,
+            Err(why) => {
+                // Never journaled; the log says which check failed, never a secret.
+                tracing::warn!(source = %name, reason = %why, "request failed verification; refused");
+                return unauthorized();
+            }
+        },
     };
     let payload: Value = match crate::sources::parse_json(&body) {
         Ok(v) => v,
@@ -196,15 +379,32 @@ async fn receive(
             }
         }
     } else {
-        let event_name = header_str(&headers, "ce-type")
-            .map(String::from)
-            .or_else(|| hook.event.clone())
-            .unwrap_or_else(|| format!("{name}.received"));
-        Event::builder(&name, event_name, payload)
+        let event_from = hook.event_from.unwrap_or(match hook.verify {
+            Some(Verify::Github { .. } | Verify::Stripe { .. }) => EventFrom::Sender,
+            _ => EventFrom::Config,
+        });
+        let sent = verified
+            .name
+            .clone()
+            .or_else(|| header_str(&headers, "ce-type").map(String::from));
+        let event_name = match (&hook.event, event_from, &sent) {
+            (Some(configured), _, _) => configured.clone(),
+            (None, EventFrom::Sender, Some(sent)) => sent.clone(),
+            _ => format!("{name}.received"),
+        };
+        let mut b = Event::builder(&name, event_name, payload);
+        if let Some(ce_type) = header_str(&headers, "ce-type") {
+            b = b.label("ce.type", ce_type);
+        }
+        b
     };
-    if let Some(id) =
+    for (k, v) in &verified.labels {
+        builder = builder.label(k, v);
+    }
+    let sender_id = verified.id.as_deref().or_else(|| {
         header_str(&headers, "idempotency-key").or_else(|| header_str(&headers, "ce-id"))
-    {
+    });
+    if let Some(id) = sender_id {
         builder = builder.id(format!("{name}:{id}"));
     }
     if let Some(time) =

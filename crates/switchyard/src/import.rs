@@ -9,11 +9,13 @@
 
 use serde_json::{Map, Value, json};
 
-/// The routes (as a YAML `routes:` document) and warnings.
+/// The routes and sources (as a YAML document) and warnings.
 #[derive(Debug)]
 pub struct Imported {
     /// The routes, as JSON values (the caller prints them as YAML).
     pub routes: Vec<Value>,
+    /// The sources (from Prefect Cloud webhooks).
+    pub sources: Vec<Value>,
     /// What could not be carried over, one line each.
     pub warnings: Vec<String>,
 }
@@ -23,23 +25,29 @@ pub fn import(text: &str) -> Result<Imported, String> {
     let doc: Value = serde_norway::from_str(text).map_err(|e| format!("not JSON or YAML: {e}"))?;
     let mut out = Imported {
         routes: Vec::new(),
+        sources: Vec::new(),
         warnings: Vec::new(),
     };
     match &doc {
         Value::Array(items) => {
             for (i, a) in items.iter().enumerate() {
-                automation(a, &format!("[{i}]"), &mut out)?;
+                if is_webhook(a) {
+                    webhook(a, &format!("[{i}]"), &mut out)?;
+                } else {
+                    automation(a, &format!("[{i}]"), &mut out)?;
+                }
             }
         }
         Value::Object(m) if m.contains_key("trigger") => automation(&doc, "", &mut out)?,
+        v if is_webhook(v) => webhook(v, "", &mut out)?,
         Value::Object(m) if m.contains_key("deployments") => prefect_yaml(&doc, &mut out)?,
         _ => {
             return Err(
-                "expected a Prefect automation (an object with `trigger` and `actions`), a list of them, or a prefect.yaml with `deployments`".into(),
+                "expected a Prefect automation (an object with `trigger` and `actions`), a Prefect Cloud webhook (an object with `template`), a list of them, or a prefect.yaml with `deployments`".into(),
             );
         }
     }
-    if out.routes.is_empty() {
+    if out.routes.is_empty() && out.sources.is_empty() {
         return Err(format!(
             "nothing to import: no run-deployment action found{}",
             if out.warnings.is_empty() {
@@ -50,6 +58,56 @@ pub fn import(text: &str) -> Result<Imported, String> {
         ));
     }
     Ok(out)
+}
+
+/// A Prefect Cloud webhook definition (`GET /api/accounts/{a}/workspaces/{w}/webhooks/{id}`):
+/// it has a `template` and no `trigger`.
+fn is_webhook(v: &Value) -> bool {
+    v.get("template").is_some_and(Value::is_string) && v.get("trigger").is_none()
+}
+
+/// A Prefect Cloud webhook becomes a webhook source with the same template; Switchyard
+/// renders it with Prefect Cloud's variables and semantics.
+fn webhook(v: &Value, at: &str, out: &mut Imported) -> Result<(), String> {
+    let template = v
+        .get("template")
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{at}: a webhook without a `template`"))?;
+    crate::template::TextTemplate::compile_lenient(template).map_err(|e| format!("{at}: {e}"))?;
+    let title = v.get("name").and_then(Value::as_str).unwrap_or("webhook");
+    let name = slug(title);
+    let mut hook = Map::new();
+    hook.insert("type".into(), json!("webhook"));
+    hook.insert("name".into(), json!(name));
+    if let Some(d) = v
+        .get("description")
+        .and_then(Value::as_str)
+        .filter(|d| !d.is_empty())
+    {
+        hook.insert("description".into(), json!(d));
+    }
+    if v.get("service_account_id").is_some_and(|s| !s.is_null()) {
+        let var = format!(
+            "SWITCHYARD_HOOK_{}_TOKEN",
+            name.to_ascii_uppercase().replace(['-', '.'], "_")
+        );
+        hook.insert("verify".into(), json!({"bearer": {"token": {"env": var}}}));
+        out.warnings.push(format!(
+            "{at}: webhook {title:?} was authenticated with a service account's API key in Prefect Cloud; it now takes `Authorization: Bearer` with the token in ${var} (set it, or choose another `verify`)"
+        ));
+    } else {
+        out.warnings.push(format!(
+            "{at}: webhook {title:?} accepts anyone who knows its URL; consider `verify` (see the README, \"Putting a webhook on the internet\")"
+        ));
+    }
+    if v.get("enabled") == Some(&Value::Bool(false)) {
+        out.warnings.push(format!(
+            "{at}: webhook {title:?} is disabled in Prefect Cloud; imported as enabled"
+        ));
+    }
+    hook.insert("template".into(), json!(template));
+    out.sources.push(Value::Object(hook));
+    Ok(())
 }
 
 fn slug(name: &str) -> String {

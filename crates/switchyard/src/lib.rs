@@ -8,6 +8,7 @@ pub mod actions;
 pub mod admin;
 pub mod app;
 pub mod cli;
+pub mod cloudevents;
 pub mod codec;
 pub mod config;
 pub mod import;

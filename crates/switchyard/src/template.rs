@@ -77,7 +77,78 @@ fn environment(undefined: UndefinedBehavior, fuel: u64) -> Environment<'static> 
     env.set_undefined_behavior(undefined);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.set_fuel(Some(fuel));
+    env.add_filter("from_cloud_event", from_cloud_event);
     env
+}
+
+/// Prefect Cloud's `from_cloud_event` filter: `{{ body|from_cloud_event(headers) }}` renders
+/// the Prefect event (as JSON) of a CloudEvent sent in structured mode (the body) or binary
+/// mode (`ce-*` headers, the body as its data).
+fn from_cloud_event(
+    body: JinjaValue,
+    headers: Option<JinjaValue>,
+) -> Result<String, minijinja::Error> {
+    let invalid = |m: String| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, m);
+    let body = serde_json::to_value(&body).map_err(|e| invalid(e.to_string()))?;
+    let mut map = std::collections::BTreeMap::new();
+    if let Some(h) = headers
+        && let Ok(keys) = h.try_iter()
+    {
+        for k in keys {
+            if let (Some(name), Ok(v)) = (k.as_str(), h.get_item(&k))
+                && let Some(v) = v.as_str()
+            {
+                map.insert(name.to_ascii_lowercase(), v.to_string());
+            }
+        }
+    }
+    let ce = if body.get("specversion").is_some() {
+        crate::cloudevents::CloudEvent::from_structured(body)
+    } else {
+        let ct = map.get("content-type").cloned();
+        crate::cloudevents::CloudEvent::from_binary(&map, ct.as_deref(), body)
+            .unwrap_or_else(|| Err("not a CloudEvent: no specversion".into()))
+    }
+    .map_err(invalid)?;
+    serde_json::to_string(&ce.to_prefect_event()).map_err(|e| invalid(e.to_string()))
+}
+
+/// HTTP headers for templates: looked up in any case (`headers['Content-Length']`).
+#[derive(Debug)]
+struct Headers(std::collections::BTreeMap<String, String>);
+
+impl minijinja::value::Object for Headers {
+    fn get_value(self: &std::sync::Arc<Self>, key: &JinjaValue) -> Option<JinjaValue> {
+        let k = key.as_str()?.to_ascii_lowercase();
+        self.0.get(&k).map(|v| JinjaValue::from(v.as_str()))
+    }
+
+    fn enumerate(self: &std::sync::Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Values(
+            self.0
+                .keys()
+                .map(|k| JinjaValue::from(k.as_str()))
+                .collect(),
+        )
+    }
+}
+
+/// The context of a webhook `template`: `method`, `headers` (any case), `body`, `query`,
+/// `raw_body`.
+pub fn webhook_context(
+    method: &str,
+    headers: std::collections::BTreeMap<String, String>,
+    body: serde_json::Value,
+    query: serde_json::Value,
+    raw_body: String,
+) -> JinjaValue {
+    minijinja::context! {
+        method => method.to_ascii_uppercase(),
+        headers => JinjaValue::from_object(Headers(headers)),
+        body => JinjaValue::from_serialize(&body),
+        query => JinjaValue::from_serialize(&query),
+        raw_body => raw_body,
+    }
 }
 
 /// The environments for a fuel level. Compiled expressions borrow their environment for
@@ -326,6 +397,20 @@ impl TextTemplate {
     pub fn compile(source: &str) -> Result<Self, String> {
         let b = budget();
         let env = &envs(b.fuel).strict;
+        guarded(source, || env.template_from_str(source).map(|_| ()))
+            .map_err(|e| format!("invalid template {source:?}: {e}"))?;
+        Ok(Self {
+            source: source.to_string(),
+            env,
+            max_output: b.max_output_bytes,
+        })
+    }
+
+    /// Checks the syntax of a template that renders a missing value as nothing, as Jinja2
+    /// does (webhook templates, whose senders' bodies vary: `{{ body.x|default('-') }}`).
+    pub fn compile_lenient(source: &str) -> Result<Self, String> {
+        let b = budget();
+        let env = &envs(b.fuel).lenient;
         guarded(source, || env.template_from_str(source).map(|_| ()))
             .map_err(|e| format!("invalid template {source:?}: {e}"))?;
         Ok(Self {

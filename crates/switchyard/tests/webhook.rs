@@ -37,10 +37,7 @@ async fn serve(
     let hooks = vec![WebhookConfig {
         name: "orders".into(),
         event: Some("order.created".into()),
-        event_from: None,
-        format: Default::default(),
-        verify: None,
-        rate_limit: None,
+        ..Default::default()
     }];
     let dispatch = Dispatcher::new(
         queue.get_publisher(),

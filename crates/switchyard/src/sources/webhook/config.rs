@@ -6,11 +6,13 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// A webhook source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Source name: the hook is `POST /hooks/<name>`.
     pub name: String,
+    /// What the hook is for (shown by `check`).
+    pub description: Option<String>,
     /// Event name (default `<name>.received`). It wins over any name the sender supplies.
     pub event: Option<String>,
     /// Where the event name comes from when `event` is not set: `config` (`<name>.received`;
@@ -26,6 +28,11 @@ pub struct WebhookConfig {
     pub verify: Option<Verify>,
     /// Requests accepted per second (default: no limit); over it, 429 with `Retry-After`.
     pub rate_limit: Option<RateLimit>,
+    /// A Prefect-Cloud-style webhook template: Jinja over `body`, `headers`, `method`,
+    /// `query` and `raw_body` that renders a Prefect event as JSON (`event`, `resource`,
+    /// `payload`, `related`), as Prefect Cloud's webhooks do. With it the hook also takes
+    /// `GET`, `PUT`, `PATCH` and `DELETE`.
+    pub template: Option<String>,
 }
 
 /// A webhook body's form.

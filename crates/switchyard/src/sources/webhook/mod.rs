@@ -3,10 +3,12 @@
 mod config;
 mod limit;
 pub mod listener;
+mod request;
 mod source;
 mod verify;
 
 pub use config::*;
+pub use request::prefect_event;
 pub use source::*;
 pub use verify::{Rejected, Verified, Verifier};
 
@@ -41,6 +43,9 @@ impl SourceSpec for WebhookConfig {
             if r.burst == Some(0) {
                 return Err(("rate_limit", "burst: expected at least 1".into()));
             }
+        }
+        if let Some(t) = &self.template {
+            crate::template::TextTemplate::compile_lenient(t).map_err(|e| ("template", e))?;
         }
         match &self.verify {
             Some(v) => Verifier::new(v).map(|_| ()),

@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -35,8 +35,10 @@ use switchyard_core::Event;
 
 use super::limit::TokenBucket;
 use super::listener::{Limits, connection_cap, raise_file_limit};
-use super::{EventFrom, HttpConfig, Verified, Verifier, Verify, WebhookConfig, WebhookFormat};
+use super::request::{Incoming, Made, header_str};
+use super::{HttpConfig, Verified, Verifier, WebhookConfig};
 use crate::sources::{Dispatcher, Refused};
+use crate::template::TextTemplate;
 
 struct HookState {
     hooks: BTreeMap<String, Hook>,
@@ -50,6 +52,8 @@ struct Hook {
     /// `Err` when its secrets could not be read: every request is refused (fail closed).
     verifier: Option<Result<Verifier, String>>,
     rate: Option<TokenBucket>,
+    /// `Err` when it does not compile: every request is refused.
+    template: Option<Result<Arc<TextTemplate>, String>>,
 }
 
 /// The HTTP app: the hooks plus `GET /healthz` and `GET /readyz`. A hook whose secrets cannot
@@ -73,12 +77,17 @@ pub fn app_with(
                 .as_ref()
                 .map(|v| Verifier::new(v).map_err(|(_, m)| m));
             let rate = cfg.rate_limit.map(TokenBucket::new);
+            let template = cfg
+                .template
+                .as_deref()
+                .map(|t| TextTemplate::compile_lenient(t).map(Arc::new));
             (
                 cfg.name.clone(),
                 Hook {
                     cfg,
                     verifier,
                     rate,
+                    template,
                 },
             )
         })
@@ -90,7 +99,14 @@ pub fn app_with(
         body_timeout,
     });
     Router::new()
-        .route("/hooks/{name}", post(receive))
+        .route(
+            "/hooks/{name}",
+            post(receive)
+                .put(receive)
+                .patch(receive)
+                .get(receive)
+                .delete(receive),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(state)
@@ -255,69 +271,11 @@ fn reply(status: StatusCode, body: Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// A Prefect event body: `event` names it, `resource` (and `related`, as
-/// `related.<role>.<label>`) become labels, `payload` the payload, `id` and `occurred` are kept.
-pub fn prefect_event(hook: &str, body: Value) -> Result<switchyard_core::EventBuilder, String> {
-    let Value::Object(mut obj) = body else {
-        return Err("expected a Prefect event object".into());
-    };
-    let name = match obj.remove("event") {
-        Some(Value::String(s)) if !s.is_empty() => s,
-        _ => return Err("expected `event`: the event name".into()),
-    };
-    let resource = match obj.remove("resource") {
-        Some(Value::Object(r)) if r.contains_key("prefect.resource.id") => r,
-        _ => {
-            return Err(
-                "expected `resource` with a `prefect.resource.id` label (as Prefect requires)"
-                    .into(),
-            );
-        }
-    };
-    let payload = obj.remove("payload").unwrap_or_else(|| json!({}));
-    let mut b = Event::builder(hook, name, payload);
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    for (k, v) in &resource {
-        b = b.label(k.clone(), text(v));
-    }
-    if let Some(Value::Array(related)) = obj.remove("related") {
-        for r in related.iter().filter_map(Value::as_object) {
-            let role = r
-                .get("prefect.resource.role")
-                .map(text)
-                .unwrap_or_else(|| "related".into());
-            for (k, v) in r {
-                b = b.label(format!("related.{role}.{k}"), text(v));
-            }
-        }
-    }
-    if let Some(Value::String(id)) = obj.get("id") {
-        b = b.id(format!("{hook}:{id}"));
-    }
-    if let Some(t) = obj
-        .get("occurred")
-        .and_then(Value::as_str)
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-    {
-        b = b.occurred(t.with_timezone(&chrono::Utc));
-    }
-    Ok(b)
-}
-
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-}
-
 async fn receive(
     State(state): State<Arc<HookState>>,
     Path(name): Path<String>,
+    method: Method,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -325,12 +283,30 @@ async fn receive(
         cfg: hook,
         verifier,
         rate,
+        template,
     }) = state.hooks.get(&name)
     else {
         // The log may list the hooks; the answer never does.
         tracing::warn!(hook = %name, hooks = ?state.hooks.keys().collect::<Vec<_>>(), "request for an unknown hook");
         return reply(StatusCode::NOT_FOUND, json!({"error": "no such hook"}));
     };
+    let template = match template {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(why)) => {
+            tracing::error!(source = %name, error = %why, "the hook's template does not compile; request refused");
+            return reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"error": "the hook is misconfigured"}),
+            );
+        }
+    };
+    if template.is_none() && !matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            json!({"error": "this hook takes POST, PUT or PATCH"}),
+        );
+    }
     if let Some(Err(wait)) = rate.as_ref().map(TokenBucket::try_take) {
         tracing::warn!(source = %name, "over the hook's rate limit; refused");
         let mut resp = reply(
@@ -362,60 +338,24 @@ async fn receive(
             }
         },
     };
-    let payload: Value = match crate::sources::parse_json(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::warn!(source = %name, error = %e, "malformed JSON body, refused");
-            let e = e.replacen("not valid JSON", "malformed JSON", 1);
-            return reply(StatusCode::BAD_REQUEST, json!({"error": e}));
+    let incoming = Incoming {
+        name: &name,
+        hook,
+        template,
+        method: method.as_str(),
+        query: query.as_deref(),
+        headers: &headers,
+        body: &body,
+        verified,
+    };
+    let event = match incoming.events().await {
+        Ok(Made::One(event)) => event,
+        Ok(Made::Batch(events)) => return accept_batch(&state, &name, events).await,
+        Err(reason) => {
+            tracing::warn!(source = %name, reason, "request does not make an event; refused");
+            return reply(StatusCode::BAD_REQUEST, json!({"error": reason}));
         }
     };
-    let mut builder = if hook.format == WebhookFormat::PrefectEvent {
-        match prefect_event(&name, payload) {
-            Ok(b) => b,
-            Err(reason) => {
-                tracing::warn!(source = %name, reason, "not a Prefect event, refused");
-                return reply(StatusCode::BAD_REQUEST, json!({"error": reason}));
-            }
-        }
-    } else {
-        let event_from = hook.event_from.unwrap_or(match hook.verify {
-            Some(Verify::Github { .. } | Verify::Stripe { .. }) => EventFrom::Sender,
-            _ => EventFrom::Config,
-        });
-        let sent = verified
-            .name
-            .clone()
-            .or_else(|| header_str(&headers, "ce-type").map(String::from));
-        let event_name = match (&hook.event, event_from, &sent) {
-            (Some(configured), _, _) => configured.clone(),
-            (None, EventFrom::Sender, Some(sent)) => sent.clone(),
-            _ => format!("{name}.received"),
-        };
-        let mut b = Event::builder(&name, event_name, payload);
-        if let Some(ce_type) = header_str(&headers, "ce-type") {
-            b = b.label("ce.type", ce_type);
-        }
-        b
-    };
-    for (k, v) in &verified.labels {
-        builder = builder.label(k, v);
-    }
-    let sender_id = verified.id.as_deref().or_else(|| {
-        header_str(&headers, "idempotency-key").or_else(|| header_str(&headers, "ce-id"))
-    });
-    if let Some(id) = sender_id {
-        builder = builder.id(format!("{name}:{id}"));
-    }
-    if let Some(time) =
-        header_str(&headers, "ce-time").and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-    {
-        builder = builder.occurred(time.with_timezone(&chrono::Utc));
-    }
-    if let Some(ct) = header_str(&headers, "content-type") {
-        builder = builder.label("http.content_type", ct);
-    }
-    let event = builder.build();
     let id = event.id.clone();
     match state.dispatch.try_dispatch(event).await {
         Ok(_) => {
@@ -425,27 +365,67 @@ async fn receive(
                 json!({"id": id, "status": "accepted"}),
             )
         }
-        Err(Refused::Conflict(id)) => {
-            tracing::warn!(source = %name, event_id = %id, "idempotency key reused with a different body; refused");
-            reply(
-                StatusCode::CONFLICT,
-                json!({"error": format!("idempotency key {:?} was already used with a different body", id.strip_prefix(&format!("{name}:")).unwrap_or(&id))}),
-            )
-        }
         Err(refused) => {
-            if let Refused::Journal(e) = &refused {
-                tracing::error!(source = %name, event_id = %id, error = %e, "cannot journal the event; refused");
-            } else {
-                tracing::warn!(source = %name, event_id = %id, reason = %refused, "event refused, sender should retry");
-            }
-            let mut resp = reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": refused.to_string()}),
-            );
-            let retry = if refused == Refused::Full { "1" } else { "5" };
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static(retry));
-            resp
+            let (status, error, retry) = refusal(&name, &id, &refused);
+            with_retry(reply(status, json!({"error": error})), retry)
         }
     }
+}
+
+/// How a refused event is answered: the status, the reason, and `Retry-After` seconds.
+fn refusal(name: &str, id: &str, refused: &Refused) -> (StatusCode, String, Option<&'static str>) {
+    match refused {
+        Refused::Conflict(id) => {
+            tracing::warn!(source = %name, event_id = %id, "idempotency key reused with a different body; refused");
+            let key = id.strip_prefix(&format!("{name}:")).unwrap_or(id);
+            (
+                StatusCode::CONFLICT,
+                format!("idempotency key {key:?} was already used with a different body"),
+                None,
+            )
+        }
+        other => {
+            if let Refused::Journal(e) = other {
+                tracing::error!(source = %name, event_id = %id, error = %e, "cannot journal the event; refused");
+            } else {
+                tracing::warn!(source = %name, event_id = %id, reason = %other, "event refused, sender should retry");
+            }
+            let retry = if *other == Refused::Full { "1" } else { "5" };
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                other.to_string(),
+                Some(retry),
+            )
+        }
+    }
+}
+
+fn with_retry(mut resp: Response, retry: Option<&'static str>) -> Response {
+    if let Some(secs) = retry {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(secs));
+    }
+    resp
+}
+
+/// Accepts each event of a CloudEvents batch in order: 202 with their ids once all are in the
+/// journal. A refusal stops there with the answer it gets alone, listing the ids accepted
+/// before it: a sender that retries the whole batch finds those again (same ids) and starts
+/// nothing twice.
+async fn accept_batch(state: &HookState, name: &str, events: Vec<Event>) -> Response {
+    let mut ids = Vec::with_capacity(events.len());
+    for event in events {
+        let id = event.id.clone();
+        if let Err(refused) = state.dispatch.try_dispatch(event).await {
+            let (status, error, retry) = refusal(name, &id, &refused);
+            let body = json!({"error": format!("entry {}: {error}", ids.len()), "accepted": ids});
+            return with_retry(reply(status, body), retry);
+        }
+        ids.push(id);
+    }
+    tracing::info!(source = %name, events = ids.len(), "CloudEvents batch received");
+    reply(
+        StatusCode::ACCEPTED,
+        json!({"ids": ids, "status": "accepted"}),
+    )
 }

@@ -250,10 +250,28 @@ async fn check(config: ConfigArg, online: bool) -> ExitCode {
     );
     for s in &loaded.config.sources {
         let kind = match s {
-            config::SourceConfig::Webhook(w) => format!(
-                "webhook POST http://{}/hooks/{}",
-                loaded.config.http.listen, w.name
-            ),
+            config::SourceConfig::Webhook(w) => {
+                let http = &loaded.config.http;
+                let scheme = if http.tls.is_some() { "https" } else { "http" };
+                let guard = match &w.verify {
+                    Some(v) => format!("verified: {}", v.scheme()),
+                    None => "unauthenticated: anyone who can reach it can send events".into(),
+                };
+                let mut extra = vec![guard];
+                if w.template.is_some() {
+                    extra.push("Prefect Cloud template".into());
+                }
+                if let Some(r) = &w.rate_limit {
+                    extra.push(format!("at most {}/s", r.per_second));
+                }
+                format!(
+                    "webhook {}://{}/hooks/{} ({})",
+                    scheme,
+                    http.listen,
+                    w.name,
+                    extra.join(", ")
+                )
+            }
             other => other.spec().describe(),
         };
         println!("  source {}: {kind}", s.name());

@@ -145,11 +145,16 @@ fn secret_key(key: &str) -> bool {
 /// Registers the secrets of a value: strings under secret-looking keys, every URL's
 /// password, and the keys of connection strings (`AccountKey=...;`).
 pub fn register_value(v: &Value) {
-    let mut stack = vec![(None::<&str>, v)];
-    while let Some((key, v)) = stack.pop() {
+    // (key, the key of the object holding it, value)
+    let mut stack = vec![(None::<&str>, None::<&str>, v)];
+    while let Some((key, parent, v)) = stack.pop() {
         match v {
-            Value::Object(map) => stack.extend(map.iter().map(|(k, v)| (Some(k.as_str()), v))),
-            Value::Array(items) => stack.extend(items.iter().map(|i| (key, i))),
+            Value::Object(map) => {
+                stack.extend(map.iter().map(|(k, child)| (Some(k.as_str()), key, child)))
+            }
+            Value::Array(items) => stack.extend(items.iter().map(|i| (key, parent, i))),
+            // `http.tls.key` names the key's file; the file is the secret, not its path.
+            Value::String(_) if key == Some("key") && parent == Some("tls") => {}
             Value::String(s) => register_text(key, s),
             _ => {}
         }

@@ -29,18 +29,43 @@ fn help_lists_the_commands() {
 
 #[test]
 fn check_accepts_every_example() {
+    let mut names: Vec<String> = std::fs::read_dir(examples())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
     for name in [
         "webhook.yaml",
         "stdin.yaml",
         "demo.yaml",
         "brokers.yaml",
         "prefect-event-router.json",
+        "triggers.yaml",
+        "webhooks-on-the-internet.yaml",
     ] {
+        assert!(names.iter().any(|n| n == name), "{name} is gone");
+    }
+    for name in &names {
         let path = examples().join(name);
-        let (code, out, err) = switchyard(&["check", "--config", path.to_str().unwrap()]);
+        let (code, out, err) = common::switchyard(
+            &["check", "--config", path.to_str().unwrap()],
+            &[
+                ("PREFECT_API_URL", "http://127.0.0.1:9/api"),
+                // The secrets the webhook example reads from its environment.
+                ("GITHUB_WEBHOOK_SECRET", "example-github-secret"),
+                ("STRIPE_WEBHOOK_SECRET", "whsec_example"),
+            ],
+        );
         assert_eq!(code, 0, "{name}: {err}");
         assert!(out.contains(": OK"), "{out}");
     }
+    let path = examples().join("webhooks-on-the-internet.yaml");
+    let (code, _, err) = switchyard(&["check", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "a missing secret is a config error");
+    assert!(
+        err.contains("sources[0].verify") && err.contains("GITHUB_WEBHOOK_SECRET is not set"),
+        "{err}"
+    );
     let (_, out, _) = switchyard(&[
         "check",
         examples()

@@ -304,3 +304,113 @@ routes:
     }
     assert_eq!(router.stop(libc::SIGINT), Some(0));
 }
+
+#[test]
+fn https_with_a_configured_certificate_and_config_errors_naming_the_file() {
+    let dir = TempDir::new("webhook-tls");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (ca, ca_key) = (dir.path().join("ca.pem"), dir.path().join("ca.key"));
+    let (csr, ext) = (dir.path().join("leaf.csr"), dir.path().join("leaf.ext"));
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let openssl = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    // A test CA, and a server certificate for localhost signed by it.
+    let mut a: Vec<&std::ffi::OsStr> = vec![os("req"), os("-x509")];
+    a.extend(ec.iter().map(|s| os(s)));
+    a.extend([
+        os("-days"),
+        os("1"),
+        os("-subj"),
+        os("/CN=switchyard test CA"),
+    ]);
+    a.extend([
+        os("-keyout"),
+        ca_key.as_os_str(),
+        os("-out"),
+        ca.as_os_str(),
+    ]);
+    openssl(&a);
+    let mut a: Vec<&std::ffi::OsStr> = vec![os("req")];
+    a.extend(ec.iter().map(|s| os(s)));
+    a.extend([
+        os("-subj"),
+        os("/CN=localhost"),
+        os("-keyout"),
+        key.as_os_str(),
+    ]);
+    a.extend([os("-out"), csr.as_os_str()]);
+    openssl(&a);
+    openssl(&[
+        os("x509"),
+        os("-req"),
+        os("-in"),
+        csr.as_os_str(),
+        os("-CA"),
+        ca.as_os_str(),
+        os("-CAkey"),
+        ca_key.as_os_str(),
+        os("-CAcreateserial"),
+        os("-days"),
+        os("1"),
+        os("-extfile"),
+        ext.as_os_str(),
+        os("-out"),
+        cert.as_os_str(),
+    ]);
+    let port = free_port();
+    let config = |key: &std::path::Path| {
+        format!(
+            "http: {{listen: \"127.0.0.1:{port}\", tls: {{cert: \"{}\", key: \"{}\"}}}}\nsources: [{{type: webhook, name: h}}]\nroutes:\n  - {{name: r, when: \"false\", action: {{type: run_deployment, deployment: a/b}}}}\n",
+            cert.display(),
+            key.display()
+        )
+    };
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, config(&dir.path().join("missing.pem"))).unwrap();
+    let (code, _, stderr) = common::switchyard(&["check", bad.to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("http.tls.key") && stderr.contains("missing.pem"),
+        "{stderr}"
+    );
+
+    let router = Router::start(dir.path(), api(), "tls.yaml", &config(&key), &[]);
+    router.wait_for_http(port);
+    let pem = std::fs::read(&ca).unwrap();
+    let (status, body) = common::rt().block_on(async {
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .build()
+            .unwrap();
+        let resp = client
+            .post(format!("https://localhost:{port}/hooks/h"))
+            .header("content-type", "application/json")
+            .body("{\"a\": 1}")
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+    });
+    assert_eq!(status, 202, "{body}");
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let (status, _) = post(&format!("http://127.0.0.1:{port}/hooks/h"), "{}", &[]);
+    assert_eq!(status, 0);
+    assert_eq!(router.stop(libc::SIGINT), Some(0));
+}

@@ -54,6 +54,10 @@ pub(super) fn validate(path: &Path, config: &Config) -> Result<(), ConfigError> 
         }
     }
     bounds::check(config).map_err(|(key, message)| ConfigError::at(path, key, message))?;
+    if let Some(tls) = &config.http.tls {
+        crate::sources::webhook::tls_acceptor(tls)
+            .map_err(|(key, message)| ConfigError::at(path, format!("http.{key}"), message))?;
+    }
     let e = &config.engine;
     if e.min_consumers > e.max_consumers {
         return Err(ConfigError::at(

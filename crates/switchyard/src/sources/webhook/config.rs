@@ -248,6 +248,19 @@ pub struct HttpConfig {
     /// progress is closed to make room, so slow or idle clients cannot lock others out.
     #[serde(default = "default_max_connections")]
     pub max_connections: std::num::NonZeroUsize,
+    /// Serve HTTPS with this certificate and key (PEM files), for a direct exposure without a
+    /// proxy in front.
+    pub tls: Option<TlsConfig>,
+}
+
+/// A certificate chain and its private key, PEM.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl Default for HttpConfig {
@@ -259,6 +272,7 @@ impl Default for HttpConfig {
             body_timeout: default_body_timeout(),
             idle_timeout: default_idle_timeout(),
             max_connections: default_max_connections(),
+            tls: None,
         }
     }
 }

@@ -9,6 +9,7 @@
 //!   (hyper's header timer, and a reaper that also covers a client trickling bytes), may sit
 //!   idle between keep-alive requests for `http.idle_timeout`, and must send its body within
 //!   `http.body_timeout` (the hooks answer 408 after it).
+//! - **TLS** when `http.tls` is set; a handshake must finish within the header timeout.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,6 +21,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
@@ -170,8 +172,15 @@ impl Drop for InProgress {
     }
 }
 
-/// Serves `app` on `listener` until `stop`.
-pub async fn run(listener: TcpListener, app: Router, limits: Limits, stop: CancellationToken) {
+/// Serves `app` on `listener` until `stop`, over TLS when `tls` is set (the handshake counts
+/// against the header timeout).
+pub async fn run(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    tls: Option<TlsAcceptor>,
+    stop: CancellationToken,
+) {
     let reg: Shared = Arc::default();
     let reaper = {
         let (reg, stop) = (Arc::clone(&reg), stop.clone());
@@ -241,9 +250,22 @@ pub async fn run(listener: TcpListener, app: Router, limits: Limits, stop: Cance
             r.conns.insert(id, Arc::clone(&conn));
             id
         };
-        let (app, reg, stop) = (app.clone(), Arc::clone(&reg), stop.clone());
+        let (app, reg, stop, tls) = (app.clone(), Arc::clone(&reg), stop.clone(), tls.clone());
         tasks.spawn(async move {
-            serve_one(stream, app, &conn, &limits, &stop).await;
+            match tls {
+                None => serve_one(stream, app, &conn, &limits, &stop).await,
+                Some(acceptor) => {
+                    let handshake = tokio::select! {
+                        _ = conn.close.cancelled() => None,
+                        s = acceptor.accept(stream) => Some(s),
+                    };
+                    match handshake {
+                        Some(Ok(stream)) => serve_one(stream, app, &conn, &limits, &stop).await,
+                        Some(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        None => {}
+                    }
+                }
+            }
             registry(&reg).conns.remove(&id);
         });
     }
@@ -252,13 +274,15 @@ pub async fn run(listener: TcpListener, app: Router, limits: Limits, stop: Cance
     tasks.wait().await;
 }
 
-async fn serve_one(
-    stream: tokio::net::TcpStream,
+async fn serve_one<S>(
+    stream: S,
     app: Router,
     conn: &Arc<Conn>,
     limits: &Limits,
     stop: &CancellationToken,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let for_service = Arc::clone(conn);
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let guard = InProgress::new(&for_service);

@@ -5,11 +5,13 @@ mod limit;
 pub mod listener;
 mod request;
 mod source;
+mod tls;
 mod verify;
 
 pub use config::*;
 pub use request::prefect_event;
 pub use source::*;
+pub use tls::acceptor as tls_acceptor;
 pub use verify::{Rejected, Verified, Verifier};
 
 use tokio::task::JoinSet;

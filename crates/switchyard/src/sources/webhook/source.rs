@@ -130,6 +130,12 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr} (http.listen): {e}"))?;
+    let tls = http
+        .tls
+        .as_ref()
+        .map(super::tls::acceptor)
+        .transpose()
+        .map_err(|(key, m)| format!("http.{key}: {m}"))?;
     let files = raise_file_limit();
     let limits = Limits {
         header_timeout: http.header_timeout,
@@ -139,7 +145,7 @@ pub async fn serve(
     let names: Vec<String> = hooks.iter().map(|h| format!("/hooks/{}", h.name)).collect();
     tracing::info!(
         listen = %listener.local_addr().unwrap_or(addr), hooks = ?names,
-        max_connections = limits.max_connections, open_file_limit = files,
+        max_connections = limits.max_connections, open_file_limit = files, tls = tls.is_some(),
         "webhook server listening"
     );
     let app = app_with(
@@ -148,7 +154,7 @@ pub async fn serve(
         http.max_body_bytes.get(),
         http.body_timeout,
     );
-    set.spawn(super::listener::run(listener, app, limits, stop));
+    set.spawn(super::listener::run(listener, app, limits, tls, stop));
     Ok(())
 }
 

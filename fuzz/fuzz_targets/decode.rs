@@ -1,5 +1,5 @@
 //! Event decoding for every source format: JSON bodies and lines, text, the original
-//! router's messages, Prefect events posted to a webhook.
+//! router's messages, Prefect events posted to a webhook, CloudEvents (structured and batch).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -14,9 +14,12 @@ fuzz_target!(|data: &[u8]| {
         let _ = stdin::parse(StdinFormat::Json, text);
         let _ = stdin::parse(StdinFormat::PrefectEventRouter, text);
     }
-    if let Ok(v) = parse_json(data)
-        && let Ok(b) = webhook::prefect_event("hook", v)
-    {
-        let _ = b.build();
+    if let Ok(v) = parse_json(data) {
+        let _ = switchyard::cloudevents::CloudEvent::from_structured(v.clone())
+            .map(|ce| (ce.labels(), ce.to_prefect_event()));
+        let _ = switchyard::cloudevents::CloudEvent::batch(v.clone());
+        if let Ok(b) = webhook::prefect_event("hook", v) {
+            let _ = b.build();
+        }
     }
 });

@@ -395,8 +395,15 @@ impl std::fmt::Debug for TextTemplate {
 impl TextTemplate {
     /// Checks the syntax.
     pub fn compile(source: &str) -> Result<Self, String> {
+        Self::compile_in(source, |e| &e.strict)
+    }
+
+    fn compile_in(
+        source: &str,
+        pick: fn(&'static Envs) -> &'static Environment<'static>,
+    ) -> Result<Self, String> {
         let b = budget();
-        let env = &envs(b.fuel).strict;
+        let env = pick(envs(b.fuel));
         guarded(source, || env.template_from_str(source).map(|_| ()))
             .map_err(|e| format!("invalid template {source:?}: {e}"))?;
         Ok(Self {
@@ -409,15 +416,7 @@ impl TextTemplate {
     /// Checks the syntax of a template that renders a missing value as nothing, as Jinja2
     /// does (webhook templates, whose senders' bodies vary: `{{ body.x|default('-') }}`).
     pub fn compile_lenient(source: &str) -> Result<Self, String> {
-        let b = budget();
-        let env = &envs(b.fuel).lenient;
-        guarded(source, || env.template_from_str(source).map(|_| ()))
-            .map_err(|e| format!("invalid template {source:?}: {e}"))?;
-        Ok(Self {
-            source: source.to_string(),
-            env,
-            max_output: b.max_output_bytes,
-        })
+        Self::compile_in(source, |e| &e.lenient)
     }
 
     /// Renders to a string, within the budget.

@@ -21,12 +21,11 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::{PayloadFormat, undecodable};
 use crate::pipeline::{Accepts, Dispatcher, Disposition};
 
-/// A broker connector: its settings, able to open a session.
-pub trait Connector: Send + Sync + 'static {
+/// A broker connector: its settings (the registry's [`super::SourceSpec`], which names the
+/// source), able to open a session.
+pub trait Connector: super::SourceSpec + Send + Sync + 'static {
     /// What one connection is.
     type Session: Session;
-    /// The source's name.
-    fn source(&self) -> &str;
     /// How message bodies decode.
     fn format(&self) -> PayloadFormat;
     /// Connects (and subscribes); an error is retried with backoff.
@@ -175,8 +174,8 @@ impl Draft {
 /// Runs a connector until `stop`: sessions one after the other (backoff between them), then
 /// waits for the acknowledgements of every event handed over.
 pub async fn run<C: Connector>(connector: C, dispatch: Dispatcher, stop: CancellationToken) {
-    let accepts = Accepts::new(&dispatch, connector.source());
-    reconnecting(connector.source(), &stop, || {
+    let accepts = Accepts::new(&dispatch, connector.name());
+    reconnecting(connector.name(), &stop, || {
         session(&connector, &dispatch, &stop, &accepts)
     })
     .await;
@@ -245,7 +244,7 @@ async fn hand_over<C: Connector, A: Acker>(
     accepts: &Accepts,
     delivery: Delivery<A>,
 ) -> Result<(), String> {
-    let source = connector.source();
+    let source = connector.name();
     let Delivery {
         body,
         draft,

@@ -46,10 +46,6 @@ fn event_id(cfg: &AmqpConfig, delivery: &AmqpDelivery) -> String {
 impl Connector for AmqpConfig {
     type Session = AmqpSession;
 
-    fn source(&self) -> &str {
-        &self.name
-    }
-
     fn format(&self) -> PayloadFormat {
         self.format
     }

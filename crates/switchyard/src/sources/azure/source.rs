@@ -65,10 +65,6 @@ fn connect(target: &AzureTarget) -> Result<Connection, String> {
 impl Connector for AzureQueueConfig {
     type Session = AzureSession;
 
-    fn source(&self) -> &str {
-        &self.name
-    }
-
     fn format(&self) -> PayloadFormat {
         self.format
     }

@@ -57,10 +57,6 @@ fn consumer(cfg: &KafkaConfig) -> Result<StreamConsumer, String> {
 impl Connector for KafkaConfig {
     type Session = KafkaSession;
 
-    fn source(&self) -> &str {
-        &self.name
-    }
-
     fn format(&self) -> PayloadFormat {
         self.format
     }

@@ -33,10 +33,6 @@ pub fn host_port(url: &str) -> Option<(String, u16)> {
 impl Connector for MqttConfig {
     type Session = MqttSession;
 
-    fn source(&self) -> &str {
-        &self.name
-    }
-
     fn format(&self) -> PayloadFormat {
         self.format
     }

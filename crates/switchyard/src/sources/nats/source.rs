@@ -32,10 +32,6 @@ fn draft(cfg: &NatsConfig, subject: &str) -> Draft {
 impl Connector for NatsConfig {
     type Session = NatsSession;
 
-    fn source(&self) -> &str {
-        &self.name
-    }
-
     fn format(&self) -> PayloadFormat {
         self.format
     }

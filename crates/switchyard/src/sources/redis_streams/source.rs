@@ -20,10 +20,6 @@ use crate::sources::runtime::{Ack, Acker, Body, Connector, Delivery, Draft, Sess
 impl Connector for RedisStreamsConfig {
     type Session = RedisSession;
 
-    fn source(&self) -> &str {
-        &self.name
-    }
-
     fn format(&self) -> PayloadFormat {
         self.format
     }

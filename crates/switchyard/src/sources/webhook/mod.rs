@@ -64,3 +64,18 @@ impl SourceSpec for WebhookConfig {
         let _ = (dispatch, stop, set);
     }
 }
+
+/// A header map from pairs, for tests.
+#[cfg(test)]
+fn test_headers(pairs: &[(&str, &str)]) -> axum::http::HeaderMap {
+    let mut h = axum::http::HeaderMap::new();
+    for (k, v) in pairs {
+        if let (Ok(k), Ok(v)) = (
+            axum::http::HeaderName::try_from(*k),
+            axum::http::HeaderValue::from_str(v),
+        ) {
+            h.insert(k, v);
+        }
+    }
+    h
+}

@@ -365,14 +365,7 @@ mod tests {
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(
-                axum::http::HeaderName::try_from(*k).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        h
+        super::super::test_headers(pairs)
     }
 
     #[test]

@@ -14,10 +14,6 @@ use crate::sources::runtime::{Body, Connector, Delivery, Draft, Session};
 impl Connector for ZmqConfig {
     type Session = ZmqSession;
 
-    fn source(&self) -> &str {
-        &self.name
-    }
-
     fn format(&self) -> PayloadFormat {
         self.format
     }

@@ -40,6 +40,21 @@ pub struct ClientConfig {
     /// Cancelled at shutdown: a call waiting to retry stops waiting and fails as unavailable
     /// (default: never).
     pub cancel: tokio_util::sync::CancellationToken,
+    /// Told of every HTTP attempt (for metrics; default: none).
+    pub observer: Option<Arc<dyn Observer>>,
+}
+
+/// Sees every HTTP attempt the client makes: the operation (`create_flow_run`,
+/// `read_deployment`, ...), the status (`None` when no answer came) and how long it took.
+pub trait Observer: Send + Sync {
+    /// One attempt ended.
+    fn request(&self, operation: &'static str, status: Option<u16>, took: Duration);
+}
+
+impl std::fmt::Debug for dyn Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
 }
 
 impl ClientConfig {
@@ -54,6 +69,7 @@ impl ClientConfig {
             max_in_flight: 4,
             rate_limit: None,
             cancel: tokio_util::sync::CancellationToken::new(),
+            observer: None,
         }
     }
 
@@ -85,6 +101,7 @@ struct Inner {
     writes: AdaptiveLimit,
     rate: Option<RateLimiter>,
     deployments: Mutex<HashMap<DeploymentRef, Arc<Deployment>>>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 struct Answer {
@@ -127,6 +144,7 @@ impl PrefectClient {
                 writes: AdaptiveLimit::new(1, config.max_in_flight.max(1)),
                 rate: config.rate_limit.and_then(RateLimiter::per_second),
                 deployments: Mutex::new(HashMap::new()),
+                observer: config.observer,
             }),
         })
     }
@@ -144,7 +162,7 @@ impl PrefectClient {
     /// `GET /health`: Ok when the server answers `true`.
     pub async fn health(&self) -> Result<(), PrefectError> {
         let a = self
-            .call(Method::GET, &["health"], None, false, "health")
+            .call("health", Method::GET, &["health"], None, false, "health")
             .await?;
         expect_ok(&a, "health")
     }
@@ -169,7 +187,9 @@ impl PrefectClient {
             }
         };
         let what = format!("deployment {reference}");
-        let a = self.call(Method::GET, &path, None, false, &what).await?;
+        let a = self
+            .call("read_deployment", Method::GET, &path, None, false, &what)
+            .await?;
         if a.status == StatusCode::NOT_FOUND {
             return Err(PrefectError::DeploymentNotFound {
                 reference: reference.to_string(),
@@ -198,6 +218,7 @@ impl PrefectClient {
         let what = format!("create_flow_run on deployment {id}");
         let a = self
             .call(
+                "create_flow_run",
                 Method::POST,
                 &["deployments", &id, "create_flow_run"],
                 Some(&body),
@@ -270,7 +291,14 @@ impl PrefectClient {
         let id = id.to_string();
         let what = format!("flow run {id}");
         let a = self
-            .call(Method::GET, &["flow_runs", &id], None, false, &what)
+            .call(
+                "read_flow_run",
+                Method::GET,
+                &["flow_runs", &id],
+                None,
+                false,
+                &what,
+            )
             .await?;
         expect_ok(&a, &what)?;
         decode(&a, &what)
@@ -280,6 +308,7 @@ impl PrefectClient {
     pub async fn filter_flow_runs(&self, filter: &Value) -> Result<Vec<FlowRun>, PrefectError> {
         let a = self
             .call(
+                "filter_flow_runs",
                 Method::POST,
                 &["flow_runs", "filter"],
                 Some(filter),
@@ -295,6 +324,7 @@ impl PrefectClient {
     pub async fn count_flow_runs(&self, filter: &Value) -> Result<u64, PrefectError> {
         let a = self
             .call(
+                "count_flow_runs",
                 Method::POST,
                 &["flow_runs", "count"],
                 Some(filter),
@@ -311,6 +341,7 @@ impl PrefectClient {
         let body = serde_json::json!({ "name": name });
         let a = self
             .call(
+                "create_flow",
                 Method::POST,
                 &["flows", ""],
                 Some(&body),
@@ -330,6 +361,7 @@ impl PrefectClient {
         let body = serde_json::to_value(d).map_err(|e| PrefectError::Client(e.to_string()))?;
         let a = self
             .call(
+                "create_deployment",
                 Method::POST,
                 &["deployments", ""],
                 Some(&body),
@@ -355,6 +387,7 @@ impl PrefectClient {
     /// One logical call: sends, retries transient failures, returns the final answer.
     async fn call(
         &self,
+        op: &'static str,
         method: Method,
         path: &[&str],
         body: Option<&Value>,
@@ -403,6 +436,10 @@ impl PrefectClient {
                     }
                     Err(e) => Err(e),
                 };
+                if let Some(o) = &self.inner.observer {
+                    let status = result.as_ref().ok().map(|(s, _, _)| s.as_u16());
+                    o.request(op, status, started.elapsed());
+                }
                 if let Some(permit) = permit {
                     match &result {
                         Ok((status, _, _)) if is_transient(*status) => permit.overloaded(),

@@ -35,7 +35,7 @@ mod limit;
 mod retry;
 mod types;
 
-pub use client::{ClientConfig, PrefectClient};
+pub use client::{ClientConfig, Observer, PrefectClient};
 pub use error::PrefectError;
 pub use limit::{AdaptiveLimit, LimitPermit, RateLimiter};
 pub use retry::RetryPolicy;

@@ -136,6 +136,9 @@ pub struct FlowRunCreate {
     /// Run name; the server invents one when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Prefect 3 flow-run labels (string values), added to the flow's and deployment's.
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub labels: Map<String, Value>,
 }
 
 /// A flow run (fields the router uses).
@@ -159,6 +162,9 @@ pub struct FlowRun {
     /// Tags.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Labels (`prefect.flow.id`, `prefect.deployment.id`, and those sent at creation).
+    #[serde(default)]
+    pub labels: Map<String, Value>,
     /// `SCHEDULED`, `PENDING`, `RUNNING`, `COMPLETED`, ...
     #[serde(default)]
     pub state_type: Option<String>,

@@ -42,6 +42,7 @@ async fn creates_runs_idempotently() {
         tags: vec!["from-rust".into()],
         idempotency_key: Some(unique("key")),
         name: Some("first".into()),
+        labels: params(json!({"switchyard.event.id": "evt-1"})),
     };
     let (deployment, first) = client
         .run_deployment(&reference, &body, None)
@@ -51,6 +52,10 @@ async fn creates_runs_idempotently() {
     assert_eq!(first.run.name, "first");
     assert_eq!(first.run.parameters["count"], 3);
     assert_eq!(first.run.deployment_id, Some(deployment.id));
+    assert_eq!(
+        first.run.labels["switchyard.event.id"], "evt-1",
+        "Prefect 3 keeps the labels a run is created with"
+    );
 
     let again = FlowRunCreate {
         parameters: params(json!({"name": "bob"})),

@@ -8,8 +8,8 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::app;
-use crate::journal::{EventFilter, EventStatus, JournalError, Settlement, SqliteStore, Store};
-use crate::routes::{self, Decision, Loaded};
+use crate::journal::{EventFilter, EventStatus, JournalError, SqliteStore, Store};
+use crate::routes::{self, Loaded};
 
 /// Which journal: `--journal`, else the config's `journal.path`, else `switchyard.db`.
 #[derive(Debug, Args)]
@@ -132,6 +132,7 @@ pub async fn events(args: JournalArgs, cmd: EventsCommand) -> ExitCode {
                 status: status.as_deref().map(EventStatus::parse),
                 source,
                 limit,
+                ..Default::default()
             };
             match store.list_events(&filter).await {
                 Ok(list) if args.json => print_json(&list),
@@ -296,7 +297,7 @@ async fn replay(loaded: &Loaded, store: &SqliteStore, ids: Vec<i64>) -> ExitCode
     };
     let mut failed = 0;
     for id in ids {
-        let outcome = replay_one(loaded, store, &prefect, id).await;
+        let outcome = crate::replay::dead_letter(&loaded.routes, store, &prefect, id).await;
         match outcome {
             Ok(message) => println!("#{id}: {message}"),
             Err(message) => {
@@ -310,59 +311,4 @@ async fn replay(loaded: &Loaded, store: &SqliteStore, ids: Vec<i64>) -> ExitCode
     } else {
         ExitCode::SUCCESS
     }
-}
-
-async fn replay_one(
-    loaded: &Loaded,
-    store: &SqliteStore,
-    prefect: &switchyard_prefect::PrefectClient,
-    id: i64,
-) -> Result<String, String> {
-    let dl = store
-        .dead_letter(id)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("no such dead letter")?;
-    if let Some(r) = dl.resolution {
-        return Ok(format!("already resolved ({r})"));
-    }
-    let event = store
-        .event(&dl.event_id)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("its event was pruned")?
-        .event;
-    let route = loaded
-        .routes
-        .iter()
-        .find(|r| r.name == dl.route)
-        .ok_or_else(|| format!("route {:?} is not in {}", dl.route, loaded.path.display()))?;
-    let (settlement, resolution) = match route
-        .attempt(&std::sync::Arc::new(event.clone()), prefect)
-        .await
-    {
-        Ok(Decision::Ran(run)) => {
-            let note = format!(
-                "replayed: flow run {} ({})",
-                run.flow_run_id, run.flow_run_name
-            );
-            (Settlement::Ran(run), note)
-        }
-        Ok(Decision::Skip(reason)) => (
-            Settlement::Skipped {
-                reason: reason.clone(),
-            },
-            format!("replayed: skipped, {reason}"),
-        ),
-        Err(f) => return Err(f.message),
-    };
-    store
-        .settle(&event.id, &route.name, &settlement)
-        .await
-        .map_err(|e| e.to_string())?;
-    store
-        .resolve_dead_letter(id, &resolution)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(resolution)
 }

@@ -9,11 +9,28 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 /// again. Counted: a redelivery that races its first delivery holds the event too, and it is
 /// let go when the last of them finishes.
 #[derive(Debug, Default)]
-pub struct Owned(Mutex<HashMap<String, usize>>);
+pub struct Owned {
+    held: Mutex<HashMap<String, usize>>,
+    /// Woken whenever an event is let go by its last holder.
+    released: tokio::sync::Notify,
+}
 
 impl Owned {
     fn map(&self) -> MutexGuard<'_, HashMap<String, usize>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until no one holds `id`.
+    pub async fn until_free(&self, id: &str) {
+        loop {
+            let notified = self.released.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.holds(id) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Takes an event; true when no one held it before.
@@ -41,6 +58,8 @@ impl Owned {
             *n -= 1;
             if *n == 0 {
                 m.remove(id);
+                drop(m);
+                self.released.notify_waiters();
             }
         }
     }

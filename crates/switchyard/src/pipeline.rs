@@ -204,6 +204,11 @@ impl Dispatcher {
         &self.owned
     }
 
+    /// Events queued for the routes now.
+    pub fn queued(&self) -> usize {
+        self.publisher.queued()
+    }
+
     /// Accepts an event, waiting while the queue is full (backpressure on the source).
     ///
     /// Cancel-safe: the accept runs in a task of its own, so a caller that stops waiting
@@ -220,12 +225,14 @@ impl Dispatcher {
     /// [`Dispatcher::dispatch`] without its own task: only for callers that are themselves a
     /// task no one cancels ([`Accepts`]), so an event is never half accepted.
     async fn dispatch_in_place(&self, event: Event) -> Result<Receipt, Refused> {
-        let permit = self
-            .publisher
-            .reserve()
-            .await
-            .map_err(|_| Refused::ShuttingDown)?;
-        self.accept(permit, event, OnConflict::DeadLetter).await
+        let source = event.source.clone();
+        crate::metrics::received(&source);
+        let accepted = match self.publisher.reserve().await {
+            Ok(permit) => self.accept(permit, event, OnConflict::DeadLetter).await,
+            Err(_) => Err(Refused::ShuttingDown),
+        };
+        count_refusal(&source, &accepted);
+        accepted
     }
 
     /// Accepts an event only if the queue has room now. Cancel-safe, as [`Dispatcher::dispatch`].
@@ -233,11 +240,15 @@ impl Dispatcher {
         let d = self.clone();
         self.finishers
             .spawn(async move {
-                let permit = d.publisher.try_reserve().map_err(|e| match e {
-                    switchyard_core::TrySendError::Full(_) => Refused::Full,
-                    switchyard_core::TrySendError::Closed(_) => Refused::ShuttingDown,
-                })?;
-                d.accept(permit, event, OnConflict::Refuse).await
+                let source = event.source.clone();
+                crate::metrics::received(&source);
+                let accepted = match d.publisher.try_reserve() {
+                    Ok(permit) => d.accept(permit, event, OnConflict::Refuse).await,
+                    Err(switchyard_core::TrySendError::Full(_)) => Err(Refused::Full),
+                    Err(switchyard_core::TrySendError::Closed(_)) => Err(Refused::ShuttingDown),
+                };
+                count_refusal(&source, &accepted);
+                accepted
             })
             .await
             .unwrap_or(Err(Refused::ShuttingDown))
@@ -247,6 +258,8 @@ impl Dispatcher {
     /// as a dead letter of the pseudo-route `decode`, with the reason, so it can be inspected
     /// and the source can acknowledge it instead of receiving it forever.
     pub async fn reject(&self, event: Event, reason: &str) -> Result<(), JournalError> {
+        crate::metrics::received(&event.source);
+        crate::metrics::refused(&event.source, "undecodable");
         self.give_up(&event, "decode", reason).await?;
         tracing::warn!(event_id = %event.id, source = %event.source, reason, "message does not decode; dead-lettered");
         Ok(())
@@ -337,7 +350,7 @@ impl Dispatcher {
         on_conflict: OnConflict,
     ) -> Result<Receipt, Refused> {
         // Held from before the journal write, so the sweep never takes an event being accepted.
-        self.owned.claim(&event.id);
+        let first = self.owned.claim(&event.id);
         let accepted = match self.journal.accept(&event).await {
             Ok(a) => a,
             Err(e) => {
@@ -346,7 +359,21 @@ impl Dispatcher {
             }
         };
         let settled = match accepted {
-            Accepted::New => Vec::new(),
+            Accepted::New => {
+                crate::metrics::accepted(&event.source);
+                Vec::new()
+            }
+            Accepted::Duplicate {
+                status: EventStatus::Pending,
+                ..
+            } if !first => {
+                // Another task is working on this event (an earlier delivery, or the copy
+                // resumed from the journal at start): its end is this delivery's end, rather
+                // than running the routes twice at once.
+                self.owned.release(&event.id);
+                tracing::info!(event_id = %event.id, source = %event.source, "event already in hand; this delivery ends with it");
+                return Ok(self.after_holder(event.id));
+            }
             Accepted::Duplicate {
                 status: EventStatus::Pending,
                 settled,
@@ -380,6 +407,30 @@ impl Dispatcher {
                 settled,
             },
         ))
+    }
+
+    /// The receipt of a delivery of an event another task holds: once that task lets it go,
+    /// settled if the journal says it ended, else unfinished (a later delivery, or the sweep,
+    /// takes it up). Gives up waiting after [`HOLDER_WAIT`].
+    fn after_holder(&self, id: String) -> Receipt {
+        let (tx, rx) = oneshot::channel();
+        let (owned, journal, event_id) = (
+            Arc::clone(&self.owned),
+            Arc::clone(&self.journal),
+            id.clone(),
+        );
+        tokio::spawn(async move {
+            let freed = tokio::time::timeout(HOLDER_WAIT, owned.until_free(&event_id)).await;
+            let d = match freed {
+                Err(_) => Disposition::Unfinished,
+                Ok(()) => match journal.event(&event_id).await {
+                    Ok(Some(e)) if e.status != EventStatus::Pending => Disposition::AlreadySettled,
+                    _ => Disposition::Unfinished,
+                },
+            };
+            let _ = tx.send(d);
+        });
+        Receipt { id, outcome: rx }
     }
 
     fn queue(&self, permit: SendPermit<'_, Inbound, RouteOutcome>, inbound: Inbound) -> Receipt {
@@ -416,6 +467,18 @@ pub async fn finish(
     event_id: &str,
     settled: Option<Vec<(&str, &RouteOutcome)>>,
 ) -> Disposition {
+    if let Some(outcomes) = &settled {
+        for (route, outcome) in outcomes {
+            let decision = match outcome {
+                RouteOutcome::Skipped { .. } => "skipped",
+                RouteOutcome::RunCreated(_) => "ran",
+                RouteOutcome::DeadLettered { .. } => "dead",
+                RouteOutcome::Absorbed { .. } => "absorbed",
+                RouteOutcome::AlreadySettled => continue,
+            };
+            crate::metrics::decided(route, decision);
+        }
+    }
     let disposition = match settled {
         None => Disposition::Unfinished,
         Some(outcomes) => match journal
@@ -433,6 +496,22 @@ pub async fn finish(
     };
     owned.release(event_id);
     disposition
+}
+
+/// How long a delivery of an event another task holds waits for that task.
+const HOLDER_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Counts a refusal by its reason (`switchyard_events_refused_total`).
+fn count_refusal(source: &str, accepted: &Result<Receipt, Refused>) {
+    if let Err(r) = accepted {
+        let reason = match r {
+            Refused::Full => "full",
+            Refused::ShuttingDown => "shutting_down",
+            Refused::Journal(_) => "journal",
+            Refused::Conflict(_) => "conflict",
+        };
+        crate::metrics::refused(source, reason);
+    }
 }
 
 /// The id a message is kept under when its own id was already used for another message.

@@ -336,6 +336,12 @@ impl Route {
                     env.journal
                         .settle(&event.id, &self.name, &Settlement::Ran(run.clone()))
                         .await?;
+                    if !run.replayed {
+                        let since = (chrono::Utc::now() - event.received)
+                            .to_std()
+                            .unwrap_or_default();
+                        crate::metrics::run_created(&self.name, since);
+                    }
                     tracing::info!(
                         event_id = %event.id, route = %self.name, deployment = %run.deployment,
                         flow_run_id = %run.flow_run_id, flow_run_name = %run.flow_run_name, replayed = run.replayed,

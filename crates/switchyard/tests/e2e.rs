@@ -192,15 +192,37 @@ routes:
     let runs = wait_for_runs(dep, 1);
     let run = &runs[0];
     assert_eq!(run.name, "order-42");
+    // The run says where it came from (Prefect 3 labels), and carries the `switchyard` tag.
+    assert_eq!(run.labels["switchyard.event.id"], "orders:order-42");
+    assert_eq!(run.labels["switchyard.route"], "big-orders");
+    assert_eq!(run.labels["switchyard.source"], "orders");
+    assert!(
+        run.tags.contains(&"switchyard".to_string()),
+        "{:?}",
+        run.tags
+    );
     assert_eq!(
         Value::Object(run.parameters.clone()),
         json!({"order_id": 42, "amount": 120.5, "customer": "ADA", "lines": [{"sku": "A", "qty": 2}], "note": "order.created via orders"})
     );
-    // The redelivered event (same Idempotency-Key) found the same run instead of a second one.
-    router.wait_for_log(&[
-        ("message", "flow run already existed for this event"),
-        ("flow_run_id", &run.id.to_string()),
-    ]);
+    // The redelivered event (same Idempotency-Key) found the same run instead of a second
+    // one: either it came after the first was done and Prefect's idempotency key returned the
+    // run, or it came while the first was in hand and ended with it.
+    let run_id = run.id.to_string();
+    switchyard_testkit::wait_until("the redelivery to be recognised", common::DEADLINE, || {
+        router
+            .logs()
+            .iter()
+            .any(|l| {
+                (l["message"] == "flow run already existed for this event"
+                    && l["flow_run_id"] == run_id.as_str())
+                    || (l["message"] == "event already in hand; this delivery ends with it"
+                        && l["event_id"] == "orders:order-42")
+                    || (l["message"] == "event already settled; redelivery acknowledged"
+                        && l["event_id"] == "orders:order-42")
+            })
+            .then_some(())
+    });
     router.wait_for_log(&[("message", "request for an unknown hook"), ("hook", "nope")]);
     assert_eq!(
         runs_of(dep).len(),

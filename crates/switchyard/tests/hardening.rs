@@ -35,8 +35,8 @@ fn events(path: &Path, status: Option<EventStatus>) -> Vec<switchyard::journal::
         journal(path)
             .list_events(&EventFilter {
                 status,
-                source: None,
                 limit: 100_000,
+                ..Default::default()
             })
             .await
             .unwrap()

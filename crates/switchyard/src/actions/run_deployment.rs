@@ -153,6 +153,7 @@ impl RunDeployment {
                 tags,
                 idempotency_key: None,
                 name,
+                labels: Default::default(),
             },
         })
     }
@@ -167,7 +168,18 @@ impl RunDeployment {
         rendered: Rendered,
         prefect: &PrefectClient,
     ) -> Result<RunCreated, ActionError> {
-        let Rendered { reference, body } = rendered;
+        let Rendered {
+            reference,
+            mut body,
+        } = rendered;
+        // Where the run came from, searchable in Prefect's UI and API.
+        for (k, v) in [
+            ("switchyard.event.id", event.id.as_str()),
+            ("switchyard.route", route),
+            ("switchyard.source", event.source.as_str()),
+        ] {
+            body.labels.insert(k.into(), Value::String(v.into()));
+        }
         if let Some(rate) = &self.rate {
             rate.ready().await;
         }

@@ -57,6 +57,7 @@ pub fn prefect_client_until(
         max_retries: cfg.max_retries,
         ..RetryPolicy::default()
     };
+    c.observer = Some(std::sync::Arc::new(crate::metrics::PrefectObserver));
     PrefectClient::new(c).context("cannot set up the Prefect client")
 }
 

@@ -111,6 +111,19 @@ impl Topology {
         };
         me.start_jobs(&routes, &env, &dispatch).await?;
         me.start_sources(&dispatch).await?;
+        if me.config.admin.enabled {
+            let admin = crate::observe::Admin {
+                journal: Arc::clone(&me.journal),
+                dispatch: dispatch.clone(),
+                prefect: env.prefect.clone(),
+                routes: routes.clone(),
+                sources: me.config.sources.clone(),
+                token: me.config.admin.effective_token(),
+            };
+            crate::observe::serve(&me.config.admin, admin, me.stop.clone(), &mut me.jobs)
+                .await
+                .map_err(anyhow::Error::msg)?;
+        }
         Ok(me)
     }
 

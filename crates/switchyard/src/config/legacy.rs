@@ -139,6 +139,7 @@ pub(super) fn translate(path: &Path, text: &str) -> Result<Config, ConfigError> 
         journal: JournalConfig::default(),
         delivery: DeliveryConfig::default(),
         templates: Default::default(),
+        admin: Default::default(),
         prefect: PrefectConfig::default(),
         engine: EngineConfig::default(),
         http: HttpConfig::default(),

@@ -49,10 +49,53 @@ pub struct Config {
     /// Budgets for templates and `when` expressions.
     #[serde(default)]
     pub templates: TemplatesConfig,
+    /// The admin server: metrics, health, the events API.
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Where events come from.
     pub sources: Vec<SourceConfig>,
     /// What to do with them.
     pub routes: Vec<RouteConfig>,
+}
+
+/// The admin server (`/metrics`, `/healthz`, `/readyz`, `/api/v1/...`), on a listener of its
+/// own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Whether to serve it (default true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Where (default `127.0.0.1:9595`). When it is not set and the port is taken, the
+    /// router runs without the admin server and says so; a set address must be free.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `Authorization: Bearer <token>` required on everything but `/healthz` (default:
+    /// `SWITCHYARD_ADMIN_TOKEN`, else none). Required when `listen` is not a loopback address.
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: None,
+            token: None,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The default address.
+    pub const DEFAULT_LISTEN: std::net::SocketAddr =
+        std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9595);
+
+    /// The token in force: `token`, else `SWITCHYARD_ADMIN_TOKEN`; empty is none.
+    pub fn effective_token(&self) -> Option<String> {
+        self.token
+            .clone()
+            .or_else(|| std::env::var("SWITCHYARD_ADMIN_TOKEN").ok())
+            .filter(|t| !t.is_empty())
+    }
 }
 
 /// Prefect connection. Unset values come from `PREFECT_API_URL`, `PREFECT_API_KEY` and
@@ -481,3 +524,7 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+
+fn default_true() -> bool {
+    true
+}

@@ -54,6 +54,19 @@ pub(super) fn validate(path: &Path, config: &Config) -> Result<(), ConfigError> 
         }
     }
     bounds::check(config).map_err(|(key, message)| ConfigError::at(path, key, message))?;
+    let admin = &config.admin;
+    if admin.enabled {
+        let listen = admin.listen.unwrap_or(super::AdminConfig::DEFAULT_LISTEN);
+        if !listen.ip().is_loopback() && admin.effective_token().is_none() {
+            return Err(ConfigError::at(
+                path,
+                "admin.token",
+                format!(
+                    "the admin server listens on {listen}, beyond this machine: set admin.token (or SWITCHYARD_ADMIN_TOKEN), or listen on 127.0.0.1"
+                ),
+            ));
+        }
+    }
     if let Some(tls) = &config.http.tls {
         crate::sources::webhook::tls_acceptor(tls)
             .map_err(|(key, message)| ConfigError::at(path, format!("http.{key}"), message))?;

@@ -141,6 +141,9 @@ pub struct EventSummary {
     pub accepted_at: DateTime<Utc>,
     /// Flow runs it led to.
     pub runs: Vec<String>,
+    /// Where it is in the list, for paging ([`EventFilter::after`]).
+    #[serde(skip)]
+    pub position: (i64, i64),
 }
 
 /// An event with its whole history.
@@ -195,6 +198,18 @@ pub struct EventFilter {
     pub source: Option<String>,
     /// Most rows (newest first).
     pub limit: usize,
+    /// Only events of this name.
+    pub name: Option<String>,
+    /// Only events this route decided on.
+    pub route: Option<String>,
+    /// Only events whose payload or labels contain this text.
+    pub text: Option<String>,
+    /// Only events accepted at or after this.
+    pub since: Option<DateTime<Utc>>,
+    /// Only events accepted before this.
+    pub until: Option<DateTime<Utc>>,
+    /// Only events after this position in the list (the `position` of the last one seen).
+    pub after: Option<(i64, i64)>,
 }
 
 /// How long finished events are kept.
@@ -297,6 +312,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), JournalError>>;
     /// Deletes finished events past the retention; returns how many.
     fn prune(&self, retention: Retention) -> BoxFuture<'_, Result<u64, JournalError>>;
+    /// How many events are pending, and how many dead letters are open (for metrics).
+    fn counts(&self) -> BoxFuture<'_, Result<(u64, u64), JournalError>>;
     /// Why the journal cannot take new events now, if it cannot: [`Store::accept`] refuses
     /// while this is set, and readiness reports it.
     fn fault(&self) -> Option<String>;

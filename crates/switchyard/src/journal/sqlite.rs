@@ -397,13 +397,30 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'a, Result<Vec<EventSummary>, JournalError>> {
         let filter = filter.clone();
         Box::pin(self.run(move |conn| {
-            let mut stmt = conn.prepare(
-                "SELECT id, source, name, status, accepted_at FROM events
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, source, name, status, accepted_at, rowid FROM events e
                  WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR source = ?2)
+                   AND (?4 IS NULL OR name = ?4)
+                   AND (?5 IS NULL OR EXISTS (SELECT 1 FROM decisions d WHERE d.event_id = e.id AND d.route = ?5))
+                   AND (?6 IS NULL OR instr(payload, ?6) > 0 OR instr(labels, ?6) > 0)
+                   AND (?7 IS NULL OR accepted_at >= ?7) AND (?8 IS NULL OR accepted_at < ?8)
+                   AND (?9 IS NULL OR accepted_at < ?9 OR (accepted_at = ?9 AND rowid < ?10))
                  ORDER BY accepted_at DESC, rowid DESC LIMIT ?3",
             )?;
+            let (after_at, after_row) = filter.after.unzip();
             let rows = stmt.query_map(
-                params![filter.status.map(EventStatus::as_str), filter.source, i64::try_from(filter.limit.max(1)).unwrap_or(i64::MAX)],
+                params![
+                    filter.status.map(EventStatus::as_str),
+                    filter.source,
+                    i64::try_from(filter.limit.max(1)).unwrap_or(i64::MAX),
+                    filter.name,
+                    filter.route,
+                    filter.text,
+                    filter.since.map(|t| t.timestamp_millis()),
+                    filter.until.map(|t| t.timestamp_millis()),
+                    after_at,
+                    after_row,
+                ],
                 |r| {
                     Ok(EventSummary {
                         id: r.get(0)?,
@@ -412,6 +429,7 @@ impl Store for SqliteStore {
                         status: EventStatus::parse(&r.get::<_, String>(3)?),
                         accepted_at: from_ms(r.get(4)?),
                         runs: Vec::new(),
+                        position: (r.get(4)?, r.get(5)?),
                     })
                 },
             )?;
@@ -517,6 +535,20 @@ impl Store for SqliteStore {
                 params![i64::try_from(retention.max_events).unwrap_or(i64::MAX)],
             )?;
             Ok((by_age + by_count) as u64)
+        }))
+    }
+
+    fn counts(&self) -> BoxFuture<'_, Result<(u64, u64), JournalError>> {
+        Box::pin(self.run(move |conn| {
+            let count = |sql: &str| {
+                conn.prepare_cached(sql)?
+                    .query_row([], |r| r.get::<_, i64>(0))
+                    .map(|n| u64::try_from(n).unwrap_or(0))
+            };
+            Ok((
+                count("SELECT COUNT(*) FROM events WHERE status = 'pending'")?,
+                count("SELECT COUNT(*) FROM dead_letters WHERE resolved_at IS NULL")?,
+            ))
         }))
     }
 }

@@ -11,6 +11,7 @@
 //! This is the shape of Redpanda Connect's input (`Connect; Read → (message, AckFn); Close`).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -40,12 +41,61 @@ pub trait Session: Send {
     /// reconnects). Dropping the future (at shutdown) may lose a message read but not
     /// returned: it was not acknowledged, so an acking broker delivers it again.
     fn next(&mut self) -> impl Future<Output = Result<Delivery<Self::Acker>, String>> + Send;
+    /// At shutdown, before [`Session::close`]: waits for `acks` (acknowledgements being sent
+    /// for events that have ended), doing meanwhile whatever the connection needs to send
+    /// them (MQTT polls its event loop).
+    fn drain<F>(&mut self, acks: F) -> impl Future<Output = ()> + Send
+    where
+        F: Future<Output = ()> + Send,
+    {
+        acks
+    }
     /// Closes the connection at shutdown.
     fn close(self) -> impl Future<Output = ()> + Send
     where
         Self: Sized,
     {
         async {}
+    }
+}
+
+/// How long shutdown waits for acknowledgements already being sent before it closes the
+/// connection (events still in flight are not waited for: the broker delivers them again).
+const ACK_FLUSH: Duration = Duration::from_secs(2);
+
+/// Acknowledgements being sent: from an event's end to its broker answer.
+#[derive(Default)]
+struct Acking {
+    n: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl Acking {
+    fn start(self: &Arc<Self>) -> AckingGuard {
+        self.n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        AckingGuard(Arc::clone(self))
+    }
+
+    async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.n.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct AckingGuard(Arc<Acking>);
+
+impl Drop for AckingGuard {
+    fn drop(&mut self) {
+        if self.0.n.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
     }
 }
 
@@ -175,8 +225,9 @@ impl Draft {
 /// waits for the acknowledgements of every event handed over.
 pub async fn run<C: Connector>(connector: C, dispatch: Dispatcher, stop: CancellationToken) {
     let accepts = Accepts::new(&dispatch, connector.name());
+    let acking = Arc::new(Acking::default());
     reconnecting(connector.name(), &stop, || {
-        session(&connector, &dispatch, &stop, &accepts)
+        session(&connector, &dispatch, &stop, &accepts, &acking)
     })
     .await;
     accepts.close().await;
@@ -187,21 +238,39 @@ async fn session<C: Connector>(
     dispatch: &Dispatcher,
     stop: &CancellationToken,
     accepts: &Accepts,
+    acking: &Arc<Acking>,
 ) -> Result<(), String> {
     let mut session = tokio::select! {
         _ = stop.cancelled() => return Ok(()),
         s = connector.connect() => s?,
     };
-    loop {
+    crate::metrics::source_up(connector.name(), true);
+    let ended = loop {
         let delivery = tokio::select! {
             _ = stop.cancelled() => {
+                // Acknowledgements under way go out before the connection closes; without
+                // this an event that has just ended would be delivered again.
+                let flush = async {
+                    // Let acknowledgement tasks just woken by their event's end start first.
+                    tokio::task::yield_now().await;
+                    let _ = tokio::time::timeout(ACK_FLUSH, acking.idle()).await;
+                };
+                session.drain(flush).await;
                 session.close().await;
-                return Ok(());
+                break Ok(());
             }
-            d = session.next() => d?,
+            d = session.next() => d,
         };
-        hand_over(connector, dispatch, accepts, delivery).await?;
-    }
+        let handed = match delivery {
+            Ok(d) => hand_over(connector, dispatch, accepts, acking, d).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = handed {
+            break Err(e);
+        }
+    };
+    crate::metrics::source_up(connector.name(), false);
+    ended
 }
 
 /// Runs `session` until it returns `Ok` (shutdown). After an error it waits — the backoff
@@ -242,6 +311,7 @@ async fn hand_over<C: Connector, A: Acker>(
     connector: &C,
     dispatch: &Dispatcher,
     accepts: &Accepts,
+    acking: &Arc<Acking>,
     delivery: Delivery<A>,
 ) -> Result<(), String> {
     let source = connector.name();
@@ -261,6 +331,8 @@ async fn hand_over<C: Connector, A: Acker>(
     };
     if let Some(reason) = poison {
         let event = draft.build(source, decoded.unwrap_or_else(|(raw, _)| raw));
+        crate::metrics::received(source);
+        crate::metrics::refused(source, "poison");
         dispatch
             .give_up(&event, "poison", &reason)
             .await
@@ -279,6 +351,7 @@ async fn hand_over<C: Connector, A: Acker>(
         }
     };
     let source = source.to_string();
+    let acking = Arc::clone(acking);
     accepts
         .submit(draft.build(&source, payload), move |receipt| async move {
             let id = receipt.id.clone();
@@ -298,6 +371,7 @@ async fn hand_over<C: Connector, A: Acker>(
                     }
                 }
             };
+            let _sending = acking.start();
             let how = match disposition {
                 Disposition::Settled { .. } | Disposition::AlreadySettled => Ack::Done,
                 Disposition::Unfinished => Ack::Retry,

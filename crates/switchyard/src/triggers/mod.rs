@@ -296,6 +296,7 @@ impl Stateful {
         self.changed.notify_one();
         for f in &step.fired {
             tracing::info!(route = %self.route, key = %f.key, kind = f.kind, firing = %f.id, reason = %f.reason, events = f.count, "trigger fired");
+            crate::metrics::decided(&self.route, "fired");
         }
         Ok(Absorbed::Recorded(note, firings))
     }
@@ -319,6 +320,7 @@ impl Stateful {
         buckets.retain(|_, b| !Machine::idle(b));
         for f in &fired {
             tracing::info!(route = %self.route, key = %f.key, kind = f.kind, firing = %f.id, reason = %f.reason, events = f.count, "trigger fired");
+            crate::metrics::decided(&self.route, "fired");
         }
         Ok(firings)
     }

@@ -178,8 +178,8 @@ async fn concurrent_writers_are_group_committed() {
     let listed = j
         .list_events(&EventFilter {
             status: Some(EventStatus::Done),
-            source: None,
             limit: 1000,
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -115,6 +115,20 @@ impl Session for MqttSession {
         }
     }
 
+    async fn drain<F>(&mut self, acks: F)
+    where
+        F: std::future::Future<Output = ()> + Send,
+    {
+        // PUBACKs go out only while the event loop is polled.
+        tokio::pin!(acks);
+        loop {
+            tokio::select! {
+                _ = &mut acks => return,
+                e = self.events.poll() => if e.is_err() { return },
+            }
+        }
+    }
+
     async fn close(self) {
         let _ = self.client.disconnect().await;
     }

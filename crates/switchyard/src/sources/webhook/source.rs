@@ -154,6 +154,9 @@ pub async fn serve(
         http.max_body_bytes.get(),
         http.body_timeout,
     );
+    for name in &names {
+        crate::metrics::source_up(name.trim_start_matches("/hooks/"), true);
+    }
     set.spawn(super::listener::run(listener, app, limits, tls, stop));
     Ok(())
 }
@@ -260,6 +263,13 @@ async fn discard_stream(
     }
 }
 
+/// Counts a request turned away before it became an event.
+fn turned_away(source: &str, reason: &str, resp: Response) -> Response {
+    crate::metrics::received(source);
+    crate::metrics::refused(source, reason);
+    resp
+}
+
 /// 401 with a generic reason and a challenge: which check failed is for the log only.
 fn unauthorized() -> Response {
     let mut resp = reply(
@@ -323,24 +333,31 @@ async fn receive(
         if let Ok(v) = HeaderValue::from_str(&secs) {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
-        return resp;
+        return turned_away(&name, "rate_limited", resp);
     }
     let body = match read_body(&state, &name, &headers, body).await {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(resp) => {
+            let reason = match resp.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+                StatusCode::REQUEST_TIMEOUT => "timeout",
+                _ => "malformed",
+            };
+            return turned_away(&name, reason, resp);
+        }
     };
     let verified = match verifier {
         None => Verified::default(),
         Some(Err(why)) => {
             tracing::error!(source = %name, error = %why, "the hook's secrets cannot be read; request refused");
-            return unauthorized();
+            return turned_away(&name, "unauthorized", unauthorized());
         }
         Some(Ok(v)) => match v.verify(&headers, &body, chrono::Utc::now().timestamp()) {
             Ok(verified) => verified,
             Err(why) => {
                 // Never journaled; the log says which check failed, never a secret.
                 tracing::warn!(source = %name, reason = %why, "request failed verification; refused");
-                return unauthorized();
+                return turned_away(&name, "unauthorized", unauthorized());
             }
         },
     };
@@ -359,7 +376,8 @@ async fn receive(
         Ok(Made::Batch(events)) => return accept_batch(&state, &name, events).await,
         Err(reason) => {
             tracing::warn!(source = %name, reason, "request does not make an event; refused");
-            return reply(StatusCode::BAD_REQUEST, json!({"error": reason}));
+            let resp = reply(StatusCode::BAD_REQUEST, json!({"error": reason}));
+            return turned_away(&name, "malformed", resp);
         }
     };
     let id = event.id.clone();

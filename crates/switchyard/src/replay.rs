@@ -1,0 +1,62 @@
+//! Replaying a dead letter: one more attempt of its route on its event, recorded like any
+//! other decision. Used by `switchyard dlq replay` and by the admin API.
+
+use std::sync::Arc;
+
+use switchyard_prefect::PrefectClient;
+
+use crate::journal::{Settlement, Store};
+use crate::routes::{Decision, Route};
+
+/// Replays dead letter `id` with the route of the same name; the resolution on success
+/// (`replayed: flow run <id> (<name>)`, `replayed: skipped, <why>`, or `already resolved`).
+pub async fn dead_letter(
+    routes: &[Arc<Route>],
+    store: &dyn Store,
+    prefect: &PrefectClient,
+    id: i64,
+) -> Result<String, String> {
+    let dl = store
+        .dead_letter(id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("no such dead letter")?;
+    if let Some(r) = dl.resolution {
+        return Ok(format!("already resolved ({r})"));
+    }
+    let event = store
+        .event(&dl.event_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("its event was pruned")?
+        .event;
+    let route = routes
+        .iter()
+        .find(|r| r.name == dl.route)
+        .ok_or_else(|| format!("route {:?} is not in the config", dl.route))?;
+    let (settlement, resolution) = match route.attempt(&Arc::new(event.clone()), prefect).await {
+        Ok(Decision::Ran(run)) => {
+            let note = format!(
+                "replayed: flow run {} ({})",
+                run.flow_run_id, run.flow_run_name
+            );
+            (Settlement::Ran(run), note)
+        }
+        Ok(Decision::Skip(reason)) => (
+            Settlement::Skipped {
+                reason: reason.clone(),
+            },
+            format!("replayed: skipped, {reason}"),
+        ),
+        Err(f) => return Err(f.message),
+    };
+    store
+        .settle(&event.id, &route.name, &settlement)
+        .await
+        .map_err(|e| e.to_string())?;
+    store
+        .resolve_dead_letter(id, &resolution)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(resolution)
+}

@@ -74,6 +74,28 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Watch every decision of a running router as it happens (its admin server's tap), one
+    /// line each, until interrupted.
+    Tap {
+        /// The router's admin server.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9595")]
+        admin: String,
+        /// Its token.
+        #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Only this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only this route.
+        #[arg(long)]
+        route: Option<String>,
+        /// Only this decision (skipped, ran, dead, absorbed, fired, refused).
+        #[arg(long)]
+        decision: Option<String>,
+        /// Print the JSON of each decision instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a config file and print what it defines.
     Check {
         /// The config file.
@@ -177,6 +199,21 @@ async fn execute(command: Command) -> ExitCode {
         }
         Command::Check { config, online } => check(config, online).await,
         Command::Import { file } => import(&file),
+        Command::Tap {
+            admin,
+            token,
+            source,
+            route,
+            decision,
+            json,
+        } => {
+            let filter = crate::tap::TapFilter {
+                source,
+                route,
+                decision,
+            };
+            tap(&admin, token.as_deref(), &filter, json).await
+        }
         Command::Events { journal, command } => crate::admin::events(journal, command).await,
         Command::Dlq { journal, command } => crate::admin::dlq(journal, command).await,
     }
@@ -230,6 +267,100 @@ fn import(file: &std::path::Path) -> ExitCode {
         Err(e) => {
             eprintln!("error: {}: {e}", file.display());
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `switchyard tap`: reads the admin server's SSE stream and prints each decision.
+async fn tap(
+    admin: &str,
+    token: Option<&str>,
+    filter: &crate::tap::TapFilter,
+    json: bool,
+) -> ExitCode {
+    use std::io::Write as _;
+    let mut url = match url::Url::parse(admin).and_then(|u| u.join("api/v1/tap")) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("error: --admin {admin:?} is not a URL: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in [
+            ("source", &filter.source),
+            ("route", &filter.route),
+            ("decision", &filter.decision),
+        ] {
+            if let Some(v) = v {
+                q.append_pair(k, v);
+            }
+        }
+    }
+    let client = reqwest::Client::new();
+    let mut req = client.get(url.clone());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let mut resp = match req.send().await {
+        Ok(r) if r.status().is_success() => r,
+        Ok(r) => {
+            eprintln!(
+                "error: {} answered {}",
+                crate::secrets::url(url.as_str()),
+                r.status()
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!(
+                "error: cannot reach the admin server at {admin}: {}",
+                e.without_url()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("tapping {} (Ctrl-C to stop)", crate::secrets::url(admin));
+    let mut buf = String::new();
+    let mut out = std::io::stdout().lock();
+    loop {
+        let chunk = tokio::select! {
+            _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
+            c = resp.chunk() => c,
+        };
+        let chunk = match chunk {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                eprintln!("the router closed the tap");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("error: the tap broke: {}", e.without_url());
+                return ExitCode::FAILURE;
+            }
+        };
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        // One SSE event per blank line.
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let kind = block.lines().find_map(|l| l.strip_prefix("event: "));
+            let data: String = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect();
+            let line = match (kind, serde_json::from_str::<crate::tap::Tapped>(&data)) {
+                (Some("lagged"), _) => {
+                    format!("… {data} decisions skipped (this terminal fell behind)")
+                }
+                (_, Ok(t)) if json => serde_json::to_string(&t).unwrap_or_default(),
+                (_, Ok(t)) => crate::tap::render(&t),
+                _ => continue,
+            };
+            // A closed pipe (`| head`) ends the tap quietly.
+            if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                return ExitCode::SUCCESS;
+            }
         }
     }
 }

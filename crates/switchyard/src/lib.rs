@@ -22,6 +22,7 @@ pub mod replay;
 pub mod routes;
 pub mod secrets;
 pub mod sources;
+pub mod tap;
 pub mod telemetry;
 pub mod template;
 pub mod topic;

@@ -216,8 +216,18 @@ pub fn accepted(source: &str) {
         .inc();
 }
 
-/// `source` turned one away.
+/// `source` turned one away (also a line of the tap).
 pub fn refused(source: &str, reason: &str) {
+    crate::tap::publish(|| crate::tap::Tapped {
+        at: chrono::Utc::now(),
+        source: source.to_string(),
+        event_id: None,
+        event: None,
+        route: None,
+        decision: "refused".into(),
+        detail: Some(reason.to_string()),
+        flow_run_id: None,
+    });
     get()
         .events_refused
         .get_or_create(&RefusedLabels {

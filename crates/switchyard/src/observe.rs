@@ -1,7 +1,7 @@
 //! The admin server (`admin.listen`, default `127.0.0.1:9595`): Prometheus metrics, health and
 //! readiness, and a JSON API over the journal — events with every route's decision and the
 //! runs they started (with their live state from Prefect), dead letters to replay or purge,
-//! and the routes with their counters.
+//! the routes with their counters, and the live tap of decisions (Server-Sent Events).
 //!
 //! With a token (`admin.token` or `SWITCHYARD_ADMIN_TOKEN`) every request but `/healthz` needs
 //! `Authorization: Bearer <token>`; a non-loopback address without one is a config error.
@@ -61,6 +61,7 @@ pub fn app(admin: Admin) -> Router {
         .route("/api/v1/dead-letters/{id}/replay", post(replay))
         .route("/api/v1/dead-letters/{id}", delete(purge))
         .route("/api/v1/routes", get(routes))
+        .route("/api/v1/tap", get(tap))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             authorize,
@@ -418,4 +419,32 @@ async fn routes(State(s): State<Arc<Admin>>) -> Response {
         })
         .collect();
     reply(StatusCode::OK, json!({"routes": list}))
+}
+
+/// `GET /api/v1/tap?source=&route=&decision=`: every decision as it happens, one SSE `data:`
+/// JSON line each; `event: lagged` says how many a slow listener skipped.
+async fn tap(Query(filter): Query<crate::tap::TapFilter>) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let rx = crate::tap::subscribe();
+    let stream = futures::stream::unfold((rx, filter), |(mut rx, filter)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(t) if filter.passes(&t) => {
+                    let e = Event::default()
+                        .json_data(&t)
+                        .unwrap_or_else(|_| Event::default().data("{}"));
+                    return Some((Ok::<_, std::convert::Infallible>(e), (rx, filter)));
+                }
+                Ok(_) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let e = Event::default().event("lagged").data(n.to_string());
+                    return Some((Ok(e), (rx, filter)));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
 }

@@ -320,6 +320,41 @@ impl Route {
         settled: &[String],
         env: &RouteEnv,
     ) -> Result<RouteOutcome, RouteError> {
+        let outcome = self.decide(event, settled, env).await;
+        if let Ok(o) = &outcome {
+            crate::tap::publish(|| {
+                let (decision, detail, run) = match o {
+                    RouteOutcome::Skipped { reason } => ("skipped", Some(reason.clone()), None),
+                    RouteOutcome::RunCreated(r) => (
+                        "ran",
+                        Some(format!("{} ({})", r.flow_run_name, r.deployment)),
+                        Some(r.flow_run_id.to_string()),
+                    ),
+                    RouteOutcome::DeadLettered { reason } => ("dead", Some(reason.clone()), None),
+                    RouteOutcome::Absorbed { note } => ("absorbed", Some(note.clone()), None),
+                    RouteOutcome::AlreadySettled => ("settled_before", None, None),
+                };
+                crate::tap::Tapped {
+                    at: chrono::Utc::now(),
+                    source: event.source.clone(),
+                    event_id: Some(event.id.clone()),
+                    event: Some(event.name.clone()),
+                    route: Some(self.name.clone()),
+                    decision: decision.into(),
+                    detail,
+                    flow_run_id: run,
+                }
+            });
+        }
+        outcome
+    }
+
+    async fn decide(
+        self: &Arc<Self>,
+        event: &Arc<Event>,
+        settled: &[String],
+        env: &RouteEnv,
+    ) -> Result<RouteOutcome, RouteError> {
         if settled.iter().any(|r| r == &self.name) {
             tracing::debug!(event_id = %event.id, route = %self.name, "route already settled for this event");
             return Ok(RouteOutcome::AlreadySettled);

@@ -236,3 +236,86 @@ routes:
     ready(200);
     assert_eq!(router.stop(libc::SIGINT), Some(0));
 }
+
+#[test]
+fn switchyard_tap_prints_each_decision_as_it_happens() {
+    use std::io::BufRead as _;
+    let api = switchyard_testkit::PrefectServer::shared().api_url.clone();
+    let flow = unique("Tapped");
+    let dep = common::deploy(&api, &flow, "ok", json!({}));
+    let (port, admin_port) = (free_port(), free_port());
+    let config = format!(
+        r#"
+http: {{listen: "127.0.0.1:{port}"}}
+admin: {{listen: "127.0.0.1:{admin_port}"}}
+sources: [{{type: webhook, name: h}}]
+routes:
+  - name: ok
+    action: {{type: run_deployment, deployment: "{flow}/ok", flow_run_name: "tapped-{{{{ event.payload.n }}}}"}}
+  - name: quiet
+    when: "false"
+    action: {{type: run_deployment, deployment: "{flow}/ok"}}
+"#
+    );
+    let dir = TempDir::new("tap");
+    let router = Router::start(dir.path(), &api, "tap.yaml", &config, &[]);
+    router.wait_for_http(admin_port);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    cmd.args([
+        "tap",
+        "--admin",
+        &format!("http://127.0.0.1:{admin_port}"),
+        "--route",
+        "ok",
+    ])
+    .env_remove("SWITCHYARD_ADMIN_TOKEN")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut tap = switchyard_testkit::ChildGuard::spawn(&mut cmd).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = tap.child().stdout.take().unwrap();
+    let stderr = tap.child().stderr.take().unwrap();
+    for stream in [
+        Box::new(stdout) as Box<dyn std::io::Read + Send>,
+        Box::new(stderr),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let mut seen = Vec::new();
+    let mut wait_for = |want: &dyn Fn(&str) -> bool| {
+        let deadline = std::time::Instant::now() + common::DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if want(&line) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("not seen within the deadline; saw {seen:?}"),
+            }
+        }
+    };
+    wait_for(&|l| l.starts_with("tapping "));
+    let hook = format!("http://127.0.0.1:{port}/hooks/h");
+    let (status, _) = common::post(&hook, r#"{"n": 7}"#, &[("idempotency-key", "tap-1")]);
+    assert_eq!(status, 202);
+    let line = wait_for(&|l| l.contains("h/h:tap-1"));
+    assert!(
+        line.contains(" ok → ran run ") && line.contains("tapped-7"),
+        "{line}"
+    );
+    assert_eq!(common::wait_for_runs(&api, dep, 1).len(), 1);
+    assert!(
+        !seen.iter().any(|l| l.contains("quiet")),
+        "--route ok shows no other route: {seen:?}"
+    );
+    tap.signal(libc::SIGINT);
+    assert_eq!(tap.wait_exit(std::time::Duration::from_secs(10)), Some(0));
+    assert_eq!(router.stop(libc::SIGINT), Some(0));
+}

@@ -297,6 +297,16 @@ impl Stateful {
         for f in &step.fired {
             tracing::info!(route = %self.route, key = %f.key, kind = f.kind, firing = %f.id, reason = %f.reason, events = f.count, "trigger fired");
             crate::metrics::decided(&self.route, "fired");
+            crate::tap::publish(|| crate::tap::Tapped {
+                at: chrono::Utc::now(),
+                source: crate::topic::firing_source(&self.route),
+                event_id: Some(f.id.clone()),
+                event: None,
+                route: Some(self.route.clone()),
+                decision: "fired".into(),
+                detail: Some(f.reason.clone()),
+                flow_run_id: None,
+            });
         }
         Ok(Absorbed::Recorded(note, firings))
     }
@@ -321,6 +331,16 @@ impl Stateful {
         for f in &fired {
             tracing::info!(route = %self.route, key = %f.key, kind = f.kind, firing = %f.id, reason = %f.reason, events = f.count, "trigger fired");
             crate::metrics::decided(&self.route, "fired");
+            crate::tap::publish(|| crate::tap::Tapped {
+                at: chrono::Utc::now(),
+                source: crate::topic::firing_source(&self.route),
+                event_id: Some(f.id.clone()),
+                event: None,
+                route: Some(self.route.clone()),
+                decision: "fired".into(),
+                detail: Some(f.reason.clone()),
+                flow_run_id: None,
+            });
         }
         Ok(firings)
     }

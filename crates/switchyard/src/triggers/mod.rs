@@ -294,21 +294,24 @@ impl Stateful {
         buckets.retain(|_, b| !Machine::idle(b));
         drop(buckets);
         self.changed.notify_one();
-        for f in &step.fired {
-            tracing::info!(route = %self.route, key = %f.key, kind = f.kind, firing = %f.id, reason = %f.reason, events = f.count, "trigger fired");
-            crate::metrics::decided(&self.route, "fired");
-            crate::tap::publish(|| crate::tap::Tapped {
-                at: chrono::Utc::now(),
-                source: crate::topic::firing_source(&self.route),
-                event_id: Some(f.id.clone()),
-                event: None,
-                route: Some(self.route.clone()),
-                decision: "fired".into(),
-                detail: Some(f.reason.clone()),
-                flow_run_id: None,
-            });
-        }
+        step.fired.iter().for_each(|f| self.announce(f));
         Ok(Absorbed::Recorded(note, firings))
+    }
+
+    /// Tells the log, the metrics and the tap that the trigger fired.
+    fn announce(&self, f: &Fired) {
+        tracing::info!(route = %self.route, key = %f.key, kind = f.kind, firing = %f.id, reason = %f.reason, events = f.count, "trigger fired");
+        crate::metrics::decided(&self.route, "fired");
+        crate::tap::publish(|| crate::tap::Tapped {
+            at: chrono::Utc::now(),
+            source: crate::topic::firing_source(&self.route),
+            event_id: Some(f.id.clone()),
+            event: None,
+            route: Some(self.route.clone()),
+            decision: "fired".into(),
+            detail: Some(f.reason.clone()),
+            flow_run_id: None,
+        });
     }
 
     /// Ends what is due now; returns the firings (already journaled).
@@ -328,20 +331,7 @@ impl Stateful {
         }
         self.hold(&firings);
         buckets.retain(|_, b| !Machine::idle(b));
-        for f in &fired {
-            tracing::info!(route = %self.route, key = %f.key, kind = f.kind, firing = %f.id, reason = %f.reason, events = f.count, "trigger fired");
-            crate::metrics::decided(&self.route, "fired");
-            crate::tap::publish(|| crate::tap::Tapped {
-                at: chrono::Utc::now(),
-                source: crate::topic::firing_source(&self.route),
-                event_id: Some(f.id.clone()),
-                event: None,
-                route: Some(self.route.clone()),
-                decision: "fired".into(),
-                detail: Some(f.reason.clone()),
-                flow_run_id: None,
-            });
-        }
+        fired.iter().for_each(|f| self.announce(f));
         Ok(firings)
     }
 

@@ -21,8 +21,17 @@ pub fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// The tests' own Prefect client (fixtures, checks). A SQLite-backed Prefect answers 503 to
+/// concurrent writers, and the flood tests keep it busy, so it rides out a longer overload
+/// than the router's default (12 retries, at most 3 s apart) before a fixture call fails.
 pub fn prefect(api: &str) -> PrefectClient {
-    PrefectClient::new(ClientConfig::new(api)).unwrap()
+    let mut cfg = ClientConfig::new(api);
+    cfg.retry = switchyard_prefect::RetryPolicy {
+        max_retries: 12,
+        max_delay: std::time::Duration::from_secs(3),
+        ..Default::default()
+    };
+    PrefectClient::new(cfg).unwrap()
 }
 
 /// Registers a flow and a deployment through the REST API; returns the deployment id.

@@ -392,32 +392,34 @@ async fn purge(State(s): State<Arc<Admin>>, Path(id): Path<i64>) -> Response {
 
 async fn routes(State(s): State<Arc<Admin>>) -> Response {
     let m = metrics::get();
-    let list: Vec<Value> = s
-        .routes
-        .iter()
-        .map(|r| {
-            let decisions: serde_json::Map<String, Value> =
-                ["skipped", "ran", "dead", "absorbed", "fired"]
-                    .into_iter()
-                    .map(|d| {
-                        let n = m
-                            .route_decisions
-                            .get_or_create(&DecisionLabels {
-                                route: r.name.clone(),
-                                decision: d.to_string(),
-                            })
-                            .get();
-                        (d.to_string(), json!(n))
-                    })
-                    .collect();
-            json!({
-                "name": r.name,
-                "from": r.sources,
-                "kind": if r.stateful.is_some() { "stateful" } else { "plain" },
-                "decisions": decisions,
-            })
-        })
-        .collect();
+    let mut list = Vec::with_capacity(s.routes.len());
+    for r in &s.routes {
+        let decisions: serde_json::Map<String, Value> =
+            ["skipped", "ran", "dead", "absorbed", "fired"]
+                .into_iter()
+                .map(|d| {
+                    let n = m
+                        .route_decisions
+                        .get_or_create(&DecisionLabels {
+                            route: r.name.clone(),
+                            decision: d.to_string(),
+                        })
+                        .get();
+                    (d.to_string(), json!(n))
+                })
+                .collect();
+        let state = match &r.stateful {
+            Some(st) => st.snapshot().await,
+            None => Value::Null,
+        };
+        list.push(json!({
+            "name": r.name,
+            "from": r.sources,
+            "kind": if r.stateful.is_some() { "stateful" } else { "plain" },
+            "decisions": decisions,
+            "state": state,
+        }));
+    }
     reply(StatusCode::OK, json!({"routes": list}))
 }
 

@@ -71,6 +71,9 @@ routes:
   - name: later
     when: event.payload.kind == "later"
     action: {{type: run_deployment, deployment: "{flow}/later"}}
+  - name: many
+    trigger: {{type: event, expect: [h.received], threshold: 100, within: 1h}}
+    action: {{type: run_deployment, deployment: "{flow}/ok"}}
 "#
     );
     let dir = TempDir::new("observe");
@@ -220,6 +223,13 @@ routes:
     );
     let routes = json_of(&format!("{base}/api/v1/routes"));
     assert_eq!(routes["routes"][0]["decisions"]["ran"], 2);
+    // The trigger's open window: one bucket holding the three events so far.
+    let many = &routes["routes"][2];
+    assert_eq!(many["kind"], "stateful", "{routes}");
+    assert_eq!(many["decisions"]["absorbed"], 3, "{routes}");
+    assert_eq!(many["state"]["open_buckets"], 1, "{routes}");
+    assert_eq!(many["state"]["buckets"][0]["count"], 3, "{routes}");
+    assert!(many["state"]["next_deadline"].is_string(), "{routes}");
 
     // Readiness follows Prefect.
     let ready = |want: u16| {

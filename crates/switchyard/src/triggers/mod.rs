@@ -298,6 +298,31 @@ impl Stateful {
         Ok(Absorbed::Recorded(note, firings))
     }
 
+    /// What the route holds open now, for the admin API: its buckets (at most 100, with
+    /// counts, when their window opened, whether it fired), how many there are, and the next
+    /// deadline a timer will act on.
+    pub async fn snapshot(&self) -> Value {
+        let buckets = self.buckets.lock().await;
+        let next = self.machine.next_deadline(&buckets);
+        let shown: Vec<Value> = buckets
+            .iter()
+            .take(100)
+            .map(|(key, b)| {
+                json!({
+                    "key": key,
+                    "opened": b.opened,
+                    "count": b.count,
+                    "events_kept": b.events.len(),
+                    "after_seen": b.after_seen,
+                    "fired": b.fired,
+                    "last": b.last,
+                    "children": b.children.iter().map(|c| json!({"opened": c.opened, "count": c.count})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({"open_buckets": buckets.len(), "buckets": shown, "next_deadline": next})
+    }
+
     /// Tells the log, the metrics and the tap that the trigger fired.
     fn announce(&self, f: &Fired) {
         tracing::info!(route = %self.route, key = %f.key, kind = f.kind, firing = %f.id, reason = %f.reason, events = f.count, "trigger fired");

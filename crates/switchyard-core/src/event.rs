@@ -13,6 +13,7 @@ use serde_json::Value;
 /// id; the others get a time-ordered UUIDv7. The id is what makes a redelivered event start
 /// the same Prefect run instead of a second one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// Stable identifier (see the type docs).
     pub id: String,

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod cloudevents;
 pub mod codec;
 pub mod config;
+pub mod http;
 pub mod import;
 pub mod journal;
 pub mod metrics;

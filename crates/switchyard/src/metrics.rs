@@ -48,6 +48,17 @@ pub struct DecisionLabels {
     pub decision: String,
 }
 
+/// `{source, topic, partition}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LagLabels {
+    /// The source's name.
+    pub source: String,
+    /// The Kafka topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: String,
+}
+
 /// `{operation, status}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PrefectLabels {
@@ -86,6 +97,11 @@ pub struct Metrics {
     pub event_to_run: Histogram,
     /// Whether a source is connected (1) or not (0).
     pub source_up: Family<SourceLabel, Gauge>,
+    /// Kafka: messages in a partition not yet read, as librdkafka last reported.
+    pub source_lag: Family<LagLabels, Gauge>,
+    /// Refusals per source, all reasons together (not exported: the UI's overview reads it;
+    /// `events_refused` has them by reason).
+    pub refused_by_source: Family<SourceLabel, Counter>,
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
@@ -110,6 +126,8 @@ impl Metrics {
             dead_letters_open: Gauge::default(),
             event_to_run: Histogram::new(seconds_buckets()),
             source_up: Family::default(),
+            source_lag: Family::default(),
+            refused_by_source: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -177,6 +195,11 @@ impl Metrics {
             "Whether a source is connected (1) or not (0)",
             m.source_up.clone(),
         );
+        registry.register(
+            "source_lag",
+            "Kafka: messages in a partition not yet read (librdkafka's consumer lag)",
+            m.source_lag.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -196,13 +219,18 @@ pub fn get() -> &'static Metrics {
     &METRICS
 }
 
+/// The label of `name`.
+pub fn source(name: &str) -> SourceLabel {
+    SourceLabel {
+        source: name.to_string(),
+    }
+}
+
 /// `source` received a message or request.
 pub fn received(source: &str) {
     get()
         .events_received
-        .get_or_create(&SourceLabel {
-            source: source.to_string(),
-        })
+        .get_or_create(&self::source(source))
         .inc();
 }
 
@@ -210,9 +238,7 @@ pub fn received(source: &str) {
 pub fn accepted(source: &str) {
     get()
         .events_accepted
-        .get_or_create(&SourceLabel {
-            source: source.to_string(),
-        })
+        .get_or_create(&self::source(source))
         .inc();
 }
 
@@ -228,13 +254,27 @@ pub fn refused(source: &str, reason: &str) {
         detail: Some(reason.to_string()),
         flow_run_id: None,
     });
-    get()
-        .events_refused
+    let m = get();
+    m.events_refused
         .get_or_create(&RefusedLabels {
             source: source.to_string(),
             reason: reason.to_string(),
         })
         .inc();
+    m.refused_by_source
+        .get_or_create(&self::source(source))
+        .inc();
+}
+
+/// How many times `route` has decided `decision` (see [`DecisionLabels`]).
+pub fn decisions(route: &str, decision: &str) -> u64 {
+    get()
+        .route_decisions
+        .get_or_create(&DecisionLabels {
+            route: route.to_string(),
+            decision: decision.to_string(),
+        })
+        .get()
 }
 
 /// `route` decided.
@@ -263,10 +303,26 @@ pub fn run_created(route: &str, since_arrival: Duration) {
 pub fn source_up(source: &str, up: bool) {
     get()
         .source_up
-        .get_or_create(&SourceLabel {
-            source: source.to_string(),
-        })
+        .get_or_create(&self::source(source))
         .set(i64::from(up));
+}
+
+/// Kafka's lag of `source` on a partition; `None` when librdkafka does not know it (the
+/// partition is not assigned here), which removes the series.
+pub fn source_lag(source: &str, topic: &str, partition: i32, lag: Option<i64>) {
+    let labels = LagLabels {
+        source: source.to_string(),
+        topic: topic.to_string(),
+        partition: partition.to_string(),
+    };
+    match lag {
+        Some(n) => {
+            get().source_lag.get_or_create(&labels).set(n);
+        }
+        None => {
+            get().source_lag.remove(&labels);
+        }
+    }
 }
 
 /// Feeds the Prefect client's attempts into the metrics.

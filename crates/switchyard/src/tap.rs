@@ -13,7 +13,7 @@ use tokio::sync::broadcast;
 const CAPACITY: usize = 1024;
 
 /// One line of the tap.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tapped {
     /// When.
     pub at: chrono::DateTime<chrono::Utc>,
@@ -53,7 +53,7 @@ pub fn subscribe() -> broadcast::Receiver<Tapped> {
 }
 
 /// What a listener wants to see.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 pub struct TapFilter {
     /// Only this source.
     pub source: Option<String>,
@@ -66,12 +66,13 @@ pub struct TapFilter {
 impl TapFilter {
     /// Whether `t` passes.
     pub fn passes(&self, t: &Tapped) -> bool {
-        self.source.as_ref().is_none_or(|s| *s == t.source)
-            && self
-                .route
-                .as_ref()
-                .is_none_or(|r| t.route.as_ref() == Some(r))
-            && self.decision.as_ref().is_none_or(|d| *d == t.decision)
+        // An empty parameter (`?source=`) is no filter, as a blank form field means.
+        fn wanted(f: &Option<String>) -> Option<&str> {
+            f.as_deref().filter(|v| !v.is_empty())
+        }
+        wanted(&self.source).is_none_or(|s| s == t.source)
+            && wanted(&self.route).is_none_or(|r| t.route.as_deref() == Some(r))
+            && wanted(&self.decision).is_none_or(|d| d == t.decision)
     }
 }
 

@@ -14,12 +14,13 @@
 //! * `when` predicates are lenient: a missing field is simply undefined (falsy), so
 //!   `event.payload.amount > 100` is false, not an error, for events without `amount`.
 //!
-//! **Budgets.** Every evaluation runs on a [`Budget`]: at most `fuel` template instructions
-//! (minijinja's fuel: a loop bounded by the payload cannot run for ever) and at most
-//! `max_output_bytes` of output. A template that exceeds either fails with a reason that says
+//! **Budgets.** Every evaluation runs on a [`Budget`]: at most `fuel` (minijinja 3's fuel: one
+//! per instruction and about one per 64 bytes of data a template builds or walks, so neither
+//! a loop bounded by the payload nor one huge value can run for ever or fill memory) and at
+//! most `max_output_bytes` of output. A template that exceeds either fails with a reason that says
 //! so; the caller dead-letters the event. Evaluations that the router runs per event go
 //! through [`sandbox`], a small pool of threads of its own, so even the most expensive single
-//! instruction (minijinja caps a repeated string at 100 MB) never holds up the async runtime.
+//! instruction never holds up the async runtime.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, RwLock};
@@ -31,13 +32,13 @@ use switchyard_core::Event;
 /// Limits on one template evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Budget {
-    /// Template instructions per evaluation (a `when`, a key, one parameter set).
+    /// Fuel per evaluation (a `when`, a key, one parameter set): instructions and data.
     pub fuel: u64,
     /// Largest rendered text or value, in bytes (as JSON for values).
     pub max_output_bytes: usize,
 }
 
-/// Default instructions per evaluation: about a millisecond of work, far above what a
+/// Default fuel per evaluation: about a millisecond of work or 6 MB of data, far above what a
 /// parameter template needs (a loop over a thousand items takes ~10k).
 pub const DEFAULT_FUEL: u64 = 100_000;
 /// Default largest rendered output: 1 MiB.
@@ -145,8 +146,8 @@ pub fn webhook_context(
     minijinja::context! {
         method => method.to_ascii_uppercase(),
         headers => JinjaValue::from_object(Headers(headers)),
-        body => JinjaValue::from_serialize(&body),
-        query => JinjaValue::from_serialize(&query),
+        body => crate::template::value(&body),
+        query => crate::template::value(&query),
         raw_body => raw_body,
     }
 }
@@ -261,14 +262,20 @@ fn pool() -> &'static tokio::sync::mpsc::Sender<Job> {
     &POOL
 }
 
+/// A serialisable value as templates see it.
+pub fn value<T: serde::Serialize>(v: T) -> JinjaValue {
+    JinjaValue::from(minijinja::value::Serde(v))
+}
+
 /// The template context for one event.
 pub fn context(event: &Event) -> JinjaValue {
-    minijinja::context! { event => JinjaValue::from_serialize(event) }
+    minijinja::context! { event => crate::template::value(event) }
 }
 
 fn describe(e: &minijinja::Error) -> String {
     if e.kind() == minijinja::ErrorKind::OutOfFuel {
-        return "ran out of fuel: more instructions than templates.fuel allows".into();
+        return "ran out of fuel: more work (instructions and data) than templates.fuel allows"
+            .into();
     }
     let mut msg = e.to_string();
     let mut source = std::error::Error::source(e);

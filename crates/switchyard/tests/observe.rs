@@ -223,6 +223,27 @@ routes:
     );
     let routes = json_of(&format!("{base}/api/v1/routes"));
     assert_eq!(routes["routes"][0]["decisions"]["ran"], 2);
+    // The overview counts what the metrics count.
+    let o = json_of(&format!("{base}/api/v1/overview"));
+    assert_eq!(o["sources"][0]["name"], "h", "{o}");
+    assert_eq!(o["sources"][0]["received"], 4, "{o}");
+    assert_eq!(o["sources"][0]["accepted"], 3, "{o}");
+    assert_eq!(o["sources"][0]["refused"], 1, "{o}");
+    assert_eq!(o["prefect"]["healthy"], true, "{o}");
+    assert_eq!(o["journal"]["dead_letters_open"], 0, "{o}");
+    // The OpenAPI document names every endpoint, and the UI's page needs no token.
+    let doc = json_of(&format!("{base}/api/v1/openapi.json"));
+    for path in [
+        "/api/v1/events",
+        "/api/v1/events/{id}",
+        "/api/v1/dead-letters/{id}/replay",
+        "/api/v1/tap",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} in {doc}");
+    }
+    let (status, page) = admin("GET", &format!("{base}/"), None);
+    assert_eq!(status, 200);
+    assert!(page.contains("/ui/app.js"), "{page}");
     // The trigger's open window: one bucket holding the three events so far.
     let many = &routes["routes"][2];
     assert_eq!(many["kind"], "stateful", "{routes}");

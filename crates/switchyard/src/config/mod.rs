@@ -338,8 +338,9 @@ fn default_max_backoff() -> Duration {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplatesConfig {
-    /// Template instructions per evaluation (default 100,000, about a millisecond); a loop
-    /// bounded by the payload stops here.
+    /// Fuel per evaluation (default 100,000): an instruction costs one and the data a
+    /// template builds about one per 64 bytes, so a loop bounded by the payload, or a value
+    /// built to exhaust memory, stops here.
     #[serde(default = "default_fuel")]
     pub fuel: u64,
     /// Largest rendered text or value in bytes (default 1 MiB).

@@ -43,7 +43,7 @@ pub enum JournalError {
 }
 
 /// Where an event stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventStatus {
     /// Accepted; not every route has settled yet.
@@ -104,7 +104,7 @@ pub fn digest(name: &str, payload_json: &str) -> String {
 }
 
 /// One line of an event's history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Decision {
     /// The route.
     pub route: String,
@@ -127,7 +127,7 @@ pub struct Decision {
 }
 
 /// An event in listings.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventSummary {
     /// Event id.
     pub id: String,
@@ -147,7 +147,7 @@ pub struct EventSummary {
 }
 
 /// An event with its whole history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventDetail {
     /// The event.
     pub event: Event,
@@ -160,7 +160,7 @@ pub struct EventDetail {
 }
 
 /// A dead letter.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     /// Its number.
     pub id: i64,

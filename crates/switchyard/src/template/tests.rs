@@ -114,21 +114,64 @@ fn input_that_panics_the_engine_is_an_error() {
 
 #[test]
 fn outputs_over_the_cap_fail_with_the_reason() {
-    // A string repeated to 100 MB: minijinja's own cap lets it through; ours does not.
+    // 2 MB: within the fuel (about 64 bytes a unit), over the 1 MiB output cap.
     let v = ValueTemplate::compile(&json!("{{ event.payload.s * event.payload.k }}")).unwrap();
     let err = v
-        .render(&bomb_ctx(json!({"s": "xxxxxxxxxx", "k": 10_000_000})))
+        .render(&bomb_ctx(json!({"s": "xxxxxxxxxx", "k": 200_000})))
         .unwrap_err();
     assert!(err.contains("templates.max_output_bytes"), "{err}");
     let t = ValueTemplate::compile(&json!("pre-{{ event.payload.s * event.payload.k }}")).unwrap();
     let err = t
-        .render(&bomb_ctx(json!({"s": "xxxxxxxxxx", "k": 1_000_000})))
+        .render(&bomb_ctx(json!({"s": "xxxxxxxxxx", "k": 200_000})))
         .unwrap_err();
     assert!(err.contains("templates.max_output_bytes"), "{err}");
     assert_eq!(
         v.render(&bomb_ctx(json!({"s": "ab", "k": 2}))).unwrap(),
         json!("abab")
     );
+}
+
+/// Data a template makes costs fuel too (minijinja 3 charges about one unit per 64 bytes), so
+/// a single instruction cannot allocate without bound: a 100 MB string is refused before it
+/// is built.
+#[test]
+fn one_instruction_cannot_build_more_than_the_fuel_pays_for() {
+    let v = ValueTemplate::compile(&json!("{{ event.payload.s * event.payload.k }}")).unwrap();
+    let err = v
+        .render(&bomb_ctx(json!({"s": "xxxxxxxxxx", "k": 10_000_000})))
+        .unwrap_err();
+    assert!(err.contains("ran out of fuel"), "{err}");
+}
+
+/// Found by `fuzz/fuzz_targets/template.rs` (fuzz/corpus/template/repeat-empty-sequence):
+/// with minijinja 2, `() * n` was a lazy sequence that `~` walked n times in one
+/// instruction, so fuel never ran out and the evaluation thread spun for hours. A repeated
+/// sequence, empty or not, is now paid for or refused.
+#[test]
+fn repeating_a_sequence_is_bounded() {
+    let started = std::time::Instant::now();
+    let p = Predicate::compile("36~() *2622222222226~6").unwrap();
+    let _ = p.eval(&bomb_ctx(json!({})));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    for src in [
+        "{{ () * event.payload.n ~ 'x' }}",
+        "{{ [1] * event.payload.n ~ 'x' }}",
+        "{{ ([1, 2] * event.payload.n) | join(',') }}",
+        "{{ ([1] * event.payload.n) | list | length }}",
+        "{{ 'x' in [0] * event.payload.n }}",
+    ] {
+        let started = std::time::Instant::now();
+        let out = TextTemplate::compile(src)
+            .map(|t| t.render(&bomb_ctx(json!({"n": 2_622_222_222_226_u64}))));
+        // Refused or finished, and in well under a second either way.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{src}: {out:?}"
+        );
+        if let Ok(Ok(text)) = out {
+            assert!(text.len() <= crate::template::DEFAULT_MAX_OUTPUT, "{src}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -41,9 +41,9 @@ pub fn firing_context(firing: &Event) -> minijinja::Value {
         .cloned()
         .unwrap_or(Value::Null);
     minijinja::context! {
-        event => minijinja::Value::from_serialize(&last),
-        events => minijinja::Value::from_serialize(&events),
-        trigger => minijinja::Value::from_serialize(&trigger),
+        event => crate::template::value(&last),
+        events => crate::template::value(&events),
+        trigger => crate::template::value(&trigger),
     }
 }
 

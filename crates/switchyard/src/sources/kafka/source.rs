@@ -10,9 +10,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Statistics};
 
 use super::KafkaConfig;
 use crate::codec::PayloadFormat;
@@ -28,7 +29,35 @@ struct Partition {
 
 type Tracker = Arc<Mutex<HashMap<(String, i32), Partition>>>;
 
-fn consumer(cfg: &KafkaConfig) -> Result<StreamConsumer, String> {
+/// How often librdkafka reports statistics, for `switchyard_source_lag` (unless the source's
+/// `options` set `statistics.interval.ms`).
+const STATS_INTERVAL_MS: &str = "5000";
+
+/// The consumer's context: turns librdkafka's statistics into the lag metric.
+pub struct LagReporter {
+    source: String,
+}
+
+impl ClientContext for LagReporter {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                // Partition -1 is librdkafka's internal "unassigned" queue.
+                if *partition < 0 {
+                    continue;
+                }
+                let lag = (p.consumer_lag >= 0).then_some(p.consumer_lag);
+                crate::metrics::source_lag(&self.source, topic, *partition, lag);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagReporter {}
+
+type Kafka = StreamConsumer<LagReporter>;
+
+fn consumer(cfg: &KafkaConfig) -> Result<Kafka, String> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers)
         .set("group.id", &cfg.group)
@@ -46,12 +75,15 @@ fn consumer(cfg: &KafkaConfig) -> Result<StreamConsumer, String> {
         .set(
             "session.timeout.ms",
             cfg.session_timeout.as_millis().to_string(),
-        );
+        )
+        .set("statistics.interval.ms", STATS_INTERVAL_MS);
     for (k, v) in &cfg.options {
         c.set(k, v);
     }
-    c.create()
-        .map_err(|e| format!("invalid Kafka settings: {e}"))
+    c.create_with_context(LagReporter {
+        source: cfg.name.clone(),
+    })
+    .map_err(|e| format!("invalid Kafka settings: {e}"))
 }
 
 impl Connector for KafkaConfig {
@@ -79,7 +111,7 @@ impl Connector for KafkaConfig {
 /// One consumer-group membership.
 pub struct KafkaSession {
     cfg: KafkaConfig,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<Kafka>,
     tracker: Tracker,
 }
 
@@ -139,7 +171,7 @@ impl Session for KafkaSession {
 /// flight, so the stored offset never passes it and the group reads it again after a restart.
 pub struct KafkaAck {
     tracker: Tracker,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<Kafka>,
     topic: String,
     partition: i32,
     offset: i64,

@@ -10,6 +10,7 @@ use switchyard_core::{Event, EventBuilder};
 
 use super::{EventFrom, Verified, Verify, WebhookConfig, WebhookFormat};
 use crate::cloudevents::{self, CloudEvent};
+use crate::http::header_str;
 use crate::template::TextTemplate;
 
 /// What a request is.
@@ -38,15 +39,6 @@ pub enum Made {
     One(Event),
     /// A batch, in order.
     Batch(Vec<Event>),
-}
-
-/// A header's text, trimmed; `None` when absent, empty or not text.
-pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
 }
 
 /// The media type, lower-case, without parameters.

@@ -28,15 +28,16 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
-use serde_json::{Value, json};
+use serde_json::json;
 use switchyard_core::Event;
 
 use super::limit::TokenBucket;
 use super::listener::{Limits, connection_cap, raise_file_limit};
-use super::request::{Incoming, Made, header_str};
+use super::request::{Incoming, Made};
 use super::{HttpConfig, Verified, Verifier, WebhookConfig};
+use crate::http::{header_str, reply};
 use crate::sources::{Dispatcher, Refused};
 use crate::template::TextTemplate;
 
@@ -281,10 +282,6 @@ fn unauthorized() -> Response {
         HeaderValue::from_static("Signature"),
     );
     resp
-}
-
-fn reply(status: StatusCode, body: Value) -> Response {
-    (status, axum::Json(body)).into_response()
 }
 
 async fn receive(

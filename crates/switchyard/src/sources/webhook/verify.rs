@@ -13,6 +13,7 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use super::config::{HmacAlgorithm, SignatureEncoding, Verify};
+use crate::http::strip_scheme;
 
 /// A hook's verification, its secrets read.
 pub struct Verifier {
@@ -286,11 +287,6 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Rejected> {
         Some(_) => reject(format!("header {name} is not readable text")),
         None => reject(format!("header {name} is missing")),
     }
-}
-
-fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
-    let (s, rest) = value.split_once(' ')?;
-    s.eq_ignore_ascii_case(scheme).then(|| rest.trim())
 }
 
 /// The timestamp is within `tolerance` of `now`, either way.

@@ -1,0 +1,54 @@
+//! `GET /api/v1/openapi.json`: the admin API's OpenAPI 3.1 document, generated (utoipa) from
+//! the handlers' annotations and the response types in [`super::views`].
+
+use axum::Json;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Switchyard admin API",
+        description = "Events, every route's decision and the runs they started; dead letters; routes and their open trigger state; the live tap. With `admin.token` set, every call needs `Authorization: Bearer <token>`."
+    ),
+    paths(
+        super::api::overview,
+        super::api::list_events,
+        super::api::event,
+        super::api::dead_letters,
+        super::api::replay,
+        super::api::purge,
+        super::api::routes,
+        super::api::tap,
+        super::api::readyz,
+        super::api::metrics_text,
+    ),
+    modifiers(&Token),
+    security(("token" = [])),
+    tags((name = "api", description = "The JSON API"), (name = "health", description = "Probes and metrics"))
+)]
+struct Document;
+
+/// The bearer token scheme.
+struct Token;
+
+impl utoipa::Modify for Token {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The document, with this build's version.
+pub fn document_value() -> utoipa::openapi::OpenApi {
+    let mut doc = Document::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc
+}
+
+pub(super) async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(document_value())
+}

@@ -154,6 +154,20 @@ impl PrefectClient {
         &self.inner.base
     }
 
+    /// The Prefect UI's address: the API's without its `/api` (credentials left out).
+    pub fn ui_url(&self) -> String {
+        let mut base = self.inner.base.clone();
+        let _ = base.set_username("");
+        let _ = base.set_password(None);
+        let api = base.as_str().trim_end_matches('/');
+        api.strip_suffix("/api").unwrap_or(api).to_string()
+    }
+
+    /// The Prefect UI's page of a flow run.
+    pub fn run_page(&self, flow_run_id: &str) -> String {
+        format!("{}/runs/flow-run/{flow_run_id}", self.ui_url())
+    }
+
     /// The current adaptive limit on write calls in flight.
     pub fn in_flight_limit(&self) -> f64 {
         self.inner.writes.limit()
@@ -569,6 +583,22 @@ fn decode<T: DeserializeOwned>(a: &Answer, what: &str) -> Result<T, PrefectError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ui_address_is_the_api_s_without_api_and_without_credentials() {
+        for (api, ui) in [
+            ("http://127.0.0.1:4200/api", "http://127.0.0.1:4200"),
+            (
+                "https://user:secret@prefect.example/api/",
+                "https://prefect.example",
+            ),
+            ("http://host/prefect/api", "http://host/prefect"),
+        ] {
+            let c = PrefectClient::new(ClientConfig::new(api)).unwrap();
+            assert_eq!(c.ui_url(), ui);
+            assert_eq!(c.run_page("r1"), format!("{ui}/runs/flow-run/r1"));
+        }
+    }
 
     /// At shutdown a call waiting to retry stops waiting (here: a 1-hour backoff).
     #[tokio::test]

@@ -118,7 +118,7 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
 
 /// Runs `switchyard events`.
 pub async fn events(args: JournalArgs, cmd: EventsCommand) -> ExitCode {
-    let (_, store) = match load(&args) {
+    let (loaded, store) = match load(&args) {
         Ok(x) => x,
         Err(e) => return fail(e),
     };
@@ -159,6 +159,12 @@ pub async fn events(args: JournalArgs, cmd: EventsCommand) -> ExitCode {
         EventsCommand::Show { id } => match store.event(&id).await {
             Ok(Some(d)) if args.json => print_json(&d),
             Ok(Some(d)) => {
+                // Only to name the Prefect UI's pages: no request is made.
+                let prefect = loaded
+                    .as_ref()
+                    .map(|l| l.config.prefect.clone())
+                    .unwrap_or_default();
+                let prefect = app::prefect_client(&prefect).ok();
                 println!(
                     "event {} ({}) from {} — {}",
                     d.event.id,
@@ -167,20 +173,29 @@ pub async fn events(args: JournalArgs, cmd: EventsCommand) -> ExitCode {
                     d.status.as_str()
                 );
                 println!("  accepted {}", d.accepted_at.to_rfc3339());
+                for (k, v) in &d.event.labels {
+                    println!("  label    {k} = {v}");
+                }
                 println!("  payload  {}", d.event.payload);
                 for x in d.decisions {
                     let what = match x.kind.as_str() {
-                        "run_created" => format!(
-                            "flow run {} ({}) of {}{}",
-                            x.flow_run_id.unwrap_or_default(),
-                            x.flow_run_name.unwrap_or_default(),
-                            x.deployment.unwrap_or_default(),
-                            if x.replayed == Some(true) {
-                                ", already existed"
-                            } else {
-                                ""
-                            }
-                        ),
+                        "run_created" => {
+                            let id = x.flow_run_id.unwrap_or_default();
+                            let page = prefect
+                                .as_ref()
+                                .map(|p| format!(" — {}", p.run_page(&id)))
+                                .unwrap_or_default();
+                            format!(
+                                "flow run {id} ({}) of {}{}{page}",
+                                x.flow_run_name.unwrap_or_default(),
+                                x.deployment.unwrap_or_default(),
+                                if x.replayed == Some(true) {
+                                    ", already existed"
+                                } else {
+                                    ""
+                                }
+                            )
+                        }
                         _ => x.detail.unwrap_or_default(),
                     };
                     let attempt = x.attempt.map(|a| format!(" #{a}")).unwrap_or_default();

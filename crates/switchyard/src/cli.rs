@@ -48,6 +48,10 @@ pub enum Command {
         /// Journal file (overrides `journal.path`).
         #[arg(long, value_name = "PATH", env = "SWITCHYARD_JOURNAL")]
         journal: Option<PathBuf>,
+        /// Every route in shadow mode: decide, render, check against the deployment's schema
+        /// and record what would run, without creating any flow run.
+        #[arg(long)]
+        shadow: bool,
     },
     /// Inspect events in the journal: what was decided, which runs they started.
     Events {
@@ -157,11 +161,21 @@ async fn execute(command: Command) -> ExitCode {
             config,
             exit_when_sources_end,
             journal,
+            shadow,
         } => {
-            let loaded = match config.load() {
+            let mut loaded = match config.load() {
                 Ok(l) => l,
                 Err(code) => return code,
             };
+            if shadow {
+                loaded = match loaded.into_shadow() {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::from(2);
+                    }
+                };
+            }
             match app::run(
                 loaded,
                 RunOptions {
@@ -371,7 +385,7 @@ async fn check(config: ConfigArg, online: bool) -> ExitCode {
         Err(code) => return code,
     };
     println!(
-        "{}: OK{}",
+        "checking {}{}",
         loaded.path.display(),
         if loaded.legacy {
             " (prefect-event-router form)"
@@ -410,10 +424,36 @@ async fn check(config: ConfigArg, online: bool) -> ExitCode {
     let mut failed = false;
     let client = if online {
         match app::prefect_client(&loaded.config.prefect) {
-            Ok(c) => Some(c),
+            Ok(c) => {
+                match tokio::time::timeout(std::time::Duration::from_secs(10), c.health()).await {
+                    Ok(Ok(())) => {
+                        println!(
+                            "  prefect: answering at {}",
+                            crate::secrets::url(c.api_url().as_str())
+                        );
+                        Some(c)
+                    }
+                    Ok(Err(e)) => {
+                        println!(
+                            "  prefect: online check failed: {}",
+                            crate::secrets::redact(&e.to_string())
+                        );
+                        failed = true;
+                        None
+                    }
+                    Err(_) => {
+                        println!("  prefect: online check failed: no answer within 10s");
+                        failed = true;
+                        None
+                    }
+                }
+            }
             Err(e) => {
                 let e = format!("{e:#}");
-                println!("  online check failed: {}", crate::secrets::redact(&e));
+                println!(
+                    "  prefect: online check failed: {}",
+                    crate::secrets::redact(&e)
+                );
                 failed = true;
                 None
             }
@@ -421,20 +461,30 @@ async fn check(config: ConfigArg, online: bool) -> ExitCode {
     } else {
         None
     };
-    for r in &loaded.routes {
+    for (r, cfg) in loaded.routes.iter().zip(&loaded.config.routes) {
         let target = r
             .action
             .static_deployment()
             .map(|d| d.to_string())
             .unwrap_or_else(|| "(from the event)".into());
+        let on = match (&cfg.trigger, &cfg.batch) {
+            (Some(t), _) => format!(" {}", t.describe()),
+            (None, Some(b)) => format!(" {}", b.describe()),
+            (None, None) => String::new(),
+        };
         println!(
-            "  route {}: from [{}]{} -> run_deployment {target}",
+            "  route {}: from [{}]{}{on} -> run_deployment {target}{}",
             r.name,
             r.sources.join(", "),
             r.when
                 .as_ref()
                 .map(|w| format!(" when {}", w.source()))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            if r.shadow {
+                " (shadow: records would-runs, creates none)"
+            } else {
+                ""
+            }
         );
         if let (Some(client), Some(dep)) = (&client, r.action.static_deployment()) {
             match r.schema_problems(client).await {
@@ -454,9 +504,16 @@ async fn check(config: ConfigArg, online: bool) -> ExitCode {
             }
         }
     }
+    let what = if online {
+        "OK, online checks passed"
+    } else {
+        "OK"
+    };
     if failed {
+        println!("{}: FAILED (see above)", loaded.path.display());
         ExitCode::FAILURE
     } else {
+        println!("{}: {what}", loaded.path.display());
         ExitCode::SUCCESS
     }
 }

@@ -1,6 +1,7 @@
 //! What became of an event, in words every layer shares, defined once:
 //!
 //! - [`RunCreated`]: the flow run that exists for an event (a run reference);
+//! - [`WouldRun`]: the run a shadow route would have created, and did not;
 //! - [`Settlement`]: a route's final decision, as the journal records it (skipped, ran, dead);
 //! - [`RouteOutcome`]: what a route returns to the pipeline (a settlement, or taken into a
 //!   trigger's state, or settled before);
@@ -25,6 +26,22 @@ pub struct RunCreated {
     pub replayed: bool,
 }
 
+/// The run a shadow route (`mode: shadow`, `run --shadow`) would have created: decided,
+/// rendered and checked against the deployment's schema like a live one, never created.
+#[derive(Debug, Clone, Serialize)]
+pub struct WouldRun {
+    /// The deployment as configured or rendered.
+    pub deployment: String,
+    /// Its id.
+    pub deployment_id: Uuid,
+    /// The parameters it would be given.
+    pub parameters: serde_json::Value,
+    /// The idempotency key it would carry.
+    pub idempotency_key: String,
+    /// The run name, when the route sets one.
+    pub flow_run_name: Option<String>,
+}
+
 /// What a route did with an event. Each is recorded in the journal before it is returned,
 /// except `Skipped`: the caller records skips with the event's end ([`skipped_routes`]).
 #[derive(Debug, Clone, Serialize)]
@@ -37,6 +54,8 @@ pub enum RouteOutcome {
     },
     /// A flow run exists for the event (new, or an idempotent replay).
     RunCreated(RunCreated),
+    /// A shadow route decided to run and recorded what it would have created.
+    WouldRun(WouldRun),
     /// The route gave up; a dead letter holds the reason.
     DeadLettered {
         /// Why.
@@ -74,6 +93,8 @@ pub enum Settlement {
     },
     /// A flow run exists for the event.
     Ran(RunCreated),
+    /// A shadow route would have run.
+    WouldRun(WouldRun),
     /// The route gave up; the reason is kept for `switchyard dlq`.
     DeadLettered {
         /// Why.

@@ -472,6 +472,7 @@ pub async fn finish(
             let decision = match outcome {
                 RouteOutcome::Skipped { .. } => "skipped",
                 RouteOutcome::RunCreated(_) => "ran",
+                RouteOutcome::WouldRun(_) => "shadow",
                 RouteOutcome::DeadLettered { .. } => "dead",
                 RouteOutcome::Absorbed { .. } => "absorbed",
                 RouteOutcome::AlreadySettled => continue,

@@ -42,6 +42,10 @@ pub async fn dead_letter(
             );
             (Settlement::Ran(run), note)
         }
+        Ok(Decision::WouldRun(w)) => {
+            let note = format!("replayed: shadow, would run {}", w.deployment);
+            (Settlement::WouldRun(w), note)
+        }
         Ok(Decision::Skip(reason)) => (
             Settlement::Skipped {
                 reason: reason.clone(),

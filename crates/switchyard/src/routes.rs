@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::actions::{Action, RunCreated};
 use crate::config::{ConfigError, DeliveryConfig, RouteConfig};
 use crate::journal::{JournalError, Settlement, Store};
+use crate::outcome::WouldRun;
 pub use crate::outcome::{Failure, RouteOutcome, skipped_routes};
 use crate::template::{self, Predicate};
 use crate::triggers::{AbsorbError, Absorbed, Machine, Stateful, firing_context, firing_source};
@@ -34,6 +35,17 @@ pub struct Loaded {
 pub fn load(path: &std::path::Path) -> Result<Loaded, ConfigError> {
     let text = crate::config::read(path)?;
     load_str(path, &text, |name| std::env::var(name).ok())
+}
+
+impl Loaded {
+    /// The same config with every route in shadow mode (`run --shadow`).
+    pub fn into_shadow(mut self) -> Result<Self, ConfigError> {
+        for r in &mut self.config.routes {
+            r.mode = crate::config::RouteMode::Shadow;
+        }
+        self.routes = compile_all(&self.path, &self.config)?;
+        Ok(self)
+    }
 }
 
 /// [`load`] for text already read, with an explicit environment (tests).
@@ -92,6 +104,8 @@ pub struct Route {
     pub action: Action,
     /// The trigger or batch, when the route is stateful.
     pub stateful: Option<Arc<Stateful>>,
+    /// A shadow route records would-runs and never creates a run.
+    pub shadow: bool,
 }
 
 /// Why a route could not settle an event; the event stays pending and is resumed later.
@@ -122,6 +136,8 @@ pub enum Decision {
     Skip(String),
     /// A run exists.
     Ran(RunCreated),
+    /// A shadow route would have run.
+    WouldRun(WouldRun),
 }
 
 /// How long a transient failure is retried before it becomes a dead letter.
@@ -181,6 +197,7 @@ impl Route {
             when,
             action,
             stateful,
+            shadow: cfg.mode == crate::config::RouteMode::Shadow,
         })
     }
 
@@ -290,6 +307,15 @@ impl Route {
             })??;
         match plan {
             Plan::Skip(reason) => Ok(Decision::Skip(reason)),
+            Plan::Run(rendered) if self.shadow => self
+                .action
+                .would_run(&self.name, event, rendered, prefect)
+                .await
+                .map(Decision::WouldRun)
+                .map_err(|e| Failure {
+                    retryable: e.is_retryable(),
+                    message: e.to_string(),
+                }),
             Plan::Run(rendered) => self
                 .action
                 .execute(&self.name, event, rendered, prefect)
@@ -329,6 +355,14 @@ impl Route {
                         "ran",
                         Some(format!("{} ({})", r.flow_run_name, r.deployment)),
                         Some(r.flow_run_id.to_string()),
+                    ),
+                    RouteOutcome::WouldRun(w) => (
+                        "shadow",
+                        Some(format!(
+                            "would run {} (key {})",
+                            w.deployment, w.idempotency_key
+                        )),
+                        None,
                     ),
                     RouteOutcome::DeadLettered { reason } => ("dead", Some(reason.clone()), None),
                     RouteOutcome::Absorbed { note } => ("absorbed", Some(note.clone()), None),
@@ -383,6 +417,17 @@ impl Route {
                         "{}", if run.replayed { "flow run already existed for this event" } else { "flow run started" }
                     );
                     return Ok(RouteOutcome::RunCreated(run));
+                }
+                Ok(Decision::WouldRun(w)) => {
+                    env.journal
+                        .settle(&event.id, &self.name, &Settlement::WouldRun(w.clone()))
+                        .await?;
+                    tracing::info!(
+                        event_id = %event.id, route = %self.name, deployment = %w.deployment,
+                        idempotency_key = %w.idempotency_key, parameters = %w.parameters,
+                        "shadow route: would start a flow run (none created)"
+                    );
+                    return Ok(RouteOutcome::WouldRun(w));
                 }
                 Err(f) => {
                     let age = (chrono::Utc::now() - event.received)

@@ -297,6 +297,68 @@ fn guarded<T>(source: &str, f: impl FnOnce() -> Result<T, minijinja::Error>) -> 
     }
 }
 
+/// What a template names that the engine does not have: `unknown filter "nosuchfilter"`,
+/// `unknown test ...`, `unknown function ...`. Found in the compiled instructions, so every
+/// branch counts, not only those an event would reach; a function the template defines
+/// itself (a macro, a `set`) is not one. (minijinja looks filters up only when it applies
+/// them, so without this a typo passed `check` and failed on every event.)
+fn unknown_names(env: &'static Environment<'static>, template: &str) -> Result<(), String> {
+    use minijinja::machinery::{Instruction, get_compiled_template};
+    let Ok(t) = env.template_from_str(template) else {
+        return Ok(()); // the caller reports a syntax error on its own
+    };
+    let compiled = get_compiled_template(&t);
+    let mut used: Vec<(&str, &str)> = Vec::new();
+    let mut local: Vec<&str> = Vec::new();
+    let all = std::iter::once(&compiled.instructions).chain(compiled.blocks.values());
+    for instructions in all {
+        for i in 0.. {
+            let Some(instr) = instructions.get(i) else {
+                break;
+            };
+            match instr {
+                Instruction::ApplyFilter(name, ..) => used.push(("filter", name)),
+                Instruction::PerformTest(name, ..) => used.push(("test", name)),
+                Instruction::CallFunction(name, _) => used.push(("function", name)),
+                Instruction::StoreLocal(name) => local.push(name),
+                _ => {}
+            }
+        }
+    }
+    used.sort_unstable();
+    used.dedup();
+    for (kind, name) in used {
+        if kind == "function" && local.contains(&name) {
+            continue;
+        }
+        // Only a plain name can be probed (and only a plain name can be one).
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let (probe, missing) = match kind {
+            "filter" => (
+                format!("{{{{ none|{name} }}}}"),
+                minijinja::ErrorKind::UnknownFilter,
+            ),
+            "test" => (
+                format!("{{{{ none is {name} }}}}"),
+                minijinja::ErrorKind::UnknownTest,
+            ),
+            _ => (
+                format!("{{{{ {name}() }}}}"),
+                minijinja::ErrorKind::UnknownFunction,
+            ),
+        };
+        let probed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            env.render_str(&probe, minijinja::context! {})
+        }));
+        if matches!(probed, Ok(Err(e)) if e.kind() == missing) {
+            return Err(format!("unknown {kind} {name:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// A compiled `when` expression.
 pub struct Predicate {
     source: String,
@@ -321,6 +383,8 @@ impl Predicate {
     pub fn compile(source: &str) -> Result<Self, String> {
         let env = &envs(budget().fuel).lenient;
         let expr = guarded(source, || env.compile_expression_owned(source.to_string()))
+            .map_err(|e| format!("invalid expression {source:?}: {e}"))?;
+        unknown_names(env, &format!("{{{{ {source} }}}}"))
             .map_err(|e| format!("invalid expression {source:?}: {e}"))?;
         Ok(Self {
             source: source.to_string(),
@@ -412,6 +476,7 @@ impl TextTemplate {
         let b = budget();
         let env = pick(envs(b.fuel));
         guarded(source, || env.template_from_str(source).map(|_| ()))
+            .and_then(|()| unknown_names(env, source))
             .map_err(|e| format!("invalid template {source:?}: {e}"))?;
         Ok(Self {
             source: source.to_string(),
@@ -498,6 +563,7 @@ impl ValueTemplate {
                     let b = budget();
                     let env = &envs(b.fuel).strict;
                     let compiled = guarded(expr, || env.compile_expression_owned(expr.to_string()))
+                        .and_then(|c| unknown_names(env, &format!("{{{{ {expr} }}}}")).map(|()| c))
                         .map_err(|e| {
                             (String::new(), format!("invalid expression {expr:?}: {e}"))
                         })?;

@@ -574,6 +574,41 @@ fn kafka_contract() {
     run_contract(&mut Kafka::new(3));
 }
 
+/// `switchyard_source_lag` has a series per partition the instance consumes, from
+/// librdkafka's statistics, and it falls to 0 once everything is read and committed.
+#[test]
+fn kafka_lag_is_exported_per_partition() {
+    let api = &PrefectServer::shared().api_url;
+    let mut kafka = Kafka::new(2);
+    let flow = unique("KafkaLag");
+    let dep = deploy(api, &flow, "counted", json!({}));
+    let admin = free_port();
+    let config = format!(
+        "admin: {{listen: \"127.0.0.1:{admin}\"}}\nsources:\n  - {}\nroutes:\n  - name: count\n    action: {{type: run_deployment, deployment: \"{flow}/counted\"}}\n",
+        kafka.source("bus")
+    );
+    let dir = TempDir::new("kafka-lag");
+    let router = Router::start(dir.path(), api, "lag.yaml", &config, &[]);
+    for n in 0..10 {
+        kafka.publish(n);
+    }
+    common::wait_for_runs(api, dep, 10);
+    let url = format!("http://127.0.0.1:{admin}/metrics");
+    let topic = kafka.topic.clone();
+    wait_until("a lag of 0 on both partitions", DEADLINE, || {
+        let text = rt().block_on(async { reqwest::get(&url).await.ok()?.text().await.ok() })?;
+        let lag = |p: u8| {
+            let series = format!(
+                "switchyard_source_lag{{source=\"bus\",topic=\"{topic}\",partition=\"{p}\"}} "
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(&series).map(str::trim).map(str::to_string))
+        };
+        (lag(0).as_deref() == Some("0") && lag(1).as_deref() == Some("0")).then_some(())
+    });
+    assert_eq!(router.stop(libc::SIGTERM), Some(0));
+}
+
 /// Two instances in one consumer group split the partitions; when one is killed the other
 /// takes its partitions over from the committed offsets, and nothing is lost or run twice
 /// (each instance has its own journal: the idempotency key is what stops a second run).

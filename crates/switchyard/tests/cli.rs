@@ -376,4 +376,29 @@ fn check_online_fails_when_the_client_cannot_be_built() {
         out.contains("online check failed") && out.contains("invalid Prefect API URL"),
         "{out}"
     );
+    assert!(!out.contains("OK"), "{out}");
+}
+
+/// `check --online` with a Prefect that does not answer fails and never prints OK; trigger
+/// and batch routes print as what they wait for, a shadow route says so.
+#[test]
+fn check_online_fails_when_prefect_does_not_answer_and_describes_triggers() {
+    let dir = TempDir::new("switchyard-cli");
+    let path = write(
+        &dir,
+        "c.yaml",
+        "sources:\n  - {type: webhook, name: orders}\nroutes:\n  - name: triage\n    mode: shadow\n    trigger: {type: event, expect: [order.failed], threshold: 3, within: 10m, for_each: [customer]}\n    action: {type: run_deployment, deployment: triage/default}\n",
+    );
+    let (code, out, _) = switchyard(&["check", "--online", &path]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("prefect: online check failed"), "{out}");
+    assert!(!out.contains(": OK"), "{out}");
+    assert!(out.contains(": FAILED"), "{out}");
+    assert!(
+        out.contains("route triage: from [orders] on 3 × order.failed within 10m per customer -> run_deployment triage/default (shadow"),
+        "{out}"
+    );
+    let (code, out, _) = switchyard(&["check", &path]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.trim_end().ends_with(": OK"), "{out}");
 }

@@ -311,6 +311,15 @@ routes:
         .map(|d| d["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["dead_lettered", "run_created"]);
+    // As text, with the run's page in the Prefect UI.
+    let (_, text, _) = switchyard(
+        &["events", "show", missing_deployment["id"].as_str().unwrap()],
+        &env,
+    );
+    assert!(
+        text.contains(&format!("/runs/flow-run/{}", runs[0].id)) && !text.contains("/api/runs"),
+        "{text}"
+    );
 
     // The poison message still fails on replay and stays open; purge resolves it.
     let (code, out, _) = switchyard(&["dlq", "--config", config_arg, "replay", "--all"], &env);

@@ -86,6 +86,19 @@ impl Action {
         }
     }
 
+    /// What [`Action::execute`] would do, checked, without doing it (a shadow route).
+    pub async fn would_run(
+        &self,
+        route: &str,
+        event: &Event,
+        rendered: Rendered,
+        prefect: &PrefectClient,
+    ) -> Result<crate::outcome::WouldRun, ActionError> {
+        match self {
+            Self::RunDeployment(a) => a.would_run(route, event, rendered, prefect).await,
+        }
+    }
+
     /// The deployment reference when it does not depend on the event.
     pub fn static_deployment(&self) -> Option<&switchyard_prefect::DeploymentRef> {
         match self {

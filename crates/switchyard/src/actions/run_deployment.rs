@@ -7,6 +7,7 @@ use switchyard_prefect::{DeploymentRef, FlowRunCreate, PrefectClient};
 
 use super::{ActionError, RunCreated};
 use crate::config::RunDeploymentConfig;
+use crate::outcome::WouldRun;
 use crate::template::{TextTemplate, ValueTemplate};
 
 /// The compiled action.
@@ -158,9 +159,34 @@ impl RunDeployment {
         })
     }
 
-    /// Creates the run [`RunDeployment::render`] described. The idempotency key is
-    /// `<deployment id>:<route>:<event id>`, so a redelivered event returns the run it
-    /// already started (Prefect scopes keys per flow, hence the deployment id in it).
+    /// Resolves the deployment and checks the parameters against its schema (a mismatch is
+    /// a dead letter in the schema's words, not a 409 from Prefect).
+    async fn checked(
+        reference: &DeploymentRef,
+        body: &FlowRunCreate,
+        prefect: &PrefectClient,
+    ) -> Result<std::sync::Arc<switchyard_prefect::Deployment>, ActionError> {
+        let deployment = prefect.resolve(reference).await?;
+        if deployment.enforce_parameter_schema
+            && let Some(schema) = &deployment.parameter_openapi_schema
+        {
+            let problems =
+                super::schema::violations(schema, &Value::Object(body.parameters.clone()));
+            if !problems.is_empty() {
+                return Err(ActionError::Schema(problems.join("; ")));
+            }
+        }
+        Ok(deployment)
+    }
+
+    /// The idempotency key of the run a route starts for an event: `<route>:<event id>`
+    /// (Prefect scopes keys per flow, so a redelivered event finds the run it started).
+    fn key(route: &str, event: &Event) -> String {
+        format!("{route}:{}", event.id)
+    }
+
+    /// Creates the run [`RunDeployment::render`] described; a redelivered event returns the
+    /// run it already started (see [`RunDeployment::key`]).
     pub async fn create(
         &self,
         route: &str,
@@ -187,18 +213,8 @@ impl RunDeployment {
             Some(s) => s.acquire().await.ok(),
             None => None,
         };
-        // Checked here, so a mismatch is a dead letter in the schema's words, not a 409.
-        let deployment = prefect.resolve(&reference).await?;
-        if deployment.enforce_parameter_schema
-            && let Some(schema) = &deployment.parameter_openapi_schema
-        {
-            let problems =
-                super::schema::violations(schema, &Value::Object(body.parameters.clone()));
-            if !problems.is_empty() {
-                return Err(ActionError::Schema(problems.join("; ")));
-            }
-        }
-        let key = format!("{route}:{}", event.id);
+        Self::checked(&reference, &body, prefect).await?;
+        let key = Self::key(route, event);
         let (deployment, created) = prefect
             .run_deployment(&reference, &body, Some(&key))
             .await?;
@@ -208,6 +224,27 @@ impl RunDeployment {
             flow_run_id: created.run.id,
             flow_run_name: created.run.name,
             replayed: created.replayed,
+        })
+    }
+
+    /// What [`RunDeployment::create`] would create, checked the same way (the deployment
+    /// exists, the parameters fit its schema), without creating it: a shadow route's run.
+    /// Only reads Prefect, so neither the route's rate nor its in-flight cap applies.
+    pub async fn would_run(
+        &self,
+        route: &str,
+        event: &Event,
+        rendered: Rendered,
+        prefect: &PrefectClient,
+    ) -> Result<WouldRun, ActionError> {
+        let Rendered { reference, body } = rendered;
+        let deployment = Self::checked(&reference, &body, prefect).await?;
+        Ok(WouldRun {
+            deployment: reference.to_string(),
+            deployment_id: deployment.id,
+            parameters: Value::Object(body.parameters),
+            idempotency_key: Self::key(route, event),
+            flow_run_name: body.name,
         })
     }
 }

@@ -69,6 +69,14 @@ impl Topology {
             config = %path.display(), legacy, prefect = %crate::secrets::url(prefect.api_url().as_str()), journal = %journal_path.display(),
             sources = config.sources.len(), routes = routes.len(), "switchyard starting"
         );
+        let shadow: Vec<&str> = routes
+            .iter()
+            .filter(|r| r.shadow)
+            .map(|r| r.name.as_str())
+            .collect();
+        if !shadow.is_empty() {
+            tracing::warn!(routes = ?shadow, "shadow routes record what they would run and create no flow run");
+        }
         let env = RouteEnv {
             prefect,
             journal: Arc::clone(&journal),

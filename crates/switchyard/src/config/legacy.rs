@@ -150,6 +150,7 @@ pub(super) fn translate(path: &Path, text: &str) -> Result<Config, ConfigError> 
             when: None,
             trigger: None,
             batch: None,
+            mode: Default::default(),
             action: ActionConfig::RunDeployment(RunDeploymentConfig {
                 deployment: "{{ event.payload.flow_name }}/{{ event.payload.deployment_name }}"
                     .into(),

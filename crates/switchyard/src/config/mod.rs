@@ -396,8 +396,23 @@ pub struct RouteConfig {
     pub trigger: Option<triggers::TriggerConfig>,
     /// Micro-batching: the action runs once per closed batch, with every event in it.
     pub batch: Option<triggers::BatchConfig>,
+    /// `live` (default), or `shadow`: decide, render and check the run against the
+    /// deployment's schema, record it as a would-run, and never create it.
+    #[serde(default)]
+    pub mode: RouteMode,
     /// What to do.
     pub action: ActionConfig,
+}
+
+/// Whether a route's runs are created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteMode {
+    /// Runs are created.
+    #[default]
+    Live,
+    /// Runs are recorded as would-runs, never created.
+    Shadow,
 }
 
 /// An action, tagged by `type`.

@@ -279,3 +279,59 @@ routes:
     assert_eq!(topics[2], ["b"]);
     assert_eq!(topics[3], ["a#z", "trigger:counted"]);
 }
+
+/// An unknown filter in a parameter is a config error naming the key, so `check` and `run`
+/// refuse it instead of dead-lettering every event.
+#[test]
+fn an_unknown_filter_is_a_config_error_naming_the_key() {
+    let e = err(r#"
+sources: [{type: webhook, name: orders}]
+routes:
+  - name: r
+    action: {type: run_deployment, deployment: "Flow/dep", parameters: {x: "{{ event.payload.x | nosuchfilter }}"}}
+"#);
+    assert!(
+        e.contains("routes[0].action.parameters.x")
+            && e.contains("unknown filter \"nosuchfilter\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn routes_can_be_shadow_and_say_what_their_trigger_waits_for() {
+    let l = load(
+        r#"
+sources: [{type: webhook, name: orders}]
+routes:
+  - name: repeated
+    mode: shadow
+    trigger: {type: event, expect: [order.failed], threshold: 3, within: 10m, for_each: [customer]}
+    action: {type: run_deployment, deployment: "triage/default"}
+  - name: absent
+    trigger: {type: event, expect: [heartbeat], posture: Proactive, threshold: 1, within: 5m}
+    action: {type: run_deployment, deployment: "alert/default"}
+  - name: batched
+    batch: {max_events: 50, max_delay: 1m, idle: 10s, key: "{{ event.payload.customer }}"}
+    action: {type: run_deployment, deployment: "bulk/default"}
+"#,
+    )
+    .unwrap();
+    assert!(l.routes[0].shadow && !l.routes[1].shadow);
+    let describe = |i: usize| match (&l.config.routes[i].trigger, &l.config.routes[i].batch) {
+        (Some(t), _) => t.describe(),
+        (None, Some(b)) => b.describe(),
+        _ => String::new(),
+    };
+    assert_eq!(describe(0), "on 3 × order.failed within 10m per customer");
+    assert_eq!(
+        describe(1),
+        "when fewer than 1 × heartbeat arrive within 5m"
+    );
+    assert_eq!(
+        describe(2),
+        "in batches of up to 50, closed 1m after the first event or after 10s idle per event.payload.customer"
+    );
+    let shadowed = l.into_shadow().unwrap();
+    assert!(shadowed.routes.iter().all(|r| r.shadow));
+    assert!(err("sources: [{type: webhook, name: o}]\nroutes:\n  - {name: r, mode: dry, action: {type: run_deployment, deployment: f/d}}\n").contains("mode"));
+}

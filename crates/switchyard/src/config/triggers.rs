@@ -289,3 +289,112 @@ fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>
         .map(to_duration)
         .transpose()
 }
+
+/// A duration as a person writes it (`10m`, `1h 30m`, `250ms`).
+fn human(d: Duration) -> String {
+    humantime_serde::re::humantime::format_duration(d).to_string()
+}
+
+fn names(names: &[String]) -> String {
+    match names {
+        [] => "any event".into(),
+        [one] => one.clone(),
+        many => many.join(" | "),
+    }
+}
+
+fn per(key: Option<&str>, for_each: &[String]) -> String {
+    let mut by: Vec<String> = for_each.to_vec();
+    // A key that is one expression reads better without its braces.
+    by.extend(key.map(|k| {
+        let t = k.trim();
+        t.strip_prefix("{{")
+            .and_then(|t| t.strip_suffix("}}"))
+            .map_or(t, str::trim)
+            .to_string()
+    }));
+    if by.is_empty() {
+        String::new()
+    } else {
+        format!(" per {}", by.join(", "))
+    }
+}
+
+impl TriggerConfig {
+    /// What the trigger waits for, in a line (`check` prints it):
+    /// `on 3 × order.failed within 10m per customer`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Event(t) => {
+                let within = if t.within.is_zero() {
+                    String::new()
+                } else {
+                    format!(" within {}", human(t.within))
+                };
+                let after = if t.after.is_empty() {
+                    String::new()
+                } else {
+                    format!(" after {}", names(&t.after))
+                };
+                let filter = t
+                    .when
+                    .as_ref()
+                    .map(|w| format!(" where {w}"))
+                    .unwrap_or_default();
+                let by = per(t.key.as_deref(), &t.for_each);
+                match t.posture {
+                    Posture::Reactive => format!(
+                        "on {} × {}{filter}{after}{within}{by}",
+                        t.threshold,
+                        names(&t.expect)
+                    ),
+                    Posture::Proactive => format!(
+                        "when fewer than {} × {}{filter}{after} arrive{within}{by}",
+                        t.threshold,
+                        names(&t.expect)
+                    ),
+                }
+            }
+            Self::Compound(c) => {
+                let require = match c.require {
+                    Require::Any => "any".to_string(),
+                    Require::All => "all".to_string(),
+                    Require::AtLeast(n) => n.to_string(),
+                };
+                let parts: Vec<String> = c.triggers.iter().map(Self::describe).collect();
+                format!(
+                    "on {require} of [{}] within {}{}",
+                    parts.join("; "),
+                    human(c.within),
+                    per(c.key.as_deref(), &[])
+                )
+            }
+            Self::Sequence(s) => {
+                let parts: Vec<String> = s.triggers.iter().map(Self::describe).collect();
+                format!(
+                    "on [{}] in this order within {}{}",
+                    parts.join("; then "),
+                    human(s.within),
+                    per(s.key.as_deref(), &[])
+                )
+            }
+        }
+    }
+}
+
+impl BatchConfig {
+    /// How batches close, in a line: `in batches of up to 100, closed 1m after the first
+    /// event or after 30s idle per event.payload.customer`.
+    pub fn describe(&self) -> String {
+        let idle = self
+            .idle
+            .map(|d| format!(" or after {} idle", human(d)))
+            .unwrap_or_default();
+        format!(
+            "in batches of up to {}, closed {} after the first event{idle}{}",
+            self.max_events,
+            human(self.max_delay),
+            per(self.key.as_deref(), &[])
+        )
+    }
+}

@@ -108,7 +108,8 @@ pub fn digest(name: &str, payload_json: &str) -> String {
 pub struct Decision {
     /// The route.
     pub route: String,
-    /// `skipped`, `run_created`, `attempt_failed`, `dead_lettered`, `replayed`.
+    /// `skipped`, `run_created`, `would_run` (a shadow route; `detail` is the JSON of its
+    /// `parameters` and `idempotency_key`), `attempt_failed`, `dead_lettered`, `replayed`.
     pub kind: String,
     /// Reason or error.
     pub detail: Option<String>,

@@ -9,12 +9,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::Admin;
 use super::views::{
     DeadLettersPage, DeadLettersQuery, DecisionCounts, ErrorBody, EventView, EventsPage,
     EventsQuery, JournalView, Overview, PrefectView, Ready, Resolved, RouteCounters, RouteView,
     RoutesPage, RunState, RunView, SourceView,
 };
-use super::{Admin, run_url};
 use crate::config::SourceConfig;
 use crate::journal::{EventFilter, EventStatus};
 use crate::metrics;
@@ -153,7 +153,6 @@ pub(super) async fn overview(State(s): State<Arc<Admin>>) -> Json<Overview> {
         })
         .collect();
     let error = prefect_problem(&s).await;
-    let ui = run_url(&s.prefect, "");
     let (pending, open) = match s.journal.counts().await {
         Ok((p, o)) => (Some(p), Some(o)),
         Err(_) => (None, None),
@@ -163,7 +162,7 @@ pub(super) async fn overview(State(s): State<Arc<Admin>>) -> Json<Overview> {
         sources,
         routes,
         prefect: PrefectView {
-            ui: ui.trim_end_matches("/runs/flow-run/").to_string(),
+            ui: s.prefect.ui_url(),
             healthy: error.is_none(),
             error,
             in_flight_limit: s.prefect.in_flight_limit(),
@@ -263,7 +262,7 @@ async fn run_view(s: &Admin, id: String) -> RunView {
         },
     };
     RunView {
-        url: run_url(&s.prefect, &id),
+        url: s.prefect.run_page(&id),
         id,
         state,
     }

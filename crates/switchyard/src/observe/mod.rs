@@ -174,13 +174,6 @@ async fn same_site(State(s): State<Arc<Admin>>, req: Request, next: Next) -> Res
     }
 }
 
-/// The Prefect UI's page of a flow run.
-fn run_url(prefect: &PrefectClient, id: &str) -> String {
-    let api = prefect.api_url().as_str().trim_end_matches('/');
-    let ui = api.strip_suffix("/api").unwrap_or(api);
-    format!("{ui}/runs/flow-run/{id}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -234,3 +234,33 @@ fn name_only_predicates_give_their_names_and_nothing_else_does() {
         assert_eq!(p.eval(&ctx()), Ok(true), "{src}");
     }
 }
+
+/// A typo in a filter, test or function is a config error at load, naming it, even in a
+/// branch no event has reached yet; filters, tests and functions that exist, and macros the
+/// template defines, are fine.
+#[test]
+fn unknown_filters_tests_and_functions_are_refused_at_compile_time() {
+    let err =
+        ValueTemplate::compile(&json!({"x": "{{ event.payload.x | nosuchfilter }}"})).unwrap_err();
+    assert_eq!(err.0, ".x");
+    assert!(err.1.contains("unknown filter \"nosuchfilter\""), "{err:?}");
+    let err =
+        TextTemplate::compile("{% if event.payload.rare %}{{ 1 | nope }}{% endif %}").unwrap_err();
+    assert!(err.contains("unknown filter \"nope\""), "{err}");
+    let err = Predicate::compile("event.payload.n is nosuchtest").unwrap_err();
+    assert!(err.contains("unknown test \"nosuchtest\""), "{err}");
+    let err = TextTemplate::compile("{{ nosuchfn(1) }}").unwrap_err();
+    assert!(err.contains("unknown function \"nosuchfn\""), "{err}");
+    for ok in [
+        "{{ event.payload.items | join(',') | upper }}",
+        "{{ event.payload.n is even }}",
+        "{{ range(3) | list }}",
+        "{% macro m(x) %}{{ x }}{% endmacro %}{{ m(1) }}",
+        "{% set f = namespace(a=1) %}{{ f.a }}",
+        "{{ event.payload.name.startswith('a') }}",
+        "{{ event.payload.x | default('-') | tojson }}",
+    ] {
+        assert!(TextTemplate::compile(ok).is_ok(), "{ok}");
+    }
+    assert!(TextTemplate::compile_lenient("{{ body | from_cloud_event(headers) }}").is_ok());
+}

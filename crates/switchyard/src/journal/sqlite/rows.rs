@@ -94,6 +94,25 @@ pub(super) fn record_settlement(
             ])?;
             "ran"
         }
+        Settlement::WouldRun(w) => {
+            let detail = serde_json::json!({
+                "parameters": w.parameters,
+                "idempotency_key": w.idempotency_key,
+            });
+            conn.prepare_cached(
+                "INSERT INTO decisions (event_id, route, kind, detail, flow_run_name, deployment, at)
+                 VALUES (?1, ?2, 'would_run', ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                event_id,
+                route,
+                detail.to_string(),
+                w.flow_run_name,
+                w.deployment,
+                at
+            ])?;
+            "would_run"
+        }
         Settlement::DeadLettered {
             reason,
             retryable,

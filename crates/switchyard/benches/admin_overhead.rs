@@ -1,0 +1,159 @@
+//! What watching costs: webhook intake (keep-alive clients, every event journaled and
+//! skipped by a route) with the admin server off, against the same with it on, scraped
+//! (`/metrics` every second) and with a live tap listener connected — the most an operator's
+//! setup adds. The two are alternated round by round in one run, so drift on this shared
+//! machine hits both alike; the figure is the ratio of their medians.
+//! Run: `cargo bench -p switchyard --bench admin_overhead`
+//! (`SWITCHYARD_ADMIN_ROUNDS`, default 5 per side; `SWITCHYARD_ADMIN_REQUESTS` per round,
+//! default 40,000; `SWITCHYARD_ADMIN_CLIENTS`, default 16).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::Router;
+use switchyard_testkit::{TempDir, free_port};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Requests per second through a fresh router, admin server on (watched) or off.
+fn round(admin: bool, requests: usize, clients: usize) -> f64 {
+    let (port, admin_port) = (free_port(), free_port());
+    let admin_cfg = if admin {
+        format!("{{listen: \"127.0.0.1:{admin_port}\"}}")
+    } else {
+        "{enabled: false}".to_string()
+    };
+    let config = format!(
+        "http: {{listen: \"127.0.0.1:{port}\"}}\nadmin: {admin_cfg}\nsources: [{{type: webhook, name: h}}]\nroutes:\n  - name: never\n    when: \"false\"\n    action: {{type: run_deployment, deployment: f/d}}\n"
+    );
+    let dir = TempDir::new("admin-overhead");
+    // No route runs, so Prefect is never called; the address only has to parse.
+    let router = Router::start(
+        dir.path(),
+        "http://127.0.0.1:9/api",
+        "bench.yaml",
+        &config,
+        &[],
+    );
+    router.wait_for_http(port);
+    if admin {
+        router.wait_for_http(admin_port);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let rate = rt.block_on(async move {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut watchers = Vec::new();
+        if admin {
+            let base = format!("http://127.0.0.1:{admin_port}");
+            let (scrape, s) = (format!("{base}/metrics"), Arc::clone(&stop));
+            watchers.push(tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                while !s.load(Ordering::Relaxed) {
+                    let _ = client.get(&scrape).send().await.map(|r| r.bytes());
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }));
+            let (tap, s) = (format!("{base}/api/v1/tap"), Arc::clone(&stop));
+            watchers.push(tokio::spawn(async move {
+                if let Ok(mut r) = reqwest::get(&tap).await {
+                    while !s.load(Ordering::Relaxed) {
+                        if !matches!(r.chunk().await, Ok(Some(_))) {
+                            break;
+                        }
+                    }
+                }
+            }));
+        }
+        let url = format!("http://127.0.0.1:{port}/hooks/h");
+        let left = Arc::new(AtomicUsize::new(requests));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let (url, left, failed) = (url.clone(), Arc::clone(&left), Arc::clone(&failed));
+            tasks.push(tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                while left
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    let ok = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(r#"{"order": 1, "amount": 10}"#)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status() == 202);
+                    if !ok {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        for w in watchers {
+            w.abort();
+        }
+        let failed = failed.load(Ordering::Relaxed);
+        assert_eq!(failed, 0, "{failed} requests were not accepted");
+        requests as f64 / seconds
+    });
+    assert_eq!(router.stop(libc::SIGTERM), Some(0));
+    rate
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let rounds = env_usize("SWITCHYARD_ADMIN_ROUNDS", 5).max(1);
+    let requests = env_usize("SWITCHYARD_ADMIN_REQUESTS", 40_000).max(1);
+    let clients = env_usize("SWITCHYARD_ADMIN_CLIENTS", 16).max(1);
+    println!(
+        "webhook intake, {requests} requests per round, {clients} keep-alive clients, every event skipped"
+    );
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for i in 0..rounds {
+        // Alternate which goes first, so neither always runs on a warmer machine.
+        let order = if i % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for admin in order {
+            let r = round(admin, requests, clients);
+            println!(
+                "  round {}: admin {:<3} {r:>9.0} requests/s",
+                i + 1,
+                if admin { "on" } else { "off" }
+            );
+            if admin { on.push(r) } else { off.push(r) }
+        }
+    }
+    let (off, on) = (median(off), median(on));
+    println!("median: admin off {off:.0}/s, admin on (scraped every 1 s, tap listening) {on:.0}/s");
+    println!(
+        "ratio on/off: {:.3} ({:+.1} %)",
+        on / off,
+        (on / off - 1.0) * 100.0
+    );
+}

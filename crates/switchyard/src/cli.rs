@@ -22,9 +22,10 @@ Examples:
 Prefect is reached at PREFECT_API_URL (default http://127.0.0.1:4200/api), with PREFECT_API_KEY
 (Prefect Cloud) or PREFECT_API_AUTH_STRING (self-hosted basic auth) when set.")]
 pub struct Cli {
-    /// Log level or filter (e.g. `debug`, `info,switchyard=debug`); RUST_LOG wins when set.
-    #[arg(long, global = true, default_value = "info", env = "SWITCHYARD_LOG")]
-    pub log_level: String,
+    /// Log level or filter (e.g. `debug`, `info,switchyard=debug`; default `info`, and `warn`
+    /// for `test`); RUST_LOG wins when set.
+    #[arg(long, global = true, env = "SWITCHYARD_LOG")]
+    pub log_level: Option<String>,
     /// Log format.
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -109,6 +110,16 @@ pub enum Command {
         #[arg(long)]
         online: bool,
     },
+    /// Test a config's routes offline, on a simulated clock: feed the events of each test in
+    /// TESTS (YAML files), let time run on, compare the runs decided with the expected ones.
+    /// No Prefect, broker or network is used. Exits 1 if a test failed.
+    Test {
+        /// The config file.
+        config: PathBuf,
+        /// Tests files (see examples/triggers.tests.yaml).
+        #[arg(required = true)]
+        tests: Vec<PathBuf>,
+    },
 }
 
 /// `FILE` or `--config FILE`.
@@ -141,7 +152,12 @@ impl ConfigArg {
 /// Parses the arguments and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(&cli.log_level, cli.log_format);
+    let quiet = matches!(cli.command, Command::Test { .. });
+    let level = cli
+        .log_level
+        .clone()
+        .unwrap_or_else(|| if quiet { "warn" } else { "info" }.to_string());
+    telemetry::init(&level, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -212,6 +228,7 @@ async fn execute(command: Command) -> ExitCode {
             }
         }
         Command::Check { config, online } => check(config, online).await,
+        Command::Test { config, tests } => crate::simulate::main(&config, &tests).await,
         Command::Import { file } => import(&file),
         Command::Tap {
             admin,

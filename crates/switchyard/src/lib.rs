@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod replay;
 pub mod routes;
 pub mod secrets;
+pub mod simulate;
 pub mod sources;
 pub mod tap;
 pub mod telemetry;

@@ -42,10 +42,21 @@ fn check_accepts_every_example() {
         "prefect-event-router.json",
         "triggers.yaml",
         "webhooks-on-the-internet.yaml",
+        "triggers.tests.yaml",
     ] {
         assert!(names.iter().any(|n| n == name), "{name} is gone");
     }
     for name in &names {
+        // A tests file runs under `switchyard test` against the config it is named after.
+        if let Some(config) = name.strip_suffix(".tests.yaml") {
+            let config = examples().join(format!("{config}.yaml"));
+            let tests = examples().join(name);
+            let (code, out, err) =
+                switchyard(&["test", config.to_str().unwrap(), tests.to_str().unwrap()]);
+            assert_eq!(code, 0, "{name}: {out}{err}");
+            assert!(out.contains(" passed, 0 failed"), "{out}");
+            continue;
+        }
         let path = examples().join(name);
         let (code, out, err) = common::switchyard(
             &["check", "--config", path.to_str().unwrap()],
@@ -357,6 +368,82 @@ fn exit_when_sources_end_with_pending_events_exits_1() {
         err.contains("3 events left pending in the journal"),
         "{err}"
     );
+}
+
+/// `switchyard test`: offline on a simulated clock; a wrong expectation fails with a readable
+/// diff and exit 1; a malformed tests file is exit 2 naming the file and the key.
+#[test]
+fn switchyard_test_reports_a_wrong_expectation_with_a_diff() {
+    let dir = TempDir::new("switchyard-cli");
+    let config = examples().join("triggers.yaml");
+    let tests = write(
+        &dir,
+        "wrong.tests.yaml",
+        r#"
+tests:
+  - name: expects four failures where three are counted
+    events:
+      - {source: events, name: order.failed, labels: {customer: c1}, payload: {amount: 120}, at: 0s}
+      - {source: events, name: order.failed, labels: {customer: c1}, payload: {amount: 130}, at: 4m}
+      - {source: events, name: order.failed, labels: {customer: c1}, payload: {amount: 210}, at: 9m}
+    expect_runs:
+      - {route: repeated-failures, parameters: {name: "c1 failed 4 times"}}
+  - name: expects nothing from a quiet device
+    events:
+      - {source: events, name: device.heartbeat, labels: {prefect.resource.id: pump-1}, at: 0s}
+    advance: 10m
+    expect_runs: []
+"#,
+    );
+    let started = std::time::Instant::now();
+    let (code, out, err) = switchyard(&["test", config.to_str().unwrap(), &tests]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("FAILED  expects four failures where three are counted"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"- repeated-failures {"name":"c1 failed 4 times"}"#),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            r#"+ +00:09:00 repeated-failures -> greet/from-switchyard {"name":"c1 failed 3 times"}"#
+        ),
+        "{out}"
+    );
+    // Ten simulated minutes, and the absence fired at five of them.
+    assert!(
+        out.contains("+ +00:05:00 heartbeat-missing -> greet/from-switchyard"),
+        "{out}"
+    );
+    assert!(out.contains("0 passed, 2 failed"), "{out}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(err.is_empty(), "quiet by default: {err}");
+
+    let bad = write(
+        &dir,
+        "bad.tests.yaml",
+        "tests:
+  - {name: x, events: [{source: events, nme: a}], expect_runs: []}
+",
+    );
+    let (code, _, err) = switchyard(&["test", config.to_str().unwrap(), &bad]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("bad.tests.yaml") && err.contains("tests[0].events[0]"),
+        "{err}"
+    );
+    let unknown = write(
+        &dir,
+        "src.tests.yaml",
+        "tests:
+  - {name: x, events: [{source: nope, name: a}], expect_runs: []}
+",
+    );
+    let (code, out, _) = switchyard(&["test", config.to_str().unwrap(), &unknown]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no source \"nope\""), "{out}");
 }
 
 /// `check --online` fails when it cannot even build a Prefect client, instead of saying OK.

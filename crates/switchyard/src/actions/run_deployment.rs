@@ -256,6 +256,23 @@ pub struct Rendered {
     body: FlowRunCreate,
 }
 
+impl Rendered {
+    /// The deployment, as configured or rendered.
+    pub fn deployment(&self) -> String {
+        self.reference.to_string()
+    }
+
+    /// The parameters.
+    pub fn parameters(&self) -> &serde_json::Map<String, Value> {
+        &self.body.parameters
+    }
+
+    /// The run name, when the route sets one.
+    pub fn flow_run_name(&self) -> Option<&str> {
+        self.body.name.as_deref()
+    }
+}
+
 /// Deepest parameters sent to Prefect. Prefect echoes the parameters in its answer, one level
 /// deeper, and a JSON reader stops at 128 levels: deeper parameters would create a run whose
 /// answer cannot be read. No flow needs more than this.

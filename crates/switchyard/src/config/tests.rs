@@ -169,6 +169,13 @@ fn every_example_parses() {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
+        if path.to_string_lossy().ends_with(".tests.yaml") {
+            // Tests of a config (`switchyard test`), not a config.
+            let t: crate::simulate::TestsFile = serde_norway::from_str(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!t.tests.is_empty());
+            continue;
+        }
         let loaded = crate::routes::load_str(&path, &text, env).unwrap_or_else(|e| panic!("{e}"));
         assert!(!loaded.routes.is_empty());
         seen += 1;

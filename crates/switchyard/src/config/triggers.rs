@@ -280,11 +280,13 @@ fn to_duration<E: serde::de::Error>(raw: RawDuration) -> Result<Duration, E> {
 }
 
 /// Seconds (as Prefect writes `within`) or a duration string.
-fn seconds_or_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn seconds_or_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     to_duration(RawDuration::deserialize(d)?)
 }
 
-fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+pub(crate) fn optional_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Duration>, D::Error> {
     Option::<RawDuration>::deserialize(d)?
         .map(to_duration)
         .transpose()

@@ -113,6 +113,36 @@ pub struct Stateful {
     clock: Clock,
     changed: Notify,
     firings: OnceLock<(mpsc::Sender<Event>, Arc<crate::owned::Owned>)>,
+    simulated: OnceLock<Arc<SimulatedTime>>,
+}
+
+/// Time set by hand, for `switchyard test`: a route given one ([`Stateful::simulate`]) reads
+/// it instead of the wall clock, so windows, absences and batch delays can be tested offline
+/// in no time, by the same code that runs them live.
+#[derive(Debug)]
+pub struct SimulatedTime(std::sync::Mutex<DateTime<Utc>>);
+
+impl SimulatedTime {
+    /// Starting at `t`.
+    pub fn new(t: DateTime<Utc>) -> Self {
+        Self(std::sync::Mutex::new(t))
+    }
+
+    /// Now.
+    pub fn get(&self) -> DateTime<Utc> {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Moves to `t`.
+    pub fn set(&self, t: DateTime<Utc>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = t;
+    }
 }
 
 impl std::fmt::Debug for Stateful {
@@ -134,7 +164,27 @@ impl Stateful {
             clock: Clock::new(),
             changed: Notify::new(),
             firings: OnceLock::new(),
+            simulated: OnceLock::new(),
         }
+    }
+
+    /// Runs this route on `time` instead of the wall clock (`switchyard test`); set before
+    /// the first event.
+    pub fn simulate(&self, time: Arc<SimulatedTime>) {
+        let _ = self.simulated.set(time);
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        match self.simulated.get() {
+            Some(t) => t.get(),
+            None => self.clock.now(),
+        }
+    }
+
+    /// When the route will next act on its own (a window's end, an absence, a batch).
+    pub async fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        let buckets = self.buckets.lock().await;
+        self.machine.next_deadline(&buckets)
     }
 
     /// See [`Machine::exact_names`].
@@ -193,7 +243,7 @@ impl Stateful {
             }
         }
         let restored = buckets.len();
-        let started = self.machine.start(&mut buckets, self.clock.now());
+        let started = self.machine.start(&mut buckets, self.now());
         if !started.is_empty() {
             let change = self.change(&buckets, started, Vec::new(), None);
             journal.absorb(&change).await?;
@@ -263,7 +313,7 @@ impl Stateful {
         let due = self.tick(journal).await?;
         self.run_firings(due).await;
         let mut buckets = self.buckets.lock().await;
-        let now = self.clock.now();
+        let now = self.now();
         let before = buckets.clone();
         let step = self
             .machine
@@ -342,7 +392,7 @@ impl Stateful {
     /// Ends what is due now; returns the firings (already journaled).
     pub async fn tick(&self, journal: &dyn Store) -> Result<Vec<Event>, JournalError> {
         let mut buckets = self.buckets.lock().await;
-        let now = self.clock.now();
+        let now = self.now();
         let before = buckets.clone();
         let (changed, fired) = self.machine.tick(&self.route, &mut buckets, now);
         if changed.is_empty() {

@@ -246,14 +246,6 @@ impl Machine {
                 "expected at least one trigger".into(),
             ));
         }
-        if required > 1 && within.is_zero() {
-            return Err((
-                "trigger.within".into(),
-                format!(
-                    "{required} triggers must fire, which needs a window (0 would mean at the same instant, which never happens); set how long they have, e.g. 1h"
-                ),
-            ));
-        }
         let children = triggers
             .iter()
             .enumerate()

@@ -1,8 +1,9 @@
 //! What watching costs: webhook intake (keep-alive clients, every event journaled and
-//! skipped by a route) with the admin server off, against the same with it on, scraped
-//! (`/metrics` every second) and with a live tap listener connected — the most an operator's
-//! setup adds. The two are alternated round by round in one run, so drift on this shared
-//! machine hits both alike; the figure is the ratio of their medians.
+//! skipped by a route) with the admin server off, against the same with it on and scraped
+//! (`/metrics` every second, as Prometheus does), and on, scraped and with a live tap
+//! listener connected (someone watching every decision). The three are alternated round by
+//! round in one run, so drift on this shared machine hits them alike; the figures are the
+//! ratios of their medians to the admin-off median.
 //! Run: `cargo bench -p switchyard --bench admin_overhead`
 //! (`SWITCHYARD_ADMIN_ROUNDS`, default 5 per side; `SWITCHYARD_ADMIN_REQUESTS` per round,
 //! default 40,000; `SWITCHYARD_ADMIN_CLIENTS`, default 16).
@@ -24,8 +25,26 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Requests per second through a fresh router, admin server on (watched) or off.
-fn round(admin: bool, requests: usize, clients: usize) -> f64 {
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Off,
+    Scraped,
+    Tapped,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Off => "admin off",
+            Self::Scraped => "admin on, scraped every 1 s",
+            Self::Tapped => "admin on, scraped, a tap listening",
+        }
+    }
+}
+
+/// Requests per second through a fresh router in `mode`.
+fn round(mode: Mode, requests: usize, clients: usize) -> f64 {
+    let admin = mode != Mode::Off;
     let (port, admin_port) = (free_port(), free_port());
     let admin_cfg = if admin {
         format!("{{listen: \"127.0.0.1:{admin_port}\"}}")
@@ -67,7 +86,11 @@ fn round(admin: bool, requests: usize, clients: usize) -> f64 {
                 }
             }));
             let (tap, s) = (format!("{base}/api/v1/tap"), Arc::clone(&stop));
+            let tapped = mode == Mode::Tapped;
             watchers.push(tokio::spawn(async move {
+                if !tapped {
+                    return;
+                }
                 if let Ok(mut r) = reqwest::get(&tap).await {
                     while !s.load(Ordering::Relaxed) {
                         if !matches!(r.chunk().await, Ok(Some(_))) {
@@ -131,29 +154,28 @@ fn main() {
     println!(
         "webhook intake, {requests} requests per round, {clients} keep-alive clients, every event skipped"
     );
-    let (mut off, mut on) = (Vec::new(), Vec::new());
+    let modes = [Mode::Off, Mode::Scraped, Mode::Tapped];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     for i in 0..rounds {
-        // Alternate which goes first, so neither always runs on a warmer machine.
-        let order = if i % 2 == 0 {
-            [false, true]
-        } else {
-            [true, false]
-        };
-        for admin in order {
-            let r = round(admin, requests, clients);
+        // Rotate which goes first, so none always runs on a warmer machine.
+        for k in 0..modes.len() {
+            let m = (i + k) % modes.len();
+            let r = round(modes[m], requests, clients);
             println!(
-                "  round {}: admin {:<3} {r:>9.0} requests/s",
+                "  round {}: {:<36} {r:>9.0} requests/s",
                 i + 1,
-                if admin { "on" } else { "off" }
+                modes[m].name()
             );
-            if admin { on.push(r) } else { off.push(r) }
+            rates[m].push(r);
         }
     }
-    let (off, on) = (median(off), median(on));
-    println!("median: admin off {off:.0}/s, admin on (scraped every 1 s, tap listening) {on:.0}/s");
-    println!(
-        "ratio on/off: {:.3} ({:+.1} %)",
-        on / off,
-        (on / off - 1.0) * 100.0
-    );
+    let medians: Vec<f64> = rates.into_iter().map(median).collect();
+    for (m, r) in modes.iter().zip(&medians) {
+        println!(
+            "median {:<36} {r:>9.0}/s  ratio to admin off {:.3} ({:+.1} %)",
+            m.name(),
+            r / medians[0],
+            (r / medians[0] - 1.0) * 100.0
+        );
+    }
 }

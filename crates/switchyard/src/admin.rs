@@ -82,7 +82,8 @@ pub enum DlqCommand {
     },
 }
 
-fn load(args: &JournalArgs) -> Result<(Option<Loaded>, SqliteStore), String> {
+/// The config (if given) and the journal `args` name.
+pub(crate) fn open(args: &JournalArgs) -> Result<(Option<Loaded>, SqliteStore), String> {
     let loaded = args
         .config
         .as_deref()
@@ -118,7 +119,7 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
 
 /// Runs `switchyard events`.
 pub async fn events(args: JournalArgs, cmd: EventsCommand) -> ExitCode {
-    let (loaded, store) = match load(&args) {
+    let (loaded, store) = match open(&args) {
         Ok(x) => x,
         Err(e) => return fail(e),
     };
@@ -216,7 +217,7 @@ pub async fn events(args: JournalArgs, cmd: EventsCommand) -> ExitCode {
 
 /// Runs `switchyard dlq`.
 pub async fn dlq(args: JournalArgs, cmd: DlqCommand) -> ExitCode {
-    let (loaded, store) = match load(&args) {
+    let (loaded, store) = match open(&args) {
         Ok(x) => x,
         Err(e) => return fail(e),
     };

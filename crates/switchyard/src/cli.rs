@@ -110,6 +110,10 @@ pub enum Command {
         #[arg(long)]
         online: bool,
     },
+    /// Re-evaluate journaled events against the current config: with --dry-run, what would
+    /// run now beside what ran then; without it, start the runs it decides (routes without a
+    /// trigger; a run an event already has is found, not doubled).
+    Replay(crate::rerun::ReplayArgs),
     /// Test a config's routes offline, on a simulated clock: feed the events of each test in
     /// TESTS (YAML files), let time run on, compare the runs decided with the expected ones.
     /// No Prefect, broker or network is used. Exits 1 if a test failed.
@@ -229,6 +233,7 @@ async fn execute(command: Command) -> ExitCode {
         }
         Command::Check { config, online } => check(config, online).await,
         Command::Test { config, tests } => crate::simulate::main(&config, &tests).await,
+        Command::Replay(args) => crate::rerun::main(args).await,
         Command::Import { file } => import(&file),
         Command::Tap {
             admin,

@@ -20,6 +20,7 @@ pub mod outcome;
 pub mod owned;
 pub mod pipeline;
 pub mod replay;
+pub mod rerun;
 pub mod routes;
 pub mod secrets;
 pub mod simulate;

@@ -140,6 +140,14 @@ pub enum Decision {
     WouldRun(WouldRun),
 }
 
+/// An action's failure as an attempt's.
+fn failed(e: crate::actions::ActionError) -> Failure {
+    Failure {
+        retryable: e.is_retryable(),
+        message: e.to_string(),
+    }
+}
+
 /// How long a transient failure is retried before it becomes a dead letter.
 #[derive(Debug, Clone, Copy)]
 pub struct DeliveryPolicy {
@@ -286,10 +294,7 @@ impl Route {
         self.action
             .render(&self.name, &ctx)
             .map(Plan::Run)
-            .map_err(|e| Failure {
-                retryable: e.is_retryable(),
-                message: e.to_string(),
-            })
+            .map_err(failed)
     }
 
     /// One attempt: evaluate `when`, run the action. Nothing is recorded.
@@ -312,19 +317,13 @@ impl Route {
                 .would_run(&self.name, event, rendered, prefect)
                 .await
                 .map(Decision::WouldRun)
-                .map_err(|e| Failure {
-                    retryable: e.is_retryable(),
-                    message: e.to_string(),
-                }),
+                .map_err(failed),
             Plan::Run(rendered) => self
                 .action
                 .execute(&self.name, event, rendered, prefect)
                 .await
                 .map(Decision::Ran)
-                .map_err(|e| Failure {
-                    retryable: e.is_retryable(),
-                    message: e.to_string(),
-                }),
+                .map_err(failed),
         }
     }
 

@@ -131,6 +131,8 @@ pub enum Outcome {
     Ran {
         /// When, since the test began.
         at: Duration,
+        /// The event (or the firing) it is for.
+        event: String,
         /// The route.
         route: String,
         /// The deployment.
@@ -142,6 +144,8 @@ pub enum Outcome {
     Dead {
         /// When, since the test began.
         at: Duration,
+        /// The event (or the firing) it is for.
+        event: String,
         /// The route.
         route: String,
         /// Why.
@@ -209,8 +213,11 @@ impl Outcome {
                 route,
                 deployment,
                 parameters,
+                ..
             } => format!("{} {route} -> {deployment} {parameters}", clock(*at)),
-            Self::Dead { at, route, reason } => {
+            Self::Dead {
+                at, route, reason, ..
+            } => {
                 format!("{} {route}: dead letter: {reason}", clock(*at))
             }
         }
@@ -234,10 +241,16 @@ impl Simulation<'_> {
         (self.time.get() - self.start).to_std().unwrap_or_default()
     }
 
-    fn record_plan(&mut self, route: &Route, plan: Result<Plan, crate::outcome::Failure>) {
+    fn record_plan(
+        &mut self,
+        route: &Route,
+        event: &str,
+        plan: Result<Plan, crate::outcome::Failure>,
+    ) {
         let at = self.since_start();
         let dead = |reason: String| Outcome::Dead {
             at,
+            event: event.to_string(),
             route: route.name.clone(),
             reason,
         };
@@ -255,6 +268,7 @@ impl Simulation<'_> {
                 if problems.is_empty() {
                     Outcome::Ran {
                         at,
+                        event: event.to_string(),
                         route: route.name.clone(),
                         deployment: r.deployment(),
                         parameters,
@@ -272,6 +286,7 @@ impl Simulation<'_> {
 
     /// Plans an event or firing for a route on the evaluation pool, as `run` does.
     async fn plan(&mut self, route: &Arc<Route>, event: Event) {
+        let id = event.id.clone();
         let (r, ev) = (Arc::clone(route), event);
         let plan = crate::template::sandbox(move || r.plan(&ev))
             .await
@@ -280,7 +295,7 @@ impl Simulation<'_> {
                 retryable: false,
             })
             .and_then(|p| p);
-        self.record_plan(route, plan);
+        self.record_plan(route, &id, plan);
     }
 
     /// Runs the firings the triggers handed over.
@@ -368,6 +383,7 @@ impl Simulation<'_> {
                     let at = self.since_start();
                     self.outcomes.push(Outcome::Dead {
                         at,
+                        event: event.id.clone(),
                         route: route.name.clone(),
                         reason,
                     });
@@ -381,16 +397,18 @@ impl Simulation<'_> {
     }
 }
 
-/// Runs one test against freshly compiled routes; the runs and dead letters, in order.
-pub async fn run_test(
+/// Feeds `events` (each at its `received` time, in order) to freshly compiled routes on a
+/// clock that starts at `start`, then lets it run to `end`; the runs and dead letters, in
+/// order. Used by `switchyard test` and by `switchyard replay --dry-run`.
+pub async fn run_events(
     loaded: &Loaded,
     schemas: &BTreeMap<String, DeploymentSpec>,
-    number: usize,
-    case: &TestCase,
+    start: DateTime<Utc>,
+    events: Vec<Event>,
+    end: DateTime<Utc>,
     scratch: &Path,
 ) -> Result<Vec<Outcome>, String> {
-    let start: DateTime<Utc> = EPOCH.parse().map_err(|e| format!("{e}"))?;
-    // Fresh routes: each test starts with empty windows.
+    // Fresh routes: each run starts with empty windows.
     let routes =
         crate::routes::compile_all(&loaded.path, &loaded.config).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(scratch);
@@ -428,8 +446,26 @@ pub async fn run_test(
         firings,
         outcomes: Vec::new(),
     };
+    for event in events {
+        sim.advance_to(event.received.max(start)).await?;
+        sim.feed(event).await?;
+    }
+    sim.advance_to(end).await?;
+    Ok(sim.outcomes)
+}
+
+/// Runs one test against freshly compiled routes; the runs and dead letters, in order.
+pub async fn run_test(
+    loaded: &Loaded,
+    schemas: &BTreeMap<String, DeploymentSpec>,
+    number: usize,
+    case: &TestCase,
+    scratch: &Path,
+) -> Result<Vec<Outcome>, String> {
+    let start: DateTime<Utc> = EPOCH.parse().map_err(|e| format!("{e}"))?;
     let sources = loaded.config.source_names();
     let mut last = Duration::ZERO;
+    let mut events = Vec::with_capacity(case.events.len());
     for (i, e) in case.events.iter().enumerate() {
         if !sources.contains(&e.source.as_str()) {
             return Err(format!(
@@ -446,7 +482,6 @@ pub async fn run_test(
         }
         last = e.at;
         let when = start + chrono::Duration::from_std(e.at).map_err(|e| e.to_string())?;
-        sim.advance_to(when).await?;
         let mut b = Event::builder(&e.source, &e.name, e.payload.clone())
             .id(e
                 .id
@@ -458,12 +493,11 @@ pub async fn run_test(
         }
         let mut event = b.build();
         event.received = when;
-        sim.feed(event).await?;
+        events.push(event);
     }
     let end = last + case.advance.unwrap_or_default();
-    sim.advance_to(start + chrono::Duration::from_std(end).map_err(|e| e.to_string())?)
-        .await?;
-    Ok(sim.outcomes)
+    let end = start + chrono::Duration::from_std(end).map_err(|e| e.to_string())?;
+    run_events(loaded, schemas, start, events, end, scratch).await
 }
 
 /// Whether `outcomes` are the runs `case` expects: `None` if so, else the report's lines.

@@ -139,4 +139,61 @@ routes:
     assert_eq!(decision(&base, "h:four", "candidate")["kind"], "would_run");
     assert_eq!(count_runs(&api, dep), 1, "still only the live run");
     assert_eq!(router.stop(libc::SIGTERM), Some(0));
+
+    // Replay over the journal with the live config: a dry run says what would run now
+    // beside what was decided then (the shadowed events differ), and starts nothing.
+    let config_path = dir.path().join("c.yaml");
+    std::fs::write(&config_path, config("")).unwrap();
+    let journal = dir.path().join("journal.db");
+    let args = |dry: bool| {
+        let mut a = vec![
+            "replay".to_string(),
+            "--config".into(),
+            config_path.to_str().unwrap().into(),
+            "--journal".into(),
+            journal.to_str().unwrap().into(),
+        ];
+        if dry {
+            a.push("--dry-run".into());
+        }
+        a
+    };
+    let env = [("PREFECT_API_URL", api.as_str())];
+    let run = |a: Vec<String>| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        common::switchyard(&a, &env)
+    };
+    let (code, out, err) = run(args(true));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("5 event(s) from the journal"), "{out}");
+    assert!(
+        out.contains("h:one [h.received] candidate: now would run")
+            && out.contains("then would run"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("h:three"),
+        "h:three ran then and would now: {out}"
+    );
+    assert!(out.contains("2 decision(s) the same, 3 different"), "{out}");
+    assert_eq!(count_runs(&api, dep), 1, "a dry run starts nothing");
+    // Live: the runs the shadow only recorded start now; h:three's run is found, not doubled;
+    // the event whose parameters never fit fails again.
+    let (code, out, err) = run(args(false));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("3 run(s) started, 1 already existed, 1 failed"),
+        "{out}"
+    );
+    assert_eq!(count_runs(&api, dep), 4);
+    let (_, out, _) = run(args(false));
+    assert!(
+        out.contains("0 run(s) started, 4 already existed, 1 failed"),
+        "{out}"
+    );
+    assert_eq!(
+        count_runs(&api, dep),
+        4,
+        "a second replay starts nothing new"
+    );
 }

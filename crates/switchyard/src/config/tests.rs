@@ -171,8 +171,8 @@ fn every_example_parses() {
         let text = std::fs::read_to_string(&path).unwrap();
         if path.to_string_lossy().ends_with(".tests.yaml") {
             // Tests of a config (`switchyard test`), not a config.
-            let t: crate::simulate::TestsFile = serde_norway::from_str(&text)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let t: crate::simulate::TestsFile =
+                serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(!t.tests.is_empty());
             continue;
         }

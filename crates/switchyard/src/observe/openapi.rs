@@ -52,3 +52,49 @@ pub fn document_value() -> utoipa::openapi::OpenApi {
 pub(super) async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(document_value())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `$ref` in the document names a schema it defines, and every API path is there.
+    #[test]
+    fn the_document_is_whole() {
+        let doc = serde_json::to_value(document_value()).unwrap();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let mut stack = vec![&doc];
+        let mut refs = 0;
+        while let Some(v) = stack.pop() {
+            match v {
+                serde_json::Value::Object(m) => {
+                    if let Some(r) = m.get("$ref").and_then(|r| r.as_str()) {
+                        let name = r.strip_prefix("#/components/schemas/").unwrap();
+                        assert!(schemas.contains_key(name), "{r} is not defined");
+                        refs += 1;
+                    }
+                    stack.extend(m.values());
+                }
+                serde_json::Value::Array(a) => stack.extend(a),
+                _ => {}
+            }
+        }
+        assert!(refs > 10, "{refs}");
+        for path in [
+            "/api/v1/overview",
+            "/api/v1/events",
+            "/api/v1/events/{id}",
+            "/api/v1/dead-letters",
+            "/api/v1/dead-letters/{id}/replay",
+            "/api/v1/dead-letters/{id}",
+            "/api/v1/routes",
+            "/api/v1/tap",
+            "/readyz",
+            "/metrics",
+        ] {
+            assert!(doc["paths"][path].is_object(), "{path}");
+        }
+        for s in ["EventView", "Overview", "DeadLetter", "Event", "Tapped", "RunView"] {
+            assert!(schemas.contains_key(s), "{s}");
+        }
+    }
+}

@@ -93,7 +93,14 @@ mod tests {
         ] {
             assert!(doc["paths"][path].is_object(), "{path}");
         }
-        for s in ["EventView", "Overview", "DeadLetter", "Event", "Tapped", "RunView"] {
+        for s in [
+            "EventView",
+            "Overview",
+            "DeadLetter",
+            "Event",
+            "Tapped",
+            "RunView",
+        ] {
             assert!(schemas.contains_key(s), "{s}");
         }
     }

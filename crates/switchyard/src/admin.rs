@@ -107,7 +107,7 @@ pub(crate) fn open(args: &JournalArgs) -> Result<(Option<Loaded>, SqliteStore), 
 
 fn print_json<T: Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
-        Ok(s) => println!("{s}"),
+        Ok(s) => say!("{s}"),
         Err(e) => eprintln!("error: {e}"),
     }
 }
@@ -138,14 +138,29 @@ pub async fn events(args: JournalArgs, cmd: EventsCommand) -> ExitCode {
             match store.list_events(&filter).await {
                 Ok(list) if args.json => print_json(&list),
                 Ok(list) => {
+                    say!(
+                        "{:<19}  {:<7}  {:<40}  {:<12} {:<24} runs",
+                        "accepted",
+                        "status",
+                        "event",
+                        "source",
+                        "name"
+                    );
                     for e in list {
-                        let runs = if e.runs.is_empty() {
+                        // A redelivered event records its one run again: list it once.
+                        let mut runs: Vec<&str> = Vec::new();
+                        for r in &e.runs {
+                            if !runs.contains(&r.as_str()) {
+                                runs.push(r);
+                            }
+                        }
+                        let runs = if runs.is_empty() {
                             "-".to_string()
                         } else {
-                            e.runs.join(",")
+                            runs.join(",")
                         };
-                        println!(
-                            "{}  {:<7}  {:<40}  {:<12} {:<24} runs: {runs}",
+                        say!(
+                            "{}  {:<7}  {:<40}  {:<12} {:<24} {runs}",
                             e.accepted_at.format("%Y-%m-%d %H:%M:%S"),
                             e.status.as_str(),
                             e.id,
@@ -166,18 +181,18 @@ pub async fn events(args: JournalArgs, cmd: EventsCommand) -> ExitCode {
                     .map(|l| l.config.prefect.clone())
                     .unwrap_or_default();
                 let prefect = app::prefect_client(&prefect).ok();
-                println!(
+                say!(
                     "event {} ({}) from {} — {}",
                     d.event.id,
                     d.event.name,
                     d.event.source,
                     d.status.as_str()
                 );
-                println!("  accepted {}", d.accepted_at.to_rfc3339());
+                say!("  accepted {}", d.accepted_at.to_rfc3339());
                 for (k, v) in &d.event.labels {
-                    println!("  label    {k} = {v}");
+                    say!("  label    {k} = {v}");
                 }
-                println!("  payload  {}", d.event.payload);
+                say!("  payload  {}", d.event.payload);
                 for x in d.decisions {
                     let what = match x.kind.as_str() {
                         "run_created" => {
@@ -200,7 +215,7 @@ pub async fn events(args: JournalArgs, cmd: EventsCommand) -> ExitCode {
                         _ => x.detail.unwrap_or_default(),
                     };
                     let attempt = x.attempt.map(|a| format!(" #{a}")).unwrap_or_default();
-                    println!(
+                    say!(
                         "  {}  {:<16} {}{attempt}: {what}",
                         x.at.format("%H:%M:%S%.3f"),
                         x.route,
@@ -226,10 +241,10 @@ pub async fn dlq(args: JournalArgs, cmd: DlqCommand) -> ExitCode {
             Ok(list) if args.json => print_json(&list),
             Ok(list) => {
                 if list.is_empty() {
-                    println!("no dead letters");
+                    say!("no dead letters");
                 }
                 for d in list {
-                    println!(
+                    say!(
                         "#{:<5} {}  event {}  route {}  attempts {}{}: {}{}",
                         d.id,
                         d.at.format("%Y-%m-%d %H:%M:%S"),
@@ -250,11 +265,14 @@ pub async fn dlq(args: JournalArgs, cmd: DlqCommand) -> ExitCode {
                 if args.json {
                     print_json(&serde_json::json!({"dead_letter": d, "event": event}));
                 } else {
-                    println!("dead letter #{} — route {} — {}", d.id, d.route, d.reason);
+                    say!("dead letter #{} — route {} — {}", d.id, d.route, d.reason);
                     if let Some(e) = event {
-                        println!(
+                        say!(
                             "event {} ({}) from {}: {}",
-                            e.event.id, e.event.name, e.event.source, e.event.payload
+                            e.event.id,
+                            e.event.name,
+                            e.event.source,
+                            e.event.payload
                         );
                     }
                 }
@@ -286,7 +304,7 @@ pub async fn dlq(args: JournalArgs, cmd: DlqCommand) -> ExitCode {
                     return fail(e);
                 }
             }
-            println!("purged {} dead letter(s)", ids.len());
+            say!("purged {} dead letter(s)", ids.len());
         }
     }
     ExitCode::SUCCESS
@@ -315,10 +333,10 @@ async fn replay(loaded: &Loaded, store: &SqliteStore, ids: Vec<i64>) -> ExitCode
     for id in ids {
         let outcome = crate::replay::dead_letter(&loaded.routes, store, &prefect, id).await;
         match outcome {
-            Ok(message) => println!("#{id}: {message}"),
+            Ok(message) => say!("#{id}: {message}"),
             Err(message) => {
                 failed += 1;
-                println!("#{id}: replay failed: {message}");
+                say!("#{id}: replay failed: {message}");
             }
         }
     }

@@ -125,6 +125,63 @@ fn slug(name: &str) -> String {
     if s.is_empty() { "imported".into() } else { s }
 }
 
+/// Prefect's template variables in Switchyard's words: the resource's `id` and `name` are its
+/// `prefect.resource.id` / `prefect.resource.name` labels, any other `event.resource[...]` is a
+/// label, and `event.event` (the event's name) is `event.name`. (Rewriting `event.resource`
+/// to `event.labels` alone made `event.resource.id` read a label called `id`, which no event
+/// has: every imported run dead-lettered with "undefined".)
+fn prefect_variables(s: &str) -> String {
+    fn ident(c: char) -> bool {
+        c.is_ascii_alphanumeric() || c == '_'
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("event.") {
+        // Only `event` as a whole word (not `my_event.`).
+        let word_start = rest[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !ident(c) && c != '.');
+        out.push_str(&rest[..i]);
+        let after = &rest[i + "event.".len()..];
+        let field: String = after.chars().take_while(|c| ident(*c)).collect();
+        let tail = &after[field.len()..];
+        if !word_start {
+            out.push_str("event.");
+            rest = after;
+            continue;
+        }
+        match field.as_str() {
+            "resource" => {
+                let sub: Option<String> = tail
+                    .strip_prefix('.')
+                    .map(|t| t.chars().take_while(|c| ident(*c)).collect());
+                match sub.as_deref() {
+                    Some(k @ ("id" | "name")) => {
+                        out.push_str(&format!("event.labels['prefect.resource.{k}']"));
+                        rest = &tail[1 + k.len()..];
+                    }
+                    _ => {
+                        out.push_str("event.labels");
+                        rest = tail;
+                    }
+                }
+            }
+            "event" => {
+                out.push_str("event.name");
+                rest = tail;
+            }
+            _ => {
+                out.push_str("event.");
+                out.push_str(&field);
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Prefect's `event.resource` is Switchyard's `event.labels`; Prefect's structured
 /// `{"__prefect_kind": "jinja", "template": ...}` values become plain templates (Switchyard
 /// renders every string) and `{"__prefect_kind": "json", "value": ...}` their value.
@@ -137,7 +194,7 @@ fn rewrite_templates(v: &Value) -> Value {
         }
     }
     match v {
-        Value::String(s) => Value::String(s.replace("event.resource", "event.labels")),
+        Value::String(s) => Value::String(prefect_variables(s)),
         Value::Array(a) => Value::Array(a.iter().map(rewrite_templates).collect()),
         Value::Object(m) => Value::Object(
             m.iter()
@@ -307,6 +364,40 @@ fn prefect_yaml(doc: &Value, out: &mut Imported) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod variable_tests {
+    use super::prefect_variables as v;
+
+    #[test]
+    fn prefect_variables_map_to_labels_and_names() {
+        assert_eq!(
+            v("{{ event.resource.id }}"),
+            "{{ event.labels['prefect.resource.id'] }}"
+        );
+        assert_eq!(
+            v("{{ event.resource.name }}-{{ event.resource['region'] }}"),
+            "{{ event.labels['prefect.resource.name'] }}-{{ event.labels['region'] }}"
+        );
+        assert_eq!(
+            v("{{ event.resource.get('x') }}"),
+            "{{ event.labels.get('x') }}"
+        );
+        assert_eq!(
+            v("{{ event.resource.identifier }}"),
+            "{{ event.labels.identifier }}"
+        );
+        assert_eq!(
+            v("{{ event.event }} {{ event.payload.n }}"),
+            "{{ event.name }} {{ event.payload.n }}"
+        );
+        assert_eq!(
+            v("{{ my_event.resource.id }}"),
+            "{{ my_event.resource.id }}"
+        );
+        assert_eq!(v("no templates"), "no templates");
+    }
 }
 
 #[cfg(test)]

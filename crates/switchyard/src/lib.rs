@@ -4,6 +4,17 @@
 //! [`switchyard_core`]'s engine and [`switchyard_prefect`]'s client. The binary is a thin
 //! wrapper over [`cli::main`].
 
+/// `println!` for the commands' output: a closed pipe (`switchyard events list | head`) ends
+/// the command quietly, where `println!` would panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 pub mod actions;
 pub mod admin;
 pub mod app;

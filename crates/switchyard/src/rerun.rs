@@ -152,7 +152,7 @@ pub async fn main(args: ReplayArgs) -> ExitCode {
         Ok(e) => e,
         Err(e) => return fail(e),
     };
-    println!(
+    say!(
         "{} event(s) from the journal against {}{}",
         events.len(),
         loaded.path.display(),
@@ -195,8 +195,8 @@ async fn schemas(loaded: &Loaded) -> BTreeMap<String, crate::simulate::Deploymen
                 );
             }
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => println!("  (parameters of {dep} not checked: {e})"),
-            Err(_) => println!("  (parameters of {dep} not checked: Prefect did not answer)"),
+            Ok(Err(e)) => say!("  (parameters of {dep} not checked: {e})"),
+            Err(_) => say!("  (parameters of {dep} not checked: Prefect did not answer)"),
         }
     }
     out
@@ -239,7 +239,7 @@ async fn dry_run(loaded: &Loaded, args: &ReplayArgs, events: &[EventDetail]) -> 
                         .any(|x| x.route == route.name && x.kind == "absorbed")
                 })
                 .count();
-            println!(
+            say!(
                 "  {}: a trigger or batch, re-run on a simulated clock: would start {} run(s) now ({} of these events were absorbed by it then)",
                 route.name,
                 mine.iter()
@@ -276,7 +276,7 @@ async fn dry_run(loaded: &Loaded, args: &ReplayArgs, events: &[EventDetail]) -> 
                 same += 1;
             } else {
                 changed += 1;
-                println!(
+                say!(
                     "  {} {} [{}] {}: now {now_says}; then {then_says}",
                     d.accepted_at.format("%Y-%m-%d %H:%M:%S"),
                     d.event.id,
@@ -286,7 +286,7 @@ async fn dry_run(loaded: &Loaded, args: &ReplayArgs, events: &[EventDetail]) -> 
             }
         }
     }
-    println!("{same} decision(s) the same, {changed} different");
+    say!("{same} decision(s) the same, {changed} different");
     ExitCode::SUCCESS
 }
 
@@ -306,7 +306,7 @@ async fn live(
     let (mut started, mut existed, mut failed) = (0usize, 0usize, 0usize);
     for route in loaded.routes.iter().filter(|r| wanted(args, &r.name)) {
         if route.stateful.is_some() {
-            println!(
+            say!(
                 "  {}: a trigger or batch is not replayed live (its windows have closed); see --dry-run",
                 route.name
             );
@@ -325,7 +325,7 @@ async fn live(
                         existed += 1;
                     } else {
                         started += 1;
-                        println!(
+                        say!(
                             "  {} {}: started flow run {} ({}) of {}",
                             d.event.id,
                             route.name,
@@ -346,19 +346,21 @@ async fn live(
                     }
                 }
                 Ok(Decision::WouldRun(w)) => {
-                    println!(
+                    say!(
                         "  {} {}: shadow, would run {}",
-                        d.event.id, route.name, w.deployment
+                        d.event.id,
+                        route.name,
+                        w.deployment
                     );
                 }
                 Err(f) => {
                     failed += 1;
-                    println!("  {} {}: failed: {}", d.event.id, route.name, f.message);
+                    say!("  {} {}: failed: {}", d.event.id, route.name, f.message);
                 }
             }
         }
     }
-    println!("{started} run(s) started, {existed} already existed, {failed} failed");
+    say!("{started} run(s) started, {existed} already existed, {failed} failed");
     if failed > 0 {
         ExitCode::FAILURE
     } else {

@@ -586,25 +586,25 @@ pub async fn main(config: &Path, files: &[PathBuf]) -> ExitCode {
                 Ok(outcomes) => match verdict(case, &outcomes) {
                     None => {
                         passed += 1;
-                        println!("ok      {}", case.name);
+                        say!("ok      {}", case.name);
                     }
                     Some(lines) => {
                         failed += 1;
-                        println!("FAILED  {}", case.name);
+                        say!("FAILED  {}", case.name);
                         for l in lines {
-                            println!("{l}");
+                            say!("{l}");
                         }
                     }
                 },
                 Err(e) => {
                     failed += 1;
-                    println!("FAILED  {}\n    cannot run it: {e}", case.name);
+                    say!("FAILED  {}\n    cannot run it: {e}", case.name);
                 }
             }
         }
     }
     let _ = std::fs::remove_dir_all(&scratch_dir);
-    println!(
+    say!(
         "{passed} passed, {failed} failed ({} ms)",
         started.elapsed().as_millis()
     );

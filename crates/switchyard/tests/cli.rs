@@ -489,3 +489,28 @@ fn check_online_fails_when_prefect_does_not_answer_and_describes_triggers() {
     assert_eq!(code, 0, "{out}");
     assert!(out.trim_end().ends_with(": OK"), "{out}");
 }
+
+/// `switchyard events list | head` must not panic when the reader has gone (a closed pipe):
+/// the command ends quietly.
+#[test]
+fn a_closed_pipe_ends_a_listing_quietly() {
+    let dir = TempDir::new("switchyard-cli");
+    let config = stdin_config(&dir);
+    let journal = dir.path().join("journal.db");
+    let (code, err) = run_to_end(&config, &journal);
+    assert_eq!(code, 0, "{err}");
+    for args in [vec!["list"], vec!["list", "--json"]] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["events", "--journal", journal.to_str().unwrap()])
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before anything is written
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

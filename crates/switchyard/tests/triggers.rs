@@ -71,7 +71,7 @@ fn prefect_event(prefix: &str, device: &str, n: i64) -> Value {
         "id": Uuid::new_v4(),
         "occurred": chrono::Utc::now().to_rfc3339(),
         "event": format!("{prefix}.reading"),
-        "resource": {"prefect.resource.id": format!("{prefix}.{device}")},
+        "resource": {"prefect.resource.id": format!("{prefix}.{device}"), "prefect.resource.name": device},
         "payload": {"n": n},
     })
 }
@@ -99,7 +99,8 @@ fn an_imported_prefect_automation_fires_the_same_runs_as_prefect() {
             },
             "actions": [{
                 "type": "run-deployment", "source": "selected", "deployment_id": by_prefect,
-                "parameters": {"name": "{{ event.resource['prefect.resource.id'] }}:{{ event.payload.n }}"}
+                // Prefect's most common variables: the resource's id and name.
+                "parameters": {"name": "{{ event.resource.id }}:{{ event.resource.name }}:{{ event.payload.n }}"}
             }]
         }),
     );
@@ -171,7 +172,7 @@ fn an_imported_prefect_automation_fires_the_same_runs_as_prefect() {
         let id = e["id"].as_str().unwrap_or_default();
         router.wait_for_log(&[("message", "event absorbed by trigger"), ("event_id", id)]);
     }
-    let expected = [format!("{prefix}.A:2"), format!("{prefix}.B:5")];
+    let expected = [format!("{prefix}.A:A:2"), format!("{prefix}.B:B:5")];
     let prefect_runs = wait_until("Prefect's runs", DEADLINE, || {
         let n: Vec<String> = names(api, by_prefect)
             .into_iter()

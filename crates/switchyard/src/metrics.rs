@@ -266,6 +266,10 @@ pub fn refused(source: &str, reason: &str) {
         .inc();
 }
 
+/// Every `decision` a route counts: an event's outcome ([`crate::outcome::RouteOutcome::decision`])
+/// or a trigger's firing (`fired`).
+pub const DECISIONS: [&str; 6] = ["skipped", "ran", "dead", "absorbed", "fired", "shadow"];
+
 /// How many times `route` has decided `decision` (see [`DecisionLabels`]).
 pub fn decisions(route: &str, decision: &str) -> u64 {
     get()

@@ -70,6 +70,22 @@ pub enum RouteOutcome {
     AlreadySettled,
 }
 
+impl RouteOutcome {
+    /// The outcome's word in the tap and in `switchyard_route_decisions_total{decision}`
+    /// (see [`crate::metrics::DECISIONS`]); `settled_before` for [`RouteOutcome::AlreadySettled`],
+    /// which the metrics do not count (the first delivery did).
+    pub fn decision(&self) -> &'static str {
+        match self {
+            Self::Skipped { .. } => "skipped",
+            Self::RunCreated(_) => "ran",
+            Self::WouldRun(_) => "shadow",
+            Self::DeadLettered { .. } => "dead",
+            Self::Absorbed { .. } => "absorbed",
+            Self::AlreadySettled => "settled_before",
+        }
+    }
+}
+
 /// The routes that skipped an event, `(route, reason)`, for [`Store::finish_skipped`].
 pub fn skipped_routes<'a>(
     outcomes: impl IntoIterator<Item = (&'a str, &'a RouteOutcome)>,

@@ -469,15 +469,9 @@ pub async fn finish(
 ) -> Disposition {
     if let Some(outcomes) = &settled {
         for (route, outcome) in outcomes {
-            let decision = match outcome {
-                RouteOutcome::Skipped { .. } => "skipped",
-                RouteOutcome::RunCreated(_) => "ran",
-                RouteOutcome::WouldRun(_) => "shadow",
-                RouteOutcome::DeadLettered { .. } => "dead",
-                RouteOutcome::Absorbed { .. } => "absorbed",
-                RouteOutcome::AlreadySettled => continue,
-            };
-            crate::metrics::decided(route, decision);
+            if !matches!(outcome, RouteOutcome::AlreadySettled) {
+                crate::metrics::decided(route, outcome.decision());
+            }
         }
     }
     let disposition = match settled {

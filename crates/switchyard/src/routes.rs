@@ -348,24 +348,22 @@ impl Route {
         let outcome = self.decide(event, settled, env).await;
         if let Ok(o) = &outcome {
             crate::tap::publish(|| {
-                let (decision, detail, run) = match o {
-                    RouteOutcome::Skipped { reason } => ("skipped", Some(reason.clone()), None),
+                let (detail, run) = match o {
+                    RouteOutcome::Skipped { reason } => (Some(reason.clone()), None),
                     RouteOutcome::RunCreated(r) => (
-                        "ran",
                         Some(format!("{} ({})", r.flow_run_name, r.deployment)),
                         Some(r.flow_run_id.to_string()),
                     ),
                     RouteOutcome::WouldRun(w) => (
-                        "shadow",
                         Some(format!(
                             "would run {} (key {})",
                             w.deployment, w.idempotency_key
                         )),
                         None,
                     ),
-                    RouteOutcome::DeadLettered { reason } => ("dead", Some(reason.clone()), None),
-                    RouteOutcome::Absorbed { note } => ("absorbed", Some(note.clone()), None),
-                    RouteOutcome::AlreadySettled => ("settled_before", None, None),
+                    RouteOutcome::DeadLettered { reason } => (Some(reason.clone()), None),
+                    RouteOutcome::Absorbed { note } => (Some(note.clone()), None),
+                    RouteOutcome::AlreadySettled => (None, None),
                 };
                 crate::tap::Tapped {
                     at: chrono::Utc::now(),
@@ -373,7 +371,7 @@ impl Route {
                     event_id: Some(event.id.clone()),
                     event: Some(event.name.clone()),
                     route: Some(self.name.clone()),
-                    decision: decision.into(),
+                    decision: o.decision().into(),
                     detail,
                     flow_run_id: run,
                 }

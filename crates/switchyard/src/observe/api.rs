@@ -23,8 +23,6 @@ use crate::metrics;
 const PROBE: Duration = Duration::from_secs(2);
 /// Runs whose live state one event page fetches from Prefect, at most.
 const MAX_RUN_LOOKUPS: usize = 20;
-/// Every decision a route can count (`switchyard_route_decisions_total{decision}`).
-const DECISIONS: [&str; 6] = ["skipped", "ran", "dead", "absorbed", "fired", "shadow"];
 
 type Answer<T> = Result<Json<T>, (StatusCode, Json<ErrorBody>)>;
 
@@ -116,7 +114,7 @@ pub(super) async fn readyz(State(s): State<Arc<Admin>>) -> (StatusCode, Json<Rea
 
 /// A route's decisions so far, by kind.
 fn decision_counts(route: &str) -> DecisionCounts {
-    DECISIONS
+    metrics::DECISIONS
         .into_iter()
         .map(|d| (d.to_string(), metrics::decisions(route, d)))
         .collect()

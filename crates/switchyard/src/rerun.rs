@@ -19,7 +19,7 @@ use clap::Args;
 use crate::journal::{EventDetail, EventFilter, Settlement, Store};
 use crate::routes::{Decision, Loaded};
 use crate::simulate::Outcome;
-use crate::topic::{firing_source, keys_of};
+use crate::topic::firing_source;
 
 /// `switchyard replay` options.
 #[derive(Debug, Args)]
@@ -249,11 +249,7 @@ async fn dry_run(loaded: &Loaded, args: &ReplayArgs, events: &[EventDetail]) -> 
             );
             continue;
         }
-        let topics = route.topics();
-        for d in events {
-            if !topics.iter().any(|t| keys_of(&d.event).contains(t)) {
-                continue;
-            }
+        for d in events.iter().filter(|d| route.receives(&d.event)) {
             let now = mine.iter().find(|o| match o {
                 Outcome::Ran { event, .. } | Outcome::Dead { event, .. } => *event == d.event.id,
             });
@@ -312,11 +308,7 @@ async fn live(
             );
             continue;
         }
-        let topics = route.topics();
-        for d in events {
-            if !topics.iter().any(|t| keys_of(&d.event).contains(t)) {
-                continue;
-            }
+        for d in events.iter().filter(|d| route.receives(&d.event)) {
             let event = Arc::new(d.event.clone());
             match route.attempt(&event, &prefect).await {
                 Ok(Decision::Skip(_)) => {}

@@ -297,20 +297,30 @@ impl Route {
             .map_err(failed)
     }
 
+    /// [`Route::plan`] on the evaluation pool, off the async runtime.
+    pub async fn plan_off_runtime(self: &Arc<Self>, event: &Arc<Event>) -> Result<Plan, Failure> {
+        let (route, ev) = (Arc::clone(self), Arc::clone(event));
+        template::sandbox(move || route.plan(&ev))
+            .await
+            .map_err(|message| Failure {
+                message,
+                retryable: false,
+            })?
+    }
+
+    /// Whether the engine delivers `event` to this route (see [`Route::subscriptions`]).
+    pub fn receives(&self, event: &Event) -> bool {
+        let keys = crate::topic::keys_of(event);
+        self.subscriptions().iter().any(|t| keys.contains(&t.key()))
+    }
+
     /// One attempt: evaluate `when`, run the action. Nothing is recorded.
     pub async fn attempt(
         self: &Arc<Self>,
         event: &Arc<Event>,
         prefect: &PrefectClient,
     ) -> Result<Decision, Failure> {
-        let (route, ev) = (Arc::clone(self), Arc::clone(event));
-        let plan = template::sandbox(move || route.plan(&ev))
-            .await
-            .map_err(|message| Failure {
-                message,
-                retryable: false,
-            })??;
-        match plan {
+        match self.plan_off_runtime(event).await? {
             Plan::Skip(reason) => Ok(Decision::Skip(reason)),
             Plan::Run(rendered) if self.shadow => self
                 .action

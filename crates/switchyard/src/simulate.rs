@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use crate::journal::{SqliteStore, Store};
 use crate::outcome::RouteOutcome;
 use crate::routes::{DeliveryPolicy, Loaded, Plan, Route, RouteEnv};
-use crate::topic::{firing_source, keys_of};
+use crate::topic::firing_source;
 use crate::triggers::SimulatedTime;
 
 /// Where every test's clock starts (fixed, so firing times and ids repeat run to run).
@@ -274,10 +274,7 @@ impl Simulation<'_> {
                         parameters,
                     }
                 } else {
-                    dead(format!(
-                        "parameters do not match the deployment's schema: {}",
-                        problems.join("; ")
-                    ))
+                    dead(crate::actions::ActionError::Schema(problems.join("; ")).to_string())
                 }
             }
         };
@@ -285,17 +282,9 @@ impl Simulation<'_> {
     }
 
     /// Plans an event or firing for a route on the evaluation pool, as `run` does.
-    async fn plan(&mut self, route: &Arc<Route>, event: Event) {
-        let id = event.id.clone();
-        let (r, ev) = (Arc::clone(route), event);
-        let plan = crate::template::sandbox(move || r.plan(&ev))
-            .await
-            .map_err(|message| crate::outcome::Failure {
-                message,
-                retryable: false,
-            })
-            .and_then(|p| p);
-        self.record_plan(route, &id, plan);
+    async fn plan(&mut self, route: &Arc<Route>, event: &Arc<Event>) {
+        let plan = route.plan_off_runtime(event).await;
+        self.record_plan(route, &event.id, plan);
     }
 
     /// Runs the firings the triggers handed over.
@@ -315,7 +304,7 @@ impl Simulation<'_> {
                 .find(|r| firing.source == firing_source(&r.name))
                 .cloned();
             if let Some(route) = route {
-                self.plan(&route, firing).await;
+                self.plan(&route, &Arc::new(firing)).await;
             }
         }
         Ok(())
@@ -368,10 +357,9 @@ impl Simulation<'_> {
             .accept(&event)
             .await
             .map_err(|e| e.to_string())?;
-        let keys = keys_of(&event);
         let event = Arc::new(event);
         for route in self.routes {
-            if !route.topics().iter().any(|t| keys.contains(t)) {
+            if !route.receives(&event) {
                 continue;
             }
             if route.stateful.is_some() {
@@ -390,7 +378,7 @@ impl Simulation<'_> {
                 }
                 self.run_firings(Vec::new()).await?;
             } else {
-                self.plan(route, (*event).clone()).await;
+                self.plan(route, &event).await;
             }
         }
         Ok(())

@@ -13,13 +13,12 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use clap::Args;
 
-use crate::journal::{EventDetail, EventFilter, Settlement, Store};
+use crate::journal::{EventDetail, EventFilter, Settlement, Store, time_bound};
 use crate::routes::{Decision, Loaded};
 use crate::simulate::Outcome;
-use crate::topic::firing_source;
+use crate::topic::is_firing_source;
 
 /// `switchyard replay` options.
 #[derive(Debug, Args)]
@@ -47,22 +46,13 @@ pub struct ReplayArgs {
     pub limit: usize,
 }
 
-fn time(key: &str, v: Option<&str>) -> Result<Option<DateTime<Utc>>, String> {
-    v.map(|t| {
-        DateTime::parse_from_rfc3339(t)
-            .map(|t| t.to_utc())
-            .map_err(|e| format!("--{key}: expected an RFC 3339 time: {e}"))
-    })
-    .transpose()
-}
-
 /// The journaled events of the range, oldest first, with their decisions (firings left out:
 /// they are what the triggers make of the events).
 async fn history(store: &dyn Store, args: &ReplayArgs) -> Result<Vec<EventDetail>, String> {
     let mut filter = EventFilter {
         source: args.source.clone(),
-        since: time("since", args.since.as_deref())?,
-        until: time("until", args.until.as_deref())?,
+        since: time_bound("--since", args.since.as_deref())?,
+        until: time_bound("--until", args.until.as_deref())?,
         limit: 500,
         ..Default::default()
     };
@@ -77,7 +67,7 @@ async fn history(store: &dyn Store, args: &ReplayArgs) -> Result<Vec<EventDetail
         let full = page.len() < filter.limit;
         ids.extend(
             page.into_iter()
-                .filter(|e| !e.source.starts_with(&firing_source("")))
+                .filter(|e| !is_firing_source(&e.source))
                 .map(|e| e.id),
         );
         if full || ids.len() >= args.limit {

@@ -59,7 +59,15 @@ pub fn keys_of(event: &Event) -> [String; 2] {
 
 /// The source name of a route's firings.
 pub fn firing_source(route: &str) -> String {
-    format!("trigger:{route}")
+    format!("{FIRING}{route}")
+}
+
+/// What every firing's source starts with.
+const FIRING: &str = "trigger:";
+
+/// Whether `source` is a route's firings rather than a configured source.
+pub fn is_firing_source(source: &str) -> bool {
+    source.starts_with(FIRING)
 }
 
 #[cfg(test)]

@@ -190,6 +190,16 @@ pub struct PendingEvent {
     pub settled: Vec<String>,
 }
 
+/// A time bound of an [`EventFilter`] as given (RFC 3339); `Err` says which (`name`) and why.
+pub fn time_bound(name: &str, v: Option<&str>) -> Result<Option<DateTime<Utc>>, String> {
+    v.map(|t| {
+        DateTime::parse_from_rfc3339(t)
+            .map(|t| t.to_utc())
+            .map_err(|e| format!("{name}: expected an RFC 3339 time: {e}"))
+    })
+    .transpose()
+}
+
 /// Filter for [`Store::list_events`].
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {

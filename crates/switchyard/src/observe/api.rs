@@ -39,8 +39,9 @@ fn unavailable(error: impl std::fmt::Display) -> (StatusCode, Json<ErrorBody>) {
     fail(StatusCode::SERVICE_UNAVAILABLE, error)
 }
 
-fn count(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
+/// A count as a gauge's value (saturating).
+fn count(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
 }
 
 /// Prometheus metrics (OpenMetrics text).
@@ -51,10 +52,8 @@ pub(super) async fn metrics_text(State(s): State<Arc<Admin>>) -> Response {
     m.queue_depth.set(count(s.dispatch.queued()));
     m.prefect_in_flight_limit.set(s.prefect.in_flight_limit());
     if let Ok((pending, open)) = s.journal.counts().await {
-        m.journal_pending_events
-            .set(i64::try_from(pending).unwrap_or(i64::MAX));
-        m.dead_letters_open
-            .set(i64::try_from(open).unwrap_or(i64::MAX));
+        m.journal_pending_events.set(count(pending));
+        m.dead_letters_open.set(count(open));
     }
     (
         [(
@@ -174,15 +173,9 @@ pub(super) async fn overview(State(s): State<Arc<Admin>>) -> Json<Overview> {
     })
 }
 
-/// An RFC 3339 query parameter; `Err` is the reason for a 400.
+/// An RFC 3339 query parameter (empty: none); `Err` is the reason for a 400.
 fn time(key: &str, v: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, String> {
-    v.filter(|t| !t.is_empty())
-        .map(|t| {
-            chrono::DateTime::parse_from_rfc3339(t)
-                .map(|t| t.to_utc())
-                .map_err(|e| format!("{key}: expected an RFC 3339 time: {e}"))
-        })
-        .transpose()
+    crate::journal::time_bound(key, v.filter(|t| !t.is_empty()))
 }
 
 fn filter_of(q: EventsQuery) -> Result<EventFilter, String> {

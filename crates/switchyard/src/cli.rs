@@ -314,7 +314,6 @@ async fn tap(
     filter: &crate::tap::TapFilter,
     json: bool,
 ) -> ExitCode {
-    use std::io::Write as _;
     let mut url = match url::Url::parse(admin).and_then(|u| u.join("api/v1/tap")) {
         Ok(u) => u,
         Err(e) => {
@@ -359,7 +358,6 @@ async fn tap(
     };
     eprintln!("tapping {} (Ctrl-C to stop)", crate::secrets::url(admin));
     let mut buf = String::new();
-    let mut out = std::io::stdout().lock();
     loop {
         let chunk = tokio::select! {
             _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
@@ -393,10 +391,7 @@ async fn tap(
                 (_, Ok(t)) => crate::tap::render(&t),
                 _ => continue,
             };
-            // A closed pipe (`| head`) ends the tap quietly.
-            if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
-                return ExitCode::SUCCESS;
-            }
+            say!("{line}");
         }
     }
 }
@@ -489,11 +484,10 @@ async fn check(config: ConfigArg, online: bool) -> ExitCode {
             .static_deployment()
             .map(|d| d.to_string())
             .unwrap_or_else(|| "(from the event)".into());
-        let on = match (&cfg.trigger, &cfg.batch) {
-            (Some(t), _) => format!(" {}", t.describe()),
-            (None, Some(b)) => format!(" {}", b.describe()),
-            (None, None) => String::new(),
-        };
+        let on = cfg
+            .describe_stateful()
+            .map(|d| format!(" {d}"))
+            .unwrap_or_default();
         println!(
             "  route {}: from [{}]{}{on} -> run_deployment {target}{}",
             r.name,

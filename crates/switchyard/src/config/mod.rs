@@ -404,6 +404,17 @@ pub struct RouteConfig {
     pub action: ActionConfig,
 }
 
+impl RouteConfig {
+    /// What the route's trigger or batch waits for, in a line (none for a plain route).
+    pub fn describe_stateful(&self) -> Option<String> {
+        match (&self.trigger, &self.batch) {
+            (Some(t), _) => Some(t.describe()),
+            (None, Some(b)) => Some(b.describe()),
+            (None, None) => None,
+        }
+    }
+}
+
 /// Whether a route's runs are created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -324,11 +324,7 @@ routes:
     )
     .unwrap();
     assert!(l.routes[0].shadow && !l.routes[1].shadow);
-    let describe = |i: usize| match (&l.config.routes[i].trigger, &l.config.routes[i].batch) {
-        (Some(t), _) => t.describe(),
-        (None, Some(b)) => b.describe(),
-        _ => String::new(),
-    };
+    let describe = |i: usize| l.config.routes[i].describe_stateful().unwrap_or_default();
     assert_eq!(describe(0), "on 3 × order.failed within 10m per customer");
     assert_eq!(
         describe(1),

@@ -147,17 +147,10 @@ pub async fn events(args: JournalArgs, cmd: EventsCommand) -> ExitCode {
                         "name"
                     );
                     for e in list {
-                        // A redelivered event records its one run again: list it once.
-                        let mut runs: Vec<&str> = Vec::new();
-                        for r in &e.runs {
-                            if !runs.contains(&r.as_str()) {
-                                runs.push(r);
-                            }
-                        }
-                        let runs = if runs.is_empty() {
+                        let runs = if e.runs.is_empty() {
                             "-".to_string()
                         } else {
-                            runs.join(",")
+                            e.runs.join(",")
                         };
                         say!(
                             "{}  {:<7}  {:<40}  {:<12} {:<24} {runs}",

@@ -140,7 +140,7 @@ pub struct EventSummary {
     pub status: EventStatus,
     /// When it was accepted.
     pub accepted_at: DateTime<Utc>,
-    /// Flow runs it led to.
+    /// Flow runs it led to, each once, oldest first.
     pub runs: Vec<String>,
     /// Where it is in the list, for paging ([`EventFilter::after`]).
     #[serde(skip)]

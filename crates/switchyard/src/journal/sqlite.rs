@@ -435,7 +435,9 @@ impl Store for SqliteStore {
             )?;
             let mut out: Vec<EventSummary> = rows.collect::<rusqlite::Result<_>>()?;
             let mut runs = conn.prepare_cached(
-                "SELECT flow_run_id FROM decisions WHERE event_id = ?1 AND kind = 'run_created' ORDER BY id",
+                // A redelivered event records its (same) run again: each run once, in order.
+                "SELECT flow_run_id FROM decisions WHERE event_id = ?1 AND kind = 'run_created'
+                 GROUP BY flow_run_id ORDER BY MIN(id)",
             )?;
             for e in &mut out {
                 e.runs = runs.query_map(params![e.id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;

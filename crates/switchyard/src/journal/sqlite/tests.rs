@@ -233,3 +233,25 @@ async fn retention_prunes_finished_events_only() {
         .collect();
     assert_eq!(left, ["dead", "pending"]);
 }
+
+/// A run recorded twice for one event (a redelivery found the run it started) is listed once.
+#[tokio::test]
+async fn an_event_lists_each_of_its_runs_once() {
+    let dir = TempDir::new("journal");
+    let j = SqliteStore::open(&dir.path().join("j.db")).unwrap();
+    j.accept(&event("e1")).await.unwrap();
+    let (first, second) = (run("r1"), run("r2"));
+    j.settle("e1", "a", &first).await.unwrap();
+    j.settle("e1", "b", &second).await.unwrap();
+    j.settle("e1", "a", &first).await.unwrap();
+    let id = |s: &Settlement| match s {
+        Settlement::Ran(r) => r.flow_run_id.to_string(),
+        _ => unreachable!(),
+    };
+    let filter = EventFilter {
+        limit: 10,
+        ..Default::default()
+    };
+    let listed = j.list_events(&filter).await.unwrap();
+    assert_eq!(listed[0].runs, [id(&first), id(&second)]);
+}

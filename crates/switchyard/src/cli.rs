@@ -37,7 +37,7 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the router until SIGINT or SIGTERM.
+    /// Run the router until SIGINT or SIGTERM; SIGHUP reloads the config.
     Run {
         /// The config file.
         #[command(flatten)]
@@ -53,6 +53,11 @@ pub enum Command {
         /// and record what would run, without creating any flow run.
         #[arg(long)]
         shadow: bool,
+        /// Reload the config when the file changes, as on SIGHUP or `POST /api/v1/reload`:
+        /// checked first (a config that fails keeps the running one), routes swapped between
+        /// events, only changed sources restarted.
+        #[arg(long)]
+        watch: bool,
     },
     /// Inspect events in the journal: what was decided, which runs they started.
     Events {
@@ -182,6 +187,7 @@ async fn execute(command: Command) -> ExitCode {
             exit_when_sources_end,
             journal,
             shadow,
+            watch,
         } => {
             let mut loaded = match config.load() {
                 Ok(l) => l,
@@ -201,6 +207,8 @@ async fn execute(command: Command) -> ExitCode {
                 RunOptions {
                     exit_when_sources_end,
                     journal,
+                    watch,
+                    shadow,
                 },
                 app::shutdown_signal(),
             )

@@ -92,7 +92,7 @@ pub fn undecodable(body: &[u8]) -> serde_json::Value {
 }
 
 /// One original message.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct LegacyMessage {
     /// Exact flow name.
     pub flow_name: String,

@@ -59,6 +59,13 @@ pub struct LagLabels {
     pub partition: String,
 }
 
+/// `{result}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabel {
+    /// `applied`, `unchanged` or `failed`.
+    pub result: String,
+}
+
 /// `{operation, status}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PrefectLabels {
@@ -99,6 +106,8 @@ pub struct Metrics {
     pub source_up: Family<SourceLabel, Gauge>,
     /// Kafka: messages in a partition not yet read, as librdkafka last reported.
     pub source_lag: Family<LagLabels, Gauge>,
+    /// Config reloads, by result.
+    pub config_reloads: Family<ReloadLabel, Counter>,
     /// Refusals per source, all reasons together (not exported: the UI's overview reads it;
     /// `events_refused` has them by reason).
     pub refused_by_source: Family<SourceLabel, Counter>,
@@ -127,6 +136,7 @@ impl Metrics {
             event_to_run: Histogram::new(seconds_buckets()),
             source_up: Family::default(),
             source_lag: Family::default(),
+            config_reloads: Family::default(),
             refused_by_source: Family::default(),
             registry: Registry::default(),
         };
@@ -199,6 +209,11 @@ impl Metrics {
             "source_lag",
             "Kafka: messages in a partition not yet read (librdkafka's consumer lag)",
             m.source_lag.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Config reloads (SIGHUP, --watch, POST /api/v1/reload), by result",
+            m.config_reloads.clone(),
         );
         Self { registry, ..m }
     }
@@ -301,6 +316,16 @@ pub fn run_created(route: &str, since_arrival: Duration) {
         })
         .inc();
     m.event_to_run.observe(since_arrival.as_secs_f64());
+}
+
+/// A config reload ended: `applied`, `unchanged` or `failed`.
+pub fn config_reloaded(result: &str) {
+    get()
+        .config_reloads
+        .get_or_create(&ReloadLabel {
+            result: result.to_string(),
+        })
+        .inc();
 }
 
 /// `source` connected (`true`) or lost its connection.

@@ -86,6 +86,10 @@ impl RouteOutcome {
     }
 }
 
+/// Every receiving route's outcome for one event, `(route, outcome)`: what the engine's one
+/// collector returns (the routes in force are read once per event, see `routes::Live`).
+pub type Routed = Vec<(String, RouteOutcome)>;
+
 /// The routes that skipped an event, `(route, reason)`, for [`Store::finish_skipped`].
 pub fn skipped_routes<'a>(
     outcomes: impl IntoIterator<Item = (&'a str, &'a RouteOutcome)>,

@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::journal::{Accepted, EventStatus, JournalError, Settlement, Store};
 pub use crate::outcome::Disposition;
-use crate::outcome::{RouteOutcome, skipped_routes};
+use crate::outcome::{RouteOutcome, Routed, skipped_routes};
 pub use crate::owned::Owned;
 
 /// What travels through the engine: the event and the routes that already settled it (set
@@ -29,7 +29,7 @@ pub struct Inbound {
 }
 
 /// The engine's publisher for inbound events.
-pub type Publisher = EventPublisher<Inbound, RouteOutcome>;
+pub type Publisher = EventPublisher<Inbound, Routed>;
 
 /// Hands events to the routes, journal first.
 #[derive(Clone)]
@@ -345,7 +345,7 @@ impl Dispatcher {
 
     async fn accept(
         &self,
-        permit: SendPermit<'_, Inbound, RouteOutcome>,
+        permit: SendPermit<'_, Inbound, Routed>,
         event: Event,
         on_conflict: OnConflict,
     ) -> Result<Receipt, Refused> {
@@ -433,22 +433,20 @@ impl Dispatcher {
         Receipt { id, outcome: rx }
     }
 
-    fn queue(&self, permit: SendPermit<'_, Inbound, RouteOutcome>, inbound: Inbound) -> Receipt {
+    fn queue(&self, permit: SendPermit<'_, Inbound, Routed>, inbound: Inbound) -> Receipt {
         let id = inbound.event.id.clone();
-        let topics = crate::topic::keys_of(&inbound.event);
-        let handle = permit.send(Payload::to_topics(inbound, topics));
+        let handle = permit.send(Payload::new(inbound));
         let (tx, rx) = oneshot::channel();
         let journal = Arc::clone(&self.journal);
         let owned = Arc::clone(&self.owned);
         let event_id = id.clone();
         self.finishers.spawn(async move {
             let results = handle.wait().await;
-            let settled = results.all_ok().then(|| {
-                results
-                    .iter()
-                    .filter_map(|r| Some((&*r.collector, r.result.as_ref().ok()?)))
-                    .collect()
-            });
+            // One collector routes every event; an error means a route did not settle it.
+            let settled = results
+                .first()
+                .ok()
+                .map(|routed| routed.iter().map(|(r, o)| (r.as_str(), o)).collect());
             let disposition = finish(journal.as_ref(), &owned, &event_id, settled).await;
             let _ = tx.send(disposition);
         });

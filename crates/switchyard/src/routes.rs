@@ -187,6 +187,86 @@ pub struct RouteEnv {
     pub interrupt: CancellationToken,
 }
 
+/// The routes in force and what they run with, swapped whole by a reload: every event is
+/// routed by one `Routing` (read once, when the engine hands it to the routes), so a reload
+/// never splits an event between two configs.
+pub struct Routing {
+    /// Counts reloads: 1 at start, one more for each config swapped in.
+    pub generation: u64,
+    /// Compiled routes, in file order.
+    pub routes: Vec<Arc<Route>>,
+    /// What they run with.
+    pub env: RouteEnv,
+    /// The sources' settings (what the admin server shows).
+    pub sources: Vec<crate::config::SourceConfig>,
+    /// Each route's [`Route::topics`], in the order of `routes`.
+    topics: Vec<Vec<String>>,
+}
+
+impl Routing {
+    /// The routing of `routes`.
+    pub fn new(
+        generation: u64,
+        routes: Vec<Arc<Route>>,
+        env: RouteEnv,
+        sources: Vec<crate::config::SourceConfig>,
+    ) -> Self {
+        let topics = routes.iter().map(|r| r.topics()).collect();
+        Self {
+            generation,
+            routes,
+            env,
+            sources,
+            topics,
+        }
+    }
+
+    /// The routes `event` goes to (as [`Route::receives`] decides, with the topics computed
+    /// once per route instead of once per event).
+    pub fn receivers<'a>(&'a self, event: &Event) -> impl Iterator<Item = &'a Arc<Route>> + 'a {
+        let keys = crate::topic::keys_of(event);
+        self.routes
+            .iter()
+            .zip(&self.topics)
+            .filter(move |(_, topics)| topics.iter().any(|t| keys.contains(t)))
+            .map(|(r, _)| r)
+    }
+
+    /// The route called `name`, if there is one.
+    pub fn route(&self, name: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| r.name == name)
+    }
+}
+
+/// The [`Routing`] in force, shared by the engine, the trigger runners and the admin server.
+pub struct Live(std::sync::RwLock<Arc<Routing>>);
+
+impl Live {
+    /// Starting with `routing`.
+    pub fn new(routing: Routing) -> Self {
+        Self(std::sync::RwLock::new(Arc::new(routing)))
+    }
+
+    /// The routing in force now.
+    pub fn current(&self) -> Arc<Routing> {
+        Arc::clone(
+            &self
+                .0
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Puts `routing` in force from the next event on; returns the one it replaces.
+    pub fn replace(&self, routing: Routing) -> Arc<Routing> {
+        let mut now = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::replace(&mut *now, Arc::new(routing))
+    }
+}
+
 impl Route {
     /// Compiles a route; an error is `(key inside the route, message)`.
     pub fn compile(cfg: &RouteConfig, sources: &[String]) -> Result<Self, (String, String)> {

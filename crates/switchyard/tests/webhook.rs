@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use switchyard::journal::{SqliteStore, Store};
+use switchyard::outcome::Routed;
 use switchyard::pipeline::{Dispatcher, Inbound};
 use switchyard::routes::RouteOutcome;
 use switchyard::sources::webhook;
@@ -14,13 +15,13 @@ use switchyard_testkit::TempDir;
 use tokio_util::task::TaskTracker;
 
 /// A queue that is never started, so nothing drains: capacity is exactly what it holds.
-fn stalled_queue(capacity: usize) -> CollectorQueue<Inbound, RouteOutcome> {
-    let c = Collector::new("r", |_: Arc<Payload<Inbound>>, _| async {
-        Ok::<_, BoxError>(RouteOutcome::Skipped {
+fn stalled_queue(capacity: usize) -> CollectorQueue<Inbound, Routed> {
+    let c = Collector::new("routes", |_: Arc<Payload<Inbound>>, _| async {
+        let skip = RouteOutcome::Skipped {
             reason: "test".into(),
-        })
-    })
-    .with_topics(["orders"]);
+        };
+        Ok::<_, BoxError>(vec![("r".to_string(), skip)])
+    });
     CollectorQueue::builder(vec![c])
         .capacity(capacity)
         .build()
@@ -29,7 +30,7 @@ fn stalled_queue(capacity: usize) -> CollectorQueue<Inbound, RouteOutcome> {
 
 /// Serves the hook over `queue`, with a journal in a temporary directory.
 async fn serve(
-    queue: &CollectorQueue<Inbound, RouteOutcome>,
+    queue: &CollectorQueue<Inbound, Routed>,
     max_body: usize,
 ) -> (String, Arc<dyn Store>, TempDir) {
     let dir = TempDir::new("webhook-journal");

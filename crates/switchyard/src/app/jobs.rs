@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::journal::{Retention, Store};
 use crate::pipeline::{self, Dispatcher};
-use crate::routes::{Route, RouteEnv};
+use crate::routes::{Live, Route};
 
 /// Runs `work` every `every` until `stop` (the first run one period after start).
 async fn every<F, Fut>(every: Duration, stop: CancellationToken, mut work: F)
@@ -97,12 +97,13 @@ impl Sweep {
 
 /// Runs a stateful route's firings as they come (in a task of its own, never through the
 /// engine queue, so a full queue cannot stall them), and finishes each the way every event is
-/// finished ([`pipeline::finish`]).
+/// finished ([`pipeline::finish`]). Each firing runs with the route as the routing in force
+/// has it (a reload that keeps the trigger may change the action).
 pub struct Firings {
-    /// The route.
-    pub route: Arc<Route>,
-    /// What it runs with.
-    pub env: RouteEnv,
+    /// The route's name.
+    pub route: String,
+    /// The routing in force.
+    pub live: Arc<Live>,
     /// The pipeline (for its registry of events in hand).
     pub dispatch: Dispatcher,
     /// Firings to run.
@@ -110,24 +111,38 @@ pub struct Firings {
 }
 
 impl Firings {
+    /// Lets go of the firings not yet run (journaled, they stay pending for the sweep).
+    fn let_go(mut self) {
+        self.rx.close();
+        while let Ok(f) = self.rx.try_recv() {
+            self.dispatch.owned().release(&f.id);
+        }
+    }
+
     /// Runs until `stop`.
     pub async fn run(mut self, stop: CancellationToken) {
         loop {
             let event = tokio::select! {
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => return self.let_go(),
                 e = self.rx.recv() => match e { Some(e) => e, None => return },
             };
             let id = event.id.clone();
-            let outcome = self.route.handle(&Arc::new(event), &[], &self.env).await;
+            let routing = self.live.current();
+            let Some(route) = routing.route(&self.route) else {
+                tracing::warn!(route = %self.route, event_id = %id, "firing of a route the config no longer has; the sweep ends it");
+                self.dispatch.owned().release(&id);
+                continue;
+            };
+            let outcome = route.handle(&Arc::new(event), &[], &routing.env).await;
             let settled = match &outcome {
-                Ok(o) => Some(vec![(self.route.name.as_str(), o)]),
+                Ok(o) => Some(vec![(route.name.as_str(), o)]),
                 Err(e) => {
                     tracing::warn!(event_id = %id, error = %e, "firing not finished; it stays pending and is resumed later");
                     None
                 }
             };
             pipeline::finish(
-                self.env.journal.as_ref(),
+                routing.env.journal.as_ref(),
                 self.dispatch.owned(),
                 &id,
                 settled,

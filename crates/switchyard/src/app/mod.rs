@@ -1,8 +1,10 @@
 //! Builds a running router from a loaded config — the journal, the Prefect client, the engine
-//! with one collector per route, the background jobs ([`jobs`]) and the sources — and stops it
-//! in order: sources, then the engine's queue, then the tasks finishing events.
+//! routing every event by the routes in force, the background jobs ([`jobs`]) and the sources —
+//! reloads its config on SIGHUP, `POST /api/v1/reload` or (`--watch`) a changed file, and stops
+//! it in order: sources, then the engine's queue, then the tasks finishing events.
 
 pub mod jobs;
+mod reload;
 mod topology;
 
 use std::future::Future;
@@ -22,6 +24,10 @@ pub struct RunOptions {
     pub exit_when_sources_end: bool,
     /// Journal file, overriding `journal.path`.
     pub journal: Option<PathBuf>,
+    /// Reload the config when its file changes (as on SIGHUP).
+    pub watch: bool,
+    /// Every route in shadow mode (`run --shadow`), reloaded configs too.
+    pub shadow: bool,
 }
 
 /// How a run ended.
@@ -70,7 +76,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<Stopped> {
     let mut topology = topology::Topology::start(loaded, &opts).await?;
-    topology.wait(shutdown, opts.exit_when_sources_end).await;
+    topology.wait(shutdown, &opts).await;
     Ok(topology.stop().await)
 }
 

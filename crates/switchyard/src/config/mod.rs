@@ -28,7 +28,7 @@ pub use crate::sources::SourceConfig;
 pub use crate::sources::webhook::HttpConfig;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// How to reach Prefect.
@@ -60,7 +60,7 @@ pub struct Config {
 
 /// The admin server (`/metrics`, `/healthz`, `/readyz`, `/api/v1/...`), on a listener of its
 /// own.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Whether to serve it (default true).
@@ -100,7 +100,7 @@ impl AdminConfig {
 
 /// Prefect connection. Unset values come from `PREFECT_API_URL`, `PREFECT_API_KEY` and
 /// `PREFECT_API_AUTH_STRING`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrefectConfig {
     /// API base URL, e.g. `http://127.0.0.1:4200/api`.
@@ -151,7 +151,7 @@ fn default_retries() -> u32 {
 }
 
 /// The engine: a bounded queue drained by a consumer pool.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineConfig {
     /// Events held between sources and routes (default 1024). When full, sources wait and
@@ -211,7 +211,7 @@ fn default_source_stop_timeout() -> Duration {
 }
 
 /// The journal (SQLite).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JournalConfig {
     /// The database file (default `switchyard.db` in the working directory); created and
@@ -262,7 +262,7 @@ fn default_journal_path() -> PathBuf {
 }
 
 /// Retention of finished events (pending events and open dead letters are always kept).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
     /// Finished events older than this are deleted (default `7d`).
@@ -290,7 +290,7 @@ fn default_retention_events() -> u64 {
 }
 
 /// Retries of transient failures (Prefect down or overloaded) per route and event.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
     /// Attempts, the first included, before a dead letter (default 10). Each attempt already
@@ -335,7 +335,7 @@ fn default_max_backoff() -> Duration {
 /// Budgets for every template and `when` expression the router evaluates per event. An
 /// evaluation that exceeds one fails and the event is dead-lettered with the reason; the
 /// router keeps serving whatever the payloads are.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplatesConfig {
     /// Fuel per evaluation (default 100,000): an instruction costs one and the data a
@@ -382,7 +382,7 @@ fn default_template_threads() -> usize {
 }
 
 /// One route: which events, and what to do.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Route name (in logs, tags and idempotency keys).
@@ -427,7 +427,7 @@ pub enum RouteMode {
 }
 
 /// An action, tagged by `type`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ActionConfig {
     /// Create a flow run of a deployment.
@@ -435,7 +435,7 @@ pub enum ActionConfig {
 }
 
 /// `run_deployment`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunDeploymentConfig {
     /// `"Flow Name/deployment-name"` or a deployment id; a Jinja template.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer};
 
 /// A trigger, tagged by `type` as in Prefect. (Deserialized by hand, see below, so an error
 /// inside names its field: `routes[0].trigger.within`, not `routes[0].trigger`.)
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum TriggerConfig {
     /// Counts matching events per bucket (Prefect's `EventTrigger`).
     Event(EventTriggerConfig),
@@ -92,7 +92,7 @@ pub enum Posture {
 }
 
 /// One label pattern or several (any may match), as Prefect's `match` values.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum OneOrMany {
     /// A single pattern.
@@ -113,7 +113,7 @@ impl OneOrMany {
 
 /// Prefect's `EventTrigger`, plus `when` (a predicate over the payload) and `key` (a template
 /// that buckets events by any field, e.g. `{{ event.payload.dataset_id }}`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventTriggerConfig {
     /// Label patterns the event must match (`*` wildcards, `!` negation).
@@ -182,7 +182,7 @@ impl<'de> Deserialize<'de> for Require {
 
 /// Prefect's `CompoundTrigger`, plus `key` (a keyed join: each child's events are bucketed by
 /// the same key, so `file.landed` and `schema.ready` join on `dataset_id`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompoundTriggerConfig {
     /// `any`, `all` or a number.
@@ -197,7 +197,7 @@ pub struct CompoundTriggerConfig {
 }
 
 /// Prefect's `SequenceTrigger`, plus `key`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SequenceTriggerConfig {
     /// The window in which the whole sequence must happen.
@@ -212,7 +212,7 @@ pub struct SequenceTriggerConfig {
 /// Micro-batching: events that pass `when` gather in a batch (per `key`), which closes at
 /// `max_events`, `max_delay` after its first event, or `idle` after its last, whichever comes
 /// first; the action then runs once with every event as `events`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
     /// Close when this many events are in (default 100, at most 10,000).

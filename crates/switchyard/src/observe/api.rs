@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use super::Admin;
 use super::views::{
     DeadLettersPage, DeadLettersQuery, DecisionCounts, ErrorBody, EventView, EventsPage,
-    EventsQuery, JournalView, Overview, PrefectView, Ready, Resolved, RouteCounters, RouteView,
-    RoutesPage, RunState, RunView, SourceView,
+    EventsQuery, JournalView, Overview, PrefectView, Ready, ReloadResult, Reloaded, Resolved,
+    RouteCounters, RouteView, RoutesPage, RunState, RunView, SourceView,
 };
 use crate::config::SourceConfig;
 use crate::journal::{EventFilter, EventStatus};
@@ -50,7 +50,7 @@ fn count(n: impl TryInto<i64>) -> i64 {
 pub(super) async fn metrics_text(State(s): State<Arc<Admin>>) -> Response {
     let m = metrics::get();
     m.queue_depth.set(count(s.dispatch.queued()));
-    m.prefect_in_flight_limit.set(s.prefect.in_flight_limit());
+    m.prefect_in_flight_limit.set(s.prefect().in_flight_limit());
     if let Ok((pending, open)) = s.journal.counts().await {
         m.journal_pending_events.set(count(pending));
         m.dead_letters_open.set(count(open));
@@ -80,7 +80,7 @@ fn is_up(src: &SourceConfig) -> bool {
 
 /// Why Prefect is not answering, if it is not.
 async fn prefect_problem(s: &Admin) -> Option<String> {
-    match tokio::time::timeout(PROBE, s.prefect.health()).await {
+    match tokio::time::timeout(PROBE, s.prefect().health()).await {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e.to_string()),
         Err(_) => Some(format!("no answer within {}s", PROBE.as_secs())),
@@ -99,7 +99,12 @@ pub(super) async fn readyz(State(s): State<Arc<Admin>>) -> (StatusCode, Json<Rea
     if let Some(p) = prefect_problem(&s).await {
         reasons.push(format!("prefect: {p}"));
     }
-    for src in s.sources.iter().filter(|s| connects(s) && !is_up(s)) {
+    for src in s
+        .routing()
+        .sources
+        .iter()
+        .filter(|s| connects(s) && !is_up(s))
+    {
         reasons.push(format!("source {}: not connected", src.name()));
     }
     let ready = reasons.is_empty();
@@ -125,7 +130,8 @@ fn decision_counts(route: &str) -> DecisionCounts {
     responses((status = 200, body = Overview)))]
 pub(super) async fn overview(State(s): State<Arc<Admin>>) -> Json<Overview> {
     let m = metrics::get();
-    let sources = s
+    let routing = s.routing();
+    let sources = routing
         .sources
         .iter()
         .map(|src| {
@@ -140,7 +146,7 @@ pub(super) async fn overview(State(s): State<Arc<Admin>>) -> Json<Overview> {
             }
         })
         .collect();
-    let routes = s
+    let routes = routing
         .routes
         .iter()
         .map(|r| RouteCounters {
@@ -159,10 +165,10 @@ pub(super) async fn overview(State(s): State<Arc<Admin>>) -> Json<Overview> {
         sources,
         routes,
         prefect: PrefectView {
-            ui: s.prefect.ui_url(),
+            ui: s.prefect().ui_url(),
             healthy: error.is_none(),
             error,
-            in_flight_limit: s.prefect.in_flight_limit(),
+            in_flight_limit: s.prefect().in_flight_limit(),
         },
         queue_depth: s.dispatch.queued(),
         journal: JournalView {
@@ -232,7 +238,7 @@ pub(super) async fn list_events(
 
 async fn run_view(s: &Admin, id: String) -> RunView {
     let state = match id.parse::<uuid::Uuid>() {
-        Ok(uuid) => match tokio::time::timeout(PROBE, s.prefect.flow_run(&uuid)).await {
+        Ok(uuid) => match tokio::time::timeout(PROBE, s.prefect().flow_run(&uuid)).await {
             Ok(Ok(run)) => RunState {
                 kind: run.state_type,
                 name: run.state_name,
@@ -253,7 +259,7 @@ async fn run_view(s: &Admin, id: String) -> RunView {
         },
     };
     RunView {
-        url: s.prefect.run_page(&id),
+        url: s.prefect().run_page(&id),
         id,
         state,
     }
@@ -331,9 +337,10 @@ async fn open_dead_letter(s: &Admin, id: i64) -> Result<(), (StatusCode, Json<Er
     (status = 502, description = "The replay failed (it stays open)", body = ErrorBody)))]
 pub(super) async fn replay(State(s): State<Arc<Admin>>, Path(id): Path<i64>) -> Answer<Resolved> {
     open_dead_letter(&s, id).await?;
-    let resolution = crate::replay::dead_letter(&s.routes, s.journal.as_ref(), &s.prefect, id)
-        .await
-        .map_err(|e| fail(StatusCode::BAD_GATEWAY, format!("replay failed: {e}")))?;
+    let resolution =
+        crate::replay::dead_letter(&s.routing().routes, s.journal.as_ref(), &s.prefect(), id)
+            .await
+            .map_err(|e| fail(StatusCode::BAD_GATEWAY, format!("replay failed: {e}")))?;
     tracing::info!(dead_letter = id, %resolution, "dead letter replayed through the admin API");
     Ok(Json(Resolved { id, resolution }))
 }
@@ -360,8 +367,9 @@ pub(super) async fn purge(State(s): State<Arc<Admin>>, Path(id): Path<i64>) -> A
 /// Every route with its decisions, and what triggers and batches hold open.
 #[utoipa::path(get, path = "/api/v1/routes", tag = "api", responses((status = 200, body = RoutesPage)))]
 pub(super) async fn routes(State(s): State<Arc<Admin>>) -> Json<RoutesPage> {
-    let mut routes = Vec::with_capacity(s.routes.len());
-    for r in &s.routes {
+    let routing = s.routing();
+    let mut routes = Vec::with_capacity(routing.routes.len());
+    for r in &routing.routes {
         let state = match &r.stateful {
             Some(st) => Some(st.snapshot().await),
             None => None,
@@ -405,4 +413,29 @@ pub(super) async fn tap(Query(filter): Query<crate::tap::TapFilter>) -> Response
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
+}
+
+/// Reloads the config file, as SIGHUP does: the new config is checked first; one that fails
+/// leaves the old one running and says why. Routes change between events; sources whose
+/// settings changed restart; trigger state is kept where the trigger did not change.
+#[utoipa::path(post, path = "/api/v1/reload", tag = "api", responses(
+    (status = 200, description = "Applied, or nothing changed", body = Reloaded),
+    (status = 422, description = "The new config fails; the old one keeps running", body = Reloaded),
+    (status = 503, description = "Shutting down", body = ErrorBody)))]
+pub(super) async fn reload(
+    State(s): State<Arc<Admin>>,
+) -> Result<(StatusCode, Json<Reloaded>), (StatusCode, Json<ErrorBody>)> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    s.reload
+        .send(tx)
+        .await
+        .map_err(|_| unavailable("switchyard is shutting down"))?;
+    let done = rx
+        .await
+        .map_err(|_| unavailable("switchyard is shutting down"))?;
+    let status = match done.result {
+        ReloadResult::Failed => StatusCode::UNPROCESSABLE_ENTITY,
+        ReloadResult::Applied | ReloadResult::Unchanged => StatusCode::OK,
+    };
+    Ok((status, Json(done)))
 }

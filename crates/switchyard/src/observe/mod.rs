@@ -8,7 +8,8 @@
 //! `/healthz` and the UI's own files needs `Authorization: Bearer <token>`; a non-loopback
 //! address without one is a config error. Without a token, requests must name a loopback host
 //! (`Host: localhost:9595`, `127.0.0.1`, `[::1]`), which keeps a web page elsewhere from
-//! reaching the API through DNS rebinding. A request that changes something (replay, purge)
+//! reaching the API through DNS rebinding. A request that changes something (replay, purge,
+//! reload)
 //! from another origin, as a browser marks it (`Origin`, `Sec-Fetch-Site`), is refused either
 //! way. It is served by the same shedding listener as the webhooks.
 
@@ -31,11 +32,12 @@ use subtle::ConstantTimeEq;
 use switchyard_prefect::PrefectClient;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AdminConfig, SourceConfig};
+use crate::config::AdminConfig;
 use crate::http::{bearer, header_str, reply};
 use crate::journal::Store;
 use crate::pipeline::Dispatcher;
-use crate::routes::Route;
+use crate::routes::{Live, Routing};
+pub use views::{ReloadResult, Reloaded};
 
 /// What the admin server reads.
 pub struct Admin {
@@ -43,15 +45,28 @@ pub struct Admin {
     pub journal: Arc<dyn Store>,
     /// The pipeline (queue depth, journal faults).
     pub dispatch: Dispatcher,
-    /// Prefect.
-    pub prefect: PrefectClient,
-    /// The routes.
-    pub routes: Vec<Arc<Route>>,
-    /// The sources.
-    pub sources: Vec<SourceConfig>,
+    /// The routes, sources and Prefect client in force (a reload swaps them).
+    pub live: Arc<Live>,
+    /// Where `POST /api/v1/reload` asks for a reload.
+    pub reload: ReloadRequests,
     /// The token requests need, if any.
     pub token: Option<String>,
 }
+
+impl Admin {
+    /// The routing in force.
+    fn routing(&self) -> Arc<Routing> {
+        self.live.current()
+    }
+
+    /// The Prefect client in force.
+    fn prefect(&self) -> PrefectClient {
+        self.live.current().env.prefect.clone()
+    }
+}
+
+/// Asks the running router to reload its config file; the answer comes when it is done.
+pub type ReloadRequests = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Reloaded>>;
 
 /// The admin app.
 pub fn app(admin: Admin) -> Router {
@@ -67,6 +82,7 @@ pub fn app(admin: Admin) -> Router {
         .route("/api/v1/dead-letters/{id}", delete(api::purge))
         .route("/api/v1/routes", get(api::routes))
         .route("/api/v1/tap", get(api::tap))
+        .route("/api/v1/reload", post(api::reload))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 #[openapi(
     info(
         title = "Switchyard admin API",
-        description = "Events, every route's decision and the runs they started; dead letters; routes and their open trigger state; the live tap. With `admin.token` set, every call needs `Authorization: Bearer <token>`."
+        description = "Events, every route's decision and the runs they started; dead letters; routes and their open trigger state; the live tap; reloading the config. With `admin.token` set, every call needs `Authorization: Bearer <token>`."
     ),
     paths(
         super::api::overview,
@@ -20,6 +20,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::api::purge,
         super::api::routes,
         super::api::tap,
+        super::api::reload,
         super::api::readyz,
         super::api::metrics_text,
     ),

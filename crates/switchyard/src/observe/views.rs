@@ -217,3 +217,40 @@ pub struct RoutesPage {
     /// Every route, in config order.
     pub routes: Vec<RouteView>,
 }
+
+/// What a reload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadResult {
+    /// The new config is in force.
+    Applied,
+    /// The file says what is already in force.
+    Unchanged,
+    /// The new config fails; the old one keeps running.
+    Failed,
+}
+
+impl ReloadResult {
+    /// The metric's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Unchanged => "unchanged",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// `POST /api/v1/reload`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Reloaded {
+    /// What happened.
+    pub result: ReloadResult,
+    /// The config generation in force afterwards (1 at start, one more per applied reload).
+    pub generation: u64,
+    /// What changed, a line each (`route orders: action changed`, `source kafka: restarted`).
+    pub changes: Vec<String>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -251,6 +251,27 @@ impl Stateful {
         Ok(restored)
     }
 
+    /// Starts with no state, deleting what the journal holds for the route (a reload changed
+    /// its trigger: buckets counted by the old one mean nothing to the new). Returns how many
+    /// stored buckets were dropped.
+    pub async fn start_afresh(&self, journal: &dyn Store) -> Result<usize, JournalError> {
+        let stored = journal.trigger_states(&self.route).await?;
+        let mut buckets = self.buckets.lock().await;
+        buckets.clear();
+        let started = self.machine.start(&mut buckets, self.now());
+        let mut change = self.change(&buckets, started, Vec::new(), None);
+        let dropped = stored.len();
+        for (key, _) in stored {
+            if !change.states.iter().any(|(k, _)| *k == key) {
+                change.states.push((key, None));
+            }
+        }
+        if !change.states.is_empty() {
+            journal.absorb(&change).await?;
+        }
+        Ok(dropped)
+    }
+
     fn change(
         &self,
         buckets: &BTreeMap<String, Bucket>,

@@ -53,21 +53,26 @@ pub fn deploy(api: &str, flow: &str, deployment: &str, schema: Value) -> Uuid {
     })
 }
 
-/// Every run of a deployment (the API pages by 200).
+/// Every run of a deployment (the API pages by 200). Runs created while it pages shift the
+/// pages, so one run can come twice and another not at all: each run is kept once, and a run
+/// missed now is there on the next call (callers wait for a count).
 pub fn runs_of(api: &str, deployment: Uuid) -> Vec<FlowRun> {
     rt().block_on(async {
         let client = prefect(api);
-        let mut all = Vec::new();
+        let mut all: Vec<FlowRun> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut offset = 0;
         loop {
             let page = client
                 .filter_flow_runs(&json!({
                     "flow_runs": {"deployment_id": {"any_": [deployment]}},
-                    "limit": 200, "offset": all.len()
+                    "sort": "ID_DESC", "limit": 200, "offset": offset
                 }))
                 .await
                 .unwrap();
             let done = page.len() < 200;
-            all.extend(page);
+            offset += page.len();
+            all.extend(page.into_iter().filter(|r| seen.insert(r.id)));
             if done {
                 return all;
             }

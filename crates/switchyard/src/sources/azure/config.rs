@@ -17,7 +17,7 @@ use crate::codec::PayloadFormat;
 /// the connection string, or already in `queue_url`); an account key (`account_key` or
 /// `AccountKey`), from which Switchyard signs a short-lived account SAS itself; an Entra ID
 /// access token read from the environment variable `token_env` (https only).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AzureQueueConfig {
     /// Source name.

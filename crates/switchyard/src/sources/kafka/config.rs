@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::codec::PayloadFormat;
 
 /// A Kafka source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Source name.

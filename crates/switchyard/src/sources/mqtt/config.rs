@@ -5,7 +5,7 @@ use serde::Deserialize;
 use crate::codec::PayloadFormat;
 
 /// An MQTT source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
     /// Source name.

@@ -9,7 +9,7 @@ use crate::codec::PayloadFormat;
 
 /// A NATS source: JetStream (durable pull consumer, explicit ack, nak with delay) or core NATS
 /// subjects (at most once: nothing is redelivered).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
     /// Source name.

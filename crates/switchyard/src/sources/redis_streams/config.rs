@@ -9,7 +9,7 @@ use crate::codec::PayloadFormat;
 
 /// A Redis Streams source: `XREADGROUP` through a consumer group, `XACK` once the event is
 /// settled, entries left pending by a dead consumer reclaimed after `claim_idle`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisStreamsConfig {
     /// Source name.

@@ -16,7 +16,7 @@ pub enum StdinFormat {
 }
 
 /// A stdin source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StdinConfig {
     /// Source name.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// A webhook source.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Source name: the hook is `POST /hooks/<name>`.
@@ -58,7 +58,7 @@ pub enum EventFrom {
 
 /// How a hook verifies requests. Every secret may be several (`[{env: A}, {env: B}]`): a
 /// request signed with any of them passes, so a secret can be rotated without downtime.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Verify {
     /// The Standard Webhooks spec: `webhook-id`, `webhook-timestamp` and
@@ -171,7 +171,7 @@ pub enum SignatureEncoding {
 }
 
 /// One secret or several (rotation).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum Secrets {
     /// One.
@@ -181,7 +181,7 @@ pub enum Secrets {
 }
 
 /// Where a secret is: never in the config file itself.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum SecretRef {
     /// An environment variable.
@@ -224,7 +224,7 @@ impl Secrets {
 }
 
 /// The HTTP server for webhook sources (started only when there is one).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Address to listen on (default `127.0.0.1:8080`).
@@ -254,7 +254,7 @@ pub struct HttpConfig {
 }
 
 /// A certificate chain and its private key, PEM.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// The certificate chain, leaf first.
@@ -297,7 +297,7 @@ fn default_max_connections() -> std::num::NonZeroUsize {
 }
 
 /// A hook's rate limit: a token bucket.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// Requests per second, sustained.

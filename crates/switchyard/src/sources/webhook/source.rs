@@ -42,7 +42,8 @@ use crate::sources::{Dispatcher, Refused};
 use crate::template::TextTemplate;
 
 struct HookState {
-    hooks: BTreeMap<String, Hook>,
+    /// Swapped whole by a reload ([`Hooks::replace`]); a request reads it once.
+    hooks: std::sync::RwLock<Arc<BTreeMap<String, Arc<Hook>>>>,
     dispatch: Dispatcher,
     max_body: usize,
     body_timeout: Duration,
@@ -57,49 +58,99 @@ struct Hook {
     template: Option<Result<Arc<TextTemplate>, String>>,
 }
 
+impl Hook {
+    fn new(cfg: WebhookConfig) -> Self {
+        let verifier = cfg
+            .verify
+            .as_ref()
+            .map(|v| Verifier::new(v).map_err(|(_, m)| m));
+        let rate = cfg.rate_limit.map(TokenBucket::new);
+        let template = cfg
+            .template
+            .as_deref()
+            .map(|t| TextTemplate::compile_lenient(t).map(Arc::new));
+        Self {
+            cfg,
+            verifier,
+            rate,
+            template,
+        }
+    }
+}
+
+/// The hooks a running HTTP server answers, to change while it serves (a reload).
+#[derive(Clone)]
+pub struct Hooks(Arc<HookState>);
+
+impl Hooks {
+    /// Answers `hooks` from the next request on. A hook whose settings did not change keeps
+    /// what it holds (its rate limit's bucket); a hook no longer listed answers 404.
+    pub fn replace(&self, hooks: Vec<WebhookConfig>) {
+        let old = self.current();
+        let next: BTreeMap<String, Arc<Hook>> = hooks
+            .into_iter()
+            .map(|cfg| {
+                let hook = match old.get(&cfg.name) {
+                    Some(h) if h.cfg == cfg => Arc::clone(h),
+                    _ => Arc::new(Hook::new(cfg)),
+                };
+                (hook.cfg.name.clone(), hook)
+            })
+            .collect();
+        for name in old.keys().filter(|n| !next.contains_key(*n)) {
+            crate::metrics::source_up(name, false);
+        }
+        for name in next.keys() {
+            crate::metrics::source_up(name, true);
+        }
+        *self
+            .0
+            .hooks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(next);
+    }
+
+    fn current(&self) -> Arc<BTreeMap<String, Arc<Hook>>> {
+        self.0.current()
+    }
+}
+
+impl HookState {
+    fn current(&self) -> Arc<BTreeMap<String, Arc<Hook>>> {
+        Arc::clone(
+            &self
+                .hooks
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
 /// The HTTP app: the hooks plus `GET /healthz` and `GET /readyz`. A hook whose secrets cannot
 /// be read refuses every request ([`serve`] and `check` report it before it comes to that).
 pub fn app(hooks: Vec<WebhookConfig>, dispatch: Dispatcher, max_body_bytes: usize) -> Router {
-    app_with(hooks, dispatch, max_body_bytes, Duration::from_secs(30))
+    app_with(hooks, dispatch, max_body_bytes, Duration::from_secs(30)).0
 }
 
-/// [`app`] with a body-read timeout (`http.body_timeout`).
+/// [`app`] with a body-read timeout (`http.body_timeout`), and the handle that changes its
+/// hooks.
 pub fn app_with(
     hooks: Vec<WebhookConfig>,
     dispatch: Dispatcher,
     max_body: usize,
     body_timeout: Duration,
-) -> Router {
+) -> (Router, Hooks) {
     let hooks = hooks
         .into_iter()
-        .map(|cfg| {
-            let verifier = cfg
-                .verify
-                .as_ref()
-                .map(|v| Verifier::new(v).map_err(|(_, m)| m));
-            let rate = cfg.rate_limit.map(TokenBucket::new);
-            let template = cfg
-                .template
-                .as_deref()
-                .map(|t| TextTemplate::compile_lenient(t).map(Arc::new));
-            (
-                cfg.name.clone(),
-                Hook {
-                    cfg,
-                    verifier,
-                    rate,
-                    template,
-                },
-            )
-        })
+        .map(|cfg| (cfg.name.clone(), Arc::new(Hook::new(cfg))))
         .collect();
     let state = Arc::new(HookState {
-        hooks,
+        hooks: std::sync::RwLock::new(Arc::new(hooks)),
         dispatch,
         max_body,
         body_timeout,
     });
-    Router::new()
+    let router = Router::new()
         .route(
             "/hooks/{name}",
             post(receive)
@@ -110,7 +161,18 @@ pub fn app_with(
         )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .with_state(state)
+        .with_state(Arc::clone(&state));
+    (router, Hooks(state))
+}
+
+/// Whether every hook's secrets can be read: an error names the hook and the key.
+pub fn check_secrets(hooks: &[WebhookConfig]) -> Result<(), String> {
+    for hook in hooks {
+        if let Some(v) = &hook.verify {
+            Verifier::new(v).map_err(|(key, m)| format!("webhook {}: {key}.{m}", hook.name))?;
+        }
+    }
+    Ok(())
 }
 
 /// Serves every webhook source on `http.listen` until `stop` (see [`super::listener`] for how
@@ -121,12 +183,8 @@ pub async fn serve(
     http: &HttpConfig,
     stop: tokio_util::sync::CancellationToken,
     set: &mut tokio::task::JoinSet<()>,
-) -> Result<(), String> {
-    for hook in &hooks {
-        if let Some(v) = &hook.verify {
-            Verifier::new(v).map_err(|(key, m)| format!("webhook {}: {key}.{m}", hook.name))?;
-        }
-    }
+) -> Result<Hooks, String> {
+    check_secrets(&hooks)?;
     let addr = http.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -149,7 +207,7 @@ pub async fn serve(
         max_connections = limits.max_connections, open_file_limit = files, tls = tls.is_some(),
         "webhook server listening"
     );
-    let app = app_with(
+    let (app, handle) = app_with(
         hooks,
         dispatch,
         http.max_body_bytes.get(),
@@ -159,7 +217,7 @@ pub async fn serve(
         crate::metrics::source_up(name.trim_start_matches("/hooks/"), true);
     }
     set.spawn(super::listener::run(listener, app, limits, tls, stop));
-    Ok(())
+    Ok(handle)
 }
 
 /// `GET /readyz`: 200 while events can be accepted, 503 with the reason otherwise.
@@ -292,15 +350,16 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let hooks = state.current();
     let Some(Hook {
         cfg: hook,
         verifier,
         rate,
         template,
-    }) = state.hooks.get(&name)
+    }) = hooks.get(&name).map(|h| &**h)
     else {
         // The log may list the hooks; the answer never does.
-        tracing::warn!(hook = %name, hooks = ?state.hooks.keys().collect::<Vec<_>>(), "request for an unknown hook");
+        tracing::warn!(hook = %name, hooks = ?hooks.keys().collect::<Vec<_>>(), "request for an unknown hook");
         return reply(StatusCode::NOT_FOUND, json!({"error": "no such hook"}));
     };
     let template = match template {

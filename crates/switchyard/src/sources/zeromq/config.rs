@@ -5,7 +5,7 @@ use serde::Deserialize;
 use crate::codec::PayloadFormat;
 
 /// A ZeroMQ source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZmqConfig {
     /// Source name.

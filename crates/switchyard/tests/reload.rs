@@ -405,3 +405,118 @@ routes:
     common::wait_for_runs(&api, dep, 3);
     assert_eq!(router.stop(libc::SIGTERM), Some(0));
 }
+
+/// A broker source added by a reload starts; changed, it restarts and finishes what it had
+/// in flight first (nothing left pending at Redis); the webhook keeps answering throughout.
+#[cfg(feature = "redis-streams")]
+#[test]
+fn a_changed_source_restarts_and_the_others_keep_running() {
+    let api = PrefectServer::shared().api_url.clone();
+    let flow = unique("Restarted");
+    let schema = json!({"type": "object", "properties": {"n": {"type": "integer"}}});
+    let dep = deploy(&api, &flow, "d", schema);
+    let (port, admin) = (free_port(), free_port());
+    let stream = unique("reload-stream");
+    let config = |redis: &str| {
+        format!(
+            r#"
+http: {{listen: "127.0.0.1:{port}"}}
+admin: {{listen: "127.0.0.1:{admin}"}}
+sources:
+  - {{type: webhook, name: h}}
+{redis}
+routes:
+  - name: all
+    action: {{type: run_deployment, deployment: "{flow}/d", parameters: {{n: "{{{{ event.payload.n }}}}"}}}}
+"#
+        )
+    };
+    let redis = |batch: u32| {
+        format!("  - {{type: redis_streams, name: r, stream: \"{stream}\", batch: {batch}}}")
+    };
+    let dir = TempDir::new("reload-source");
+    let path = dir.path().join("c.yaml");
+    let router = Router::start(dir.path(), &api, "c.yaml", &config(""), &[]);
+    router.wait_for_http(port);
+    router.wait_for_http(admin);
+    let base = format!("http://127.0.0.1:{admin}");
+    let hook = format!("http://127.0.0.1:{port}/hooks/h");
+    let mut conn = redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut xadd = |n: u64| {
+        let _: String = redis::cmd("XADD")
+            .arg(&stream)
+            .arg("*")
+            .arg("payload")
+            .arg(format!("{{\"n\": {n}}}"))
+            .query(&mut conn)
+            .unwrap();
+    };
+    let hook_keeps_answering = |n: u64| {
+        let (status, body) = post(&hook, &format!("{{\"n\": {n}}}"), &[]);
+        assert_eq!(status, 202, "{body}");
+    };
+
+    hook_keeps_answering(0);
+    std::fs::write(&path, config(&redis(64))).unwrap();
+    let (status, answer) = reload(&base);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["changes"],
+        json!(["route all: listens to h, r", "source r: started"]),
+        "{answer}"
+    );
+    for n in 1..=20 {
+        xadd(n);
+    }
+    hook_keeps_answering(21);
+    std::fs::write(&path, config(&redis(8))).unwrap();
+    let (status, answer) = reload(&base);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["changes"],
+        json!(["source r: restarted"]),
+        "{answer}"
+    );
+    for n in 22..=40 {
+        xadd(n);
+    }
+    hook_keeps_answering(41);
+    let runs = common::wait_for_runs(&api, dep, 42);
+    let mut ns: Vec<u64> = runs
+        .iter()
+        .map(|r| r.parameters["n"].as_u64().unwrap())
+        .collect();
+    ns.sort_unstable();
+    assert_eq!(ns, (0..=41).collect::<Vec<_>>(), "each event once");
+    std::fs::write(&path, config("")).unwrap();
+    let (_, answer) = reload(&base);
+    assert_eq!(
+        answer["changes"],
+        json!(["route all: listens to h", "source r: stopped"]),
+        "{answer}"
+    );
+    let pending: redis::Value = redis::cmd("XPENDING")
+        .arg(&stream)
+        .arg("switchyard")
+        .query(
+            &mut redis::Client::open("redis://127.0.0.1:6379")
+                .unwrap()
+                .get_connection()
+                .unwrap(),
+        )
+        .unwrap();
+    assert!(
+        matches!(&pending, redis::Value::Array(items) if matches!(items.first(), Some(redis::Value::Int(0)))),
+        "entries left pending at Redis: {pending:?}"
+    );
+    assert_eq!(count_runs(&api, dep), 42);
+    assert_eq!(router.stop(libc::SIGTERM), Some(0));
+    let mut conn = redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: i64 = redis::cmd("DEL").arg(&stream).query(&mut conn).unwrap();
+}

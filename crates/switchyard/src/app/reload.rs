@@ -97,6 +97,11 @@ pub(super) fn plan(
             plan.routes.push(Arc::clone(running));
             continue;
         }
+        // Its settings, or only the sources it listens to (`from` left out: every source).
+        let changed = match before == cfg {
+            true => format!("listens to {}", route.sources.join(", ")),
+            false => "changed".to_string(),
+        };
         match (&running.stateful, route.stateful.is_some()) {
             (Some(state), true) if same_trigger(before, cfg) => {
                 // Freshly compiled, so held here only; if it were not, the route would start
@@ -105,13 +110,13 @@ pub(super) fn plan(
                     Some(r) => {
                         r.stateful = Some(Arc::clone(state));
                         plan.changes
-                            .push(format!("route {name}: changed (trigger state kept)"));
+                            .push(format!("route {name}: {changed} (trigger state kept)"));
                     }
                     None => {
                         plan.triggers_stopped.push(name.clone());
                         plan.triggers_started.push((Arc::clone(route), true));
                         plan.changes
-                            .push(format!("route {name}: changed (its state dropped)"));
+                            .push(format!("route {name}: {changed} (its state dropped)"));
                     }
                 }
             }
@@ -124,14 +129,14 @@ pub(super) fn plan(
             (Some(_), false) => {
                 plan.triggers_stopped.push(name.clone());
                 plan.changes
-                    .push(format!("route {name}: changed (trigger removed)"));
+                    .push(format!("route {name}: {changed} (trigger removed)"));
             }
             (None, true) => {
                 plan.triggers_started.push((Arc::clone(route), true));
                 plan.changes
-                    .push(format!("route {name}: changed (trigger added)"));
+                    .push(format!("route {name}: {changed} (trigger added)"));
             }
-            (None, false) => plan.changes.push(format!("route {name}: changed")),
+            (None, false) => plan.changes.push(format!("route {name}: {changed}")),
         }
         plan.checked.push(Arc::clone(route));
         plan.routes.push(Arc::clone(route));

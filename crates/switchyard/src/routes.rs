@@ -377,8 +377,15 @@ impl Route {
             .map_err(failed)
     }
 
-    /// [`Route::plan`] on the evaluation pool, off the async runtime.
+    /// [`Route::plan`] on the evaluation pool, off the async runtime (a route switched off
+    /// with `when: "false"` is skipped here, with no context built and no hop to the pool).
     pub async fn plan_off_runtime(self: &Arc<Self>, event: &Arc<Event>) -> Result<Plan, Failure> {
+        if let Some(when) = &self.when
+            && when.constant() == Some(false)
+            && !self.is_firing(event)
+        {
+            return Ok(Plan::Skip(format!("`when` {:?} is false", when.source())));
+        }
         let (route, ev) = (Arc::clone(self), Arc::clone(event));
         template::sandbox(move || route.plan(&ev))
             .await

@@ -363,6 +363,9 @@ fn unknown_names(env: &'static Environment<'static>, template: &str) -> Result<(
 pub struct Predicate {
     source: String,
     expr: Expression<'static, 'static>,
+    /// `Some` for a literal `true` or `false` (a route switched off with `when: "false"`):
+    /// known without a context, so none is built.
+    constant: Option<bool>,
 }
 
 // Compiled expressions hold only shared, immutable data.
@@ -386,10 +389,21 @@ impl Predicate {
             .map_err(|e| format!("invalid expression {source:?}: {e}"))?;
         unknown_names(env, &format!("{{{{ {source} }}}}"))
             .map_err(|e| format!("invalid expression {source:?}: {e}"))?;
+        let constant = match source.trim() {
+            "true" | "True" => Some(true),
+            "false" | "False" => Some(false),
+            _ => None,
+        };
         Ok(Self {
             source: source.to_string(),
             expr,
+            constant,
         })
+    }
+
+    /// The value of a literal `true` or `false`, which needs no context.
+    pub fn constant(&self) -> Option<bool> {
+        self.constant
     }
 
     /// The expression text.

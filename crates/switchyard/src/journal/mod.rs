@@ -321,7 +321,8 @@ pub trait Store: Send + Sync + 'static {
         id: i64,
         resolution: &'a str,
     ) -> BoxFuture<'a, Result<(), JournalError>>;
-    /// Deletes finished events past the retention; returns how many.
+    /// Deletes finished events past the retention, in small steps other writes go between
+    /// (nothing on the commit path grows with the journal); returns how many.
     fn prune(&self, retention: Retention) -> BoxFuture<'_, Result<u64, JournalError>>;
     /// How many events are pending, and how many dead letters are open (for metrics).
     fn counts(&self) -> BoxFuture<'_, Result<(u64, u64), JournalError>>;

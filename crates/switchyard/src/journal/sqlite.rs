@@ -68,7 +68,9 @@ impl SqliteStore {
         conn.execute_batch(
             // temp_store: the writer runs each job in a savepoint, and a savepoint's undo
             // pages (the statement journal) otherwise spill to a temporary file.
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY;",
+            // wal_autocheckpoint: a backstop only; the checkpointer thread copies the WAL into
+            // the file off the commit path (see `checkpoints`).
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 8192;",
         )
         .map_err(|e| open_err(e.to_string()))?;
         conn.execute_batch(SCHEMA)
@@ -113,9 +115,19 @@ impl SqliteStore {
         let fault = Arc::new(Faults::default());
         let (tx, rx) = mpsc::channel::<Job>(1024);
         let writer_fault = Arc::clone(&fault);
+        // The checkpointer runs while the writer does (it stops when this sender drops).
+        let (alive, writer_alive) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("journal-writer".into())
-            .spawn(move || writer(conn, rx, &writer_fault))
+            .spawn(move || {
+                let _alive = alive;
+                writer(conn, rx, &writer_fault);
+            })
+            .map_err(|e| open_err(e.to_string()))?;
+        let file = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("journal-checkpoint".into())
+            .spawn(move || checkpoints(&file, &writer_alive))
             .map_err(|e| open_err(e.to_string()))?;
         Ok(Self {
             tx,
@@ -161,6 +173,68 @@ impl SqliteStore {
         });
         self.tx.send(job).await.map_err(|_| JournalError::Closed)?;
         orx.await.map_err(|_| JournalError::Closed)?
+    }
+}
+
+/// Finished events deleted per retention job: small enough that a job takes about a
+/// millisecond, so the accepts committed with it wait no longer than that.
+const PRUNE_CHUNK: usize = 64;
+
+/// The pause between two retention chunks: retention takes a bounded share of the writer
+/// (at most ~20k deletions a second, well above any intake it has to keep up with).
+const PRUNE_PAUSE: std::time::Duration = std::time::Duration::from_millis(3);
+
+/// The newest finished event retention deletes, as `(finished_at, rowid)` (everything up to
+/// it in that order goes), or `None` when nothing is past the retention. Read on a read-only
+/// connection of its own.
+fn prune_bound(file: &Path, retention: Retention) -> rusqlite::Result<Option<(i64, i64)>> {
+    let conn = Connection::open_with_flags(
+        file,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let age = i64::try_from(retention.max_age.as_millis()).unwrap_or(i64::MAX);
+    let by_age = (now_ms().saturating_sub(age), i64::MAX);
+    // The newest event beyond the `max_events` newest.
+    let by_count: Option<(i64, i64)> = conn
+        .query_row(
+            "SELECT finished_at, rowid FROM events WHERE status = 'done'
+             ORDER BY finished_at DESC, rowid DESC LIMIT 1 OFFSET ?1",
+            params![i64::try_from(retention.max_events).unwrap_or(i64::MAX)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let bound = by_count.map_or(by_age, |c| c.max(by_age));
+    let any: Option<i64> = conn
+        .query_row(
+            "SELECT rowid FROM events WHERE status = 'done' AND finished_at <= ?1
+               AND (finished_at < ?1 OR rowid <= ?2) LIMIT 1",
+            params![bound.0, bound.1],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(any.map(|_| bound))
+}
+
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Passive WAL checkpoints on a connection of their own, until the writer stops: the copy
+/// into the database file and its fsync happen here, not inside a commit the writer's callers
+/// wait on (SQLite's automatic checkpoint runs in the committing connection). A passive
+/// checkpoint waits for no one; the writer's own automatic checkpoint (at 8,192 pages) is
+/// only a backstop should this thread fall behind.
+fn checkpoints(file: &Path, writer_alive: &std::sync::mpsc::Receiver<()>) {
+    let Ok(conn) = Connection::open(file) else {
+        return;
+    };
+    loop {
+        match writer_alive.recv_timeout(CHECKPOINT_EVERY) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            }
+            _ => return,
+        }
     }
 }
 
@@ -527,17 +601,38 @@ impl Store for SqliteStore {
     }
 
     fn prune(&self, retention: Retention) -> BoxFuture<'_, Result<u64, JournalError>> {
-        Box::pin(self.run(move |conn| {
-            let age = i64::try_from(retention.max_age.as_millis()).unwrap_or(i64::MAX);
-            let cutoff = now_ms().saturating_sub(age);
-            let by_age = conn.execute("DELETE FROM events WHERE status = 'done' AND finished_at <= ?1", params![cutoff])?;
-            let by_count = conn.execute(
-                "DELETE FROM events WHERE id IN (
-                     SELECT id FROM events WHERE status = 'done' ORDER BY finished_at DESC LIMIT -1 OFFSET ?1)",
-                params![i64::try_from(retention.max_events).unwrap_or(i64::MAX)],
-            )?;
-            Ok((by_age + by_count) as u64)
-        }))
+        Box::pin(async move {
+            // Where to cut is read on a connection of its own, off the writer (a WAL reader
+            // blocks no writer): walking a million index entries must not stall accepts.
+            let file = self.file.clone();
+            let bound = tokio::task::spawn_blocking(move || prune_bound(&file, retention))
+                .await
+                .map_err(|e| JournalError::Db(format!("retention stopped: {e}")))?
+                .map_err(|e| JournalError::Db(e.to_string()))?;
+            let Some((finished, rowid)) = bound else {
+                return Ok(0);
+            };
+            // Then small deletes, each a job of its own, so other writes go between them.
+            let mut deleted = 0u64;
+            loop {
+                let n = self
+                    .run(move |conn| {
+                        conn.prepare_cached(
+                            "DELETE FROM events WHERE rowid IN (
+                                 SELECT rowid FROM events WHERE status = 'done' AND finished_at <= ?1
+                                   AND (finished_at < ?1 OR rowid <= ?2)
+                                 ORDER BY finished_at, rowid LIMIT ?3)",
+                        )?
+                        .execute(params![finished, rowid, PRUNE_CHUNK as i64])
+                    })
+                    .await?;
+                deleted += n as u64;
+                if n < PRUNE_CHUNK {
+                    return Ok(deleted);
+                }
+                tokio::time::sleep(PRUNE_PAUSE).await;
+            }
+        })
     }
 
     fn counts(&self) -> BoxFuture<'_, Result<(u64, u64), JournalError>> {

@@ -264,3 +264,17 @@ fn unknown_filters_tests_and_functions_are_refused_at_compile_time() {
     }
     assert!(TextTemplate::compile_lenient("{{ body | from_cloud_event(headers) }}").is_ok());
 }
+
+#[test]
+fn only_a_literal_true_or_false_is_known_without_a_context() {
+    for (src, want) in [
+        ("false", Some(false)),
+        (" False ", Some(false)),
+        ("true", Some(true)),
+        ("event.payload.ok", None),
+        ("false and event.x", None),
+        ("1 == 2", None),
+    ] {
+        assert_eq!(Predicate::compile(src).unwrap().constant(), want, "{src}");
+    }
+}

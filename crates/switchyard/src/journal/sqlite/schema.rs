@@ -18,7 +18,10 @@ CREATE TABLE IF NOT EXISTS events (
     digest TEXT
 );
 CREATE INDEX IF NOT EXISTS events_status ON events (status, accepted_at);
-CREATE INDEX IF NOT EXISTS events_finished ON events (finished_at);
+-- Retention walks finished events oldest first (the index that once had finished_at alone
+-- made it sort the table).
+CREATE INDEX IF NOT EXISTS events_done ON events (status, finished_at);
+DROP INDEX IF EXISTS events_finished;
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY,
     event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,

@@ -234,6 +234,38 @@ async fn retention_prunes_finished_events_only() {
     assert_eq!(left, ["dead", "pending"]);
 }
 
+/// Retention past one chunk keeps exactly the newest `max_events`, oldest going first, and
+/// leaves the journal taking writes between its chunks.
+#[tokio::test]
+async fn retention_deletes_in_chunks_and_keeps_the_newest() {
+    let dir = TempDir::new("journal");
+    let j = SqliteStore::open(&dir.path().join("j.db")).unwrap();
+    let n = PRUNE_CHUNK * 2 + 44;
+    for i in 0..n {
+        let id = format!("e{i:04}");
+        j.accept(&event(&id)).await.unwrap();
+        j.finish(&id).await.unwrap();
+    }
+    let keep = Retention {
+        max_age: Duration::from_secs(3600),
+        max_events: 10,
+    };
+    assert_eq!(j.prune(keep).await.unwrap(), (n - 10) as u64);
+    assert_eq!(j.prune(keep).await.unwrap(), 0, "nothing more to delete");
+    let left: Vec<String> = j
+        .list_events(&EventFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let newest: Vec<String> = (n - 10..n).rev().map(|i| format!("e{i:04}")).collect();
+    assert_eq!(left, newest);
+}
+
 /// A run recorded twice for one event (a redelivery found the run it started) is listed once.
 #[tokio::test]
 async fn an_event_lists_each_of_its_runs_once() {

@@ -1,0 +1,184 @@
+//! Does retention stall the journal? A journal holding a million finished events (each with a
+//! decision row, as a skipped webhook event leaves), a steady stream of accepts at 5,000/s
+//! (the moment a webhook answers 202) each followed by its finish, first with retention idle
+//! (the baseline), then with retention deleting hundreds of thousands of events meanwhile. It
+//! prints the accept latency percentiles of both phases and their ratio, in one run.
+//! Run: `cargo bench -p switchyard --bench journal_stall`
+//! (`SWITCHYARD_STALL_EVENTS`, default 1,000,000; `SWITCHYARD_STALL_SECONDS` per phase,
+//! default 10; `SWITCHYARD_STALL_RATE`, default 5,000/s).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use switchyard::journal::{Retention, SqliteStore, Store};
+use switchyard_core::Event;
+use switchyard_testkit::TempDir;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Fills the journal with `n` finished events and their decisions, the oldest two hours ago.
+fn fill(path: &std::path::Path, n: u64) {
+    let mut conn = rusqlite::Connection::open(path).unwrap();
+    conn.busy_timeout(Duration::from_secs(30)).unwrap();
+    let tx = conn.transaction().unwrap();
+    let start = chrono::Utc::now().timestamp_millis() - 2 * 3_600_000;
+    let stamp = chrono::Utc::now().to_rfc3339();
+    {
+        let mut ev = tx
+            .prepare(
+                "INSERT INTO events (id, source, name, occurred, received, payload, labels, status, accepted_at, finished_at, digest)
+                 VALUES (?1, 'h', 'h.received', ?2, ?2, '{\"n\":1}', '{}', 'done', ?3, ?3, 'd')",
+            )
+            .unwrap();
+        let mut dec = tx
+            .prepare(
+                "INSERT INTO decisions (event_id, route, kind, detail, at) VALUES (?1, 'never', 'skipped', 'when is false', ?2)",
+            )
+            .unwrap();
+        for i in 0..n {
+            let id = format!("old-{i}");
+            let at = start + i64::try_from(i / 200).unwrap_or(0);
+            ev.execute(rusqlite::params![id, stamp, at]).unwrap();
+            dec.execute(rusqlite::params![id, at]).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    // Both phases start from an empty WAL.
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+}
+
+struct Phase {
+    latencies: Vec<Duration>,
+    deleted: u64,
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+/// Accepts (and finishes) events at `rate` for `secs`; with `retention`, prunes meanwhile.
+async fn phase(
+    store: Arc<SqliteStore>,
+    tag: &str,
+    rate: u64,
+    secs: u64,
+    retention: Option<Retention>,
+) -> Phase {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pruner = retention.map(|r| {
+        let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut deleted = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match store.prune(r).await {
+                    Ok(0) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    Ok(n) => deleted += n,
+                    Err(e) => panic!("prune: {e}"),
+                }
+            }
+            deleted
+        })
+    });
+    let per_tick = rate / 1000;
+    let mut ticks = tokio::time::interval(Duration::from_millis(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = tokio::task::JoinSet::new();
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut n = 0u64;
+    while Instant::now() < end {
+        ticks.tick().await;
+        for _ in 0..per_tick {
+            n += 1;
+            let store = Arc::clone(&store);
+            let id = format!("{tag}-{n}");
+            tasks.spawn(async move {
+                let e = Event::builder("h", "h.received", json!({"n": n}))
+                    .id(&id)
+                    .build();
+                let t = Instant::now();
+                store.accept(&e).await.unwrap();
+                let took = t.elapsed();
+                store
+                    .finish_skipped(&id, vec![("never".into(), "when is false".into())])
+                    .await
+                    .unwrap();
+                took
+            });
+        }
+    }
+    let mut latencies = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        latencies.push(r.unwrap());
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let deleted = match pruner {
+        Some(p) => p.await.unwrap(),
+        None => 0,
+    };
+    latencies.sort_unstable();
+    Phase { latencies, deleted }
+}
+
+fn main() {
+    let events = env_u64("SWITCHYARD_STALL_EVENTS", 1_000_000);
+    let secs = env_u64("SWITCHYARD_STALL_SECONDS", 10);
+    let rate = env_u64("SWITCHYARD_STALL_RATE", 5_000).max(1000);
+    let dir = TempDir::new("journal-stall");
+    let path = dir.path().join("journal.db");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Creates the schema, then fill it behind the store's back.
+    drop(SqliteStore::open(&path).unwrap());
+    let t = Instant::now();
+    fill(&path, events);
+    println!(
+        "journal filled: {events} finished events in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let idle = rt.block_on(phase(Arc::clone(&store), "idle", rate, secs, None));
+    // Keep 40 % of what is there: retention has ~600k events to delete while accepts go on.
+    let retention = Retention {
+        max_age: Duration::from_secs(30 * 24 * 3600),
+        max_events: events * 2 / 5,
+    };
+    let pruning = rt.block_on(phase(
+        Arc::clone(&store),
+        "pruning",
+        rate,
+        secs,
+        Some(retention),
+    ));
+    println!("accept latency at {rate}/s over {secs} s, journal of {events} events:");
+    println!("| phase | accepts | p50 ms | p99 ms | p99.9 ms | max ms | deleted meanwhile |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, p) in [("retention idle", &idle), ("retention deleting", &pruning)] {
+        let l = &p.latencies;
+        println!(
+            "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            l.len(),
+            pct(l, 0.5),
+            pct(l, 0.99),
+            pct(l, 0.999),
+            pct(l, 1.0),
+            p.deleted
+        );
+    }
+    println!(
+        "p99.9 ratio deleting/idle: {:.2}",
+        pct(&pruning.latencies, 0.999) / pct(&idle.latencies, 0.999).max(1e-9)
+    );
+}

@@ -2,7 +2,8 @@
 //! decision row, as a skipped webhook event leaves), a steady stream of accepts at 5,000/s
 //! (the moment a webhook answers 202) each followed by its finish, first with retention idle
 //! (the baseline), then with retention deleting hundreds of thousands of events meanwhile. It
-//! prints the accept latency percentiles of both phases and their ratio, in one run.
+//! prints the accept latency percentiles of both phases and their ratio, in one run; then
+//! how many events a second 64 callers get accepted and finished (the journal's ceiling).
 //! Run: `cargo bench -p switchyard --bench journal_stall`
 //! (`SWITCHYARD_STALL_EVENTS`, default 1,000,000; `SWITCHYARD_STALL_SECONDS` per phase,
 //! default 10; `SWITCHYARD_STALL_RATE`, default 5,000/s).
@@ -130,6 +131,37 @@ async fn phase(
     Phase { latencies, deleted }
 }
 
+/// Events accepted and finished per second by `tasks` concurrent callers for `secs` (what a
+/// busy webhook asks of the journal: the accept, then the finish of a skipped event).
+async fn saturation(store: Arc<SqliteStore>, tasks: u64, secs: u64) -> f64 {
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..tasks {
+        let store = Arc::clone(&store);
+        set.spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < end {
+                let id = format!("sat-{t}-{n}");
+                let e = Event::builder("h", "h.received", json!({"n": n}))
+                    .id(&id)
+                    .build();
+                store.accept(&e).await.unwrap();
+                store
+                    .finish_skipped(&id, vec![("never".into(), "when is false".into())])
+                    .await
+                    .unwrap();
+                n += 1;
+            }
+            n
+        });
+    }
+    let mut total = 0;
+    while let Some(n) = set.join_next().await {
+        total += n.unwrap();
+    }
+    total as f64 / secs as f64
+}
+
 fn main() {
     let events = env_u64("SWITCHYARD_STALL_EVENTS", 1_000_000);
     let secs = env_u64("SWITCHYARD_STALL_SECONDS", 10);
@@ -177,6 +209,8 @@ fn main() {
             p.deleted
         );
     }
+    let rate = rt.block_on(saturation(Arc::clone(&store), 64, secs.min(5)));
+    println!("saturation, 64 callers: {rate:.0} events accepted and finished per second");
     println!(
         "p99.9 ratio deleting/idle: {:.2}",
         pct(&pruning.latencies, 0.999) / pct(&idle.latencies, 0.999).max(1e-9)

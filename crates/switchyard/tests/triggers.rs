@@ -216,8 +216,12 @@ fn a_batch_hands_every_event_to_one_run_and_survives_a_kill_mid_batch() {
     };
     let mut router = Router::start(dir.path(), api, "batch.yaml", &config, &[]);
     router.wait_for_http(port);
+    // Events accepted at once are routed concurrently, in no promised order: each is sent
+    // once the one before is in the batch, so the batches are known.
     for n in 1..=4 {
         send(n);
+        let id = format!("orders:k{n}");
+        router.wait_for_log(&[("message", "event absorbed by trigger"), ("event_id", &id)]);
     }
     // 1..3 closed a batch; 4 waits in the next. Kill -9 with it half full.
     let runs = common::wait_for_runs(api, dep, 1);

@@ -30,7 +30,15 @@ use writer::writer;
 type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
 /// A job runs against the connection, or is told why it cannot (`Err`), and answers with
 /// whether it succeeded and how to reply once the commit outcome is known.
-type Job = Box<dyn FnOnce(Result<&Connection, &str>) -> (bool, Reply) + Send>;
+///
+/// `savepoint`: whether the writer wraps it in a savepoint of its own, so a failure undoes
+/// its writes without taking its batch neighbours with it. A job that writes with at most one
+/// statement, or only reads, needs none (SQLite undoes a failed statement by itself), and a
+/// savepoint costs a copy of every page the job changes.
+pub(super) struct Job {
+    savepoint: bool,
+    work: Box<dyn FnOnce(Result<&Connection, &str>) -> (bool, Reply) + Send>,
+}
 
 /// The SQLite [`Store`]. Cheap to clone.
 #[derive(Clone)]
@@ -143,14 +151,33 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Runs `f` in the writer, in a savepoint of its own (see [`Job`]).
     async fn run<R, F>(&self, f: F) -> Result<R, JournalError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        self.submit(true, f).await
+    }
+
+    /// [`SqliteStore::run`] for a job that writes with at most one statement, or only reads:
+    /// no savepoint.
+    async fn run_single<R, F>(&self, f: F) -> Result<R, JournalError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        self.submit(false, f).await
+    }
+
+    async fn submit<R, F>(&self, savepoint: bool, f: F) -> Result<R, JournalError>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
     {
         let (otx, orx) = oneshot::channel();
         let fault = Arc::clone(&self.fault);
-        let job: Job = Box::new(move |conn| {
+        let work = Box::new(move |conn: Result<&Connection, &str>| {
             let result = match conn {
                 Ok(conn) => f(conn).map_err(|e| {
                     if is_storage_error(&e) {
@@ -171,6 +198,7 @@ impl SqliteStore {
             });
             (ok, reply)
         });
+        let job = Job { savepoint, work };
         self.tx.send(job).await.map_err(|_| JournalError::Closed)?;
         orx.await.map_err(|_| JournalError::Closed)?
     }
@@ -262,7 +290,7 @@ impl Store for SqliteStore {
                     self.path
                 ));
             } else {
-                match self.run(probe).await {
+                match self.run_single(probe).await {
                     Ok(()) => self.fault.set_transient(None),
                     Err(e) => self.fault.set_transient(Some(e.to_string())),
                 }
@@ -282,7 +310,8 @@ impl Store for SqliteStore {
             let labels =
                 serde_json::to_string(&e.labels).map_err(|x| JournalError::Db(x.to_string()))?;
             let digest = super::digest(&e.name, &payload);
-            self.run(move |conn| {
+            // One write (the insert), then reads.
+            self.run_single(move |conn| {
                 let inserted = conn.prepare_cached(
                     "INSERT INTO events (id, source, name, occurred, received, payload, labels, status, accepted_at, digest)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9) ON CONFLICT (id) DO NOTHING",
@@ -367,7 +396,7 @@ impl Store for SqliteStore {
         route: &'a str,
     ) -> BoxFuture<'a, Result<Vec<(String, serde_json::Value)>, JournalError>> {
         let route = route.to_string();
-        Box::pin(self.run(move |conn| {
+        Box::pin(self.run_single(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT key, state FROM trigger_states WHERE route = ?1 ORDER BY key",
             )?;
@@ -417,27 +446,41 @@ impl Store for SqliteStore {
         event_id: &'a str,
         skipped: Vec<(String, String)>,
     ) -> BoxFuture<'a, Result<EventStatus, JournalError>> {
+        let skipped_is_empty = skipped.is_empty();
         let event_id = event_id.to_string();
-        Box::pin(self.run(move |conn| {
+        let finish = move |conn: &Connection| {
             let at = now_ms();
-            for (route, reason) in skipped {
-                let skip = Settlement::Skipped { reason };
-                record_settlement(conn, &event_id, &route, &skip, at)?;
+            if !skipped.is_empty() {
+                // One statement for every skip (no route_states rows: the event ends in the
+                // same job, and a pending event that failed to end just skips again).
+                let rows = vec!["(?, ?, 'skipped', ?, ?)"; skipped.len()].join(", ");
+                let sql = format!(
+                    "INSERT INTO decisions (event_id, route, kind, detail, at) VALUES {rows}"
+                );
+                let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(skipped.len() * 4);
+                for (route, reason) in &skipped {
+                    values.extend([&event_id as &dyn rusqlite::ToSql, route, reason, &at]);
+                }
+                conn.prepare_cached(&sql)?.execute(values.as_slice())?;
             }
-            let open: i64 = conn
+            let status: String = conn
                 .prepare_cached(
-                    "SELECT COUNT(*) FROM dead_letters WHERE event_id = ?1 AND resolved_at IS NULL",
+                    "UPDATE events SET finished_at = ?2, status = CASE WHEN EXISTS (
+                         SELECT 1 FROM dead_letters WHERE event_id = ?1 AND resolved_at IS NULL)
+                       THEN 'dead' ELSE 'done' END
+                     WHERE id = ?1 RETURNING status",
                 )?
-                .query_row(params![event_id], |r| r.get(0))?;
-            let status = if open > 0 {
-                EventStatus::Dead
+                .query_row(params![event_id, at], |r| r.get(0))?;
+            Ok(EventStatus::parse(&status))
+        };
+        // Without skips it is one statement, with them two: a savepoint only then.
+        Box::pin(async move {
+            if skipped_is_empty {
+                self.run_single(finish).await
             } else {
-                EventStatus::Done
-            };
-            conn.prepare_cached("UPDATE events SET status = ?2, finished_at = ?3 WHERE id = ?1")?
-                .execute(params![event_id, status.as_str(), at])?;
-            Ok(status)
-        }))
+                self.run(finish).await
+            }
+        })
     }
 
     fn pending_before(
@@ -447,7 +490,7 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, Result<Vec<PendingEvent>, JournalError>> {
         let before = before.map_or(i64::MAX, |t| t.timestamp_millis());
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        Box::pin(self.run(move |conn| {
+        Box::pin(self.run_single(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events WHERE status = 'pending' AND accepted_at < ?1
                  ORDER BY accepted_at, rowid LIMIT ?2"
@@ -470,7 +513,7 @@ impl Store for SqliteStore {
         filter: &'a EventFilter,
     ) -> BoxFuture<'a, Result<Vec<EventSummary>, JournalError>> {
         let filter = filter.clone();
-        Box::pin(self.run(move |conn| {
+        Box::pin(self.run_single(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT id, source, name, status, accepted_at, rowid FROM events e
                  WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR source = ?2)
@@ -525,7 +568,7 @@ impl Store for SqliteStore {
         id: &'a str,
     ) -> BoxFuture<'a, Result<Option<EventDetail>, JournalError>> {
         let id = id.to_string();
-        Box::pin(self.run(move |conn| {
+        Box::pin(self.run_single(move |conn| {
             let row = conn
                 .query_row(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"), params![id], |r| {
                     Ok((event_from_row(r)?, r.get::<_, String>(7)?, r.get::<_, i64>(8)?))
@@ -560,7 +603,7 @@ impl Store for SqliteStore {
         include_resolved: bool,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<DeadLetter>, JournalError>> {
-        Box::pin(self.run(move |conn| {
+        Box::pin(self.run_single(move |conn| {
             let mut stmt = conn.prepare(&format!(
                 "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE (?1 OR resolved_at IS NULL) ORDER BY id DESC LIMIT ?2"
             ))?;
@@ -569,7 +612,7 @@ impl Store for SqliteStore {
     }
 
     fn dead_letter(&self, id: i64) -> BoxFuture<'_, Result<Option<DeadLetter>, JournalError>> {
-        Box::pin(self.run(move |conn| {
+        Box::pin(self.run_single(move |conn| {
             conn.query_row(
                 &format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = ?1"),
                 params![id],
@@ -616,7 +659,7 @@ impl Store for SqliteStore {
             let mut deleted = 0u64;
             loop {
                 let n = self
-                    .run(move |conn| {
+                    .run_single(move |conn| {
                         conn.prepare_cached(
                             "DELETE FROM events WHERE rowid IN (
                                  SELECT rowid FROM events WHERE status = 'done' AND finished_at <= ?1
@@ -636,7 +679,7 @@ impl Store for SqliteStore {
     }
 
     fn counts(&self) -> BoxFuture<'_, Result<(u64, u64), JournalError>> {
-        Box::pin(self.run(move |conn| {
+        Box::pin(self.run_single(move |conn| {
             let count = |sql: &str| {
                 conn.prepare_cached(sql)?
                     .query_row([], |r| r.get::<_, i64>(0))

@@ -1,4 +1,5 @@
-//! The writer thread: group commit, one savepoint per job, answers only after COMMIT.
+//! The writer thread: group commit, a savepoint per job that writes more than once, answers
+//! only after COMMIT.
 
 use rusqlite::Connection;
 use tokio::sync::mpsc;
@@ -18,15 +19,21 @@ pub(super) fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>, fault: &Faul
         if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
             let msg = format!("cannot start a transaction: {e}");
             for job in jobs {
-                let (_, reply) = job(Err(&msg));
+                let (_, reply) = (job.work)(Err(&msg));
                 reply(None);
             }
             continue;
         }
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs {
+            if !job.savepoint {
+                // One statement at most: a failed one has undone itself.
+                let (_, reply) = (job.work)(Ok(&conn));
+                replies.push(reply);
+                continue;
+            }
             let _ = exec(&conn, "SAVEPOINT job");
-            let (ok, reply) = job(Ok(&conn));
+            let (ok, reply) = (job.work)(Ok(&conn));
             if ok {
                 let _ = exec(&conn, "RELEASE job");
             } else {

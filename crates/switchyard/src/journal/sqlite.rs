@@ -37,8 +37,12 @@ type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
 /// savepoint costs a copy of every page the job changes.
 pub(super) struct Job {
     savepoint: bool,
-    work: Box<dyn FnOnce(Result<&Connection, &str>) -> (bool, Reply) + Send>,
+    work: Work,
 }
+
+/// What a job does: run against the connection (or hear why it cannot), and say whether it
+/// succeeded and how to reply once the commit outcome is known.
+type Work = Box<dyn FnOnce(Result<&Connection, &str>) -> (bool, Reply) + Send>;
 
 /// The SQLite [`Store`]. Cheap to clone.
 #[derive(Clone)]

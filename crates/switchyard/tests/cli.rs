@@ -514,3 +514,59 @@ fn a_closed_pipe_ends_a_listing_quietly() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// The systemd unit in `deploy/` passes `systemd-analyze verify` (with its ExecStart pointed at
+/// this build), when the machine has systemd-analyze.
+#[test]
+fn the_systemd_unit_verifies() {
+    let analyze = std::path::Path::new("/usr/bin/systemd-analyze");
+    if !analyze.exists() {
+        eprintln!("systemd-analyze not installed; the unit is not verified here");
+        return;
+    }
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/switchyard.service"
+    ))
+    .unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/switchyard "),
+        "{unit}"
+    );
+    let dir = switchyard_testkit::TempDir::new("unit");
+    let path = dir.path().join("switchyard.service");
+    let here = unit.replace(
+        "/usr/local/bin/switchyard",
+        env!("CARGO_BIN_EXE_switchyard"),
+    );
+    std::fs::write(&path, here).unwrap();
+    let out = std::process::Command::new(analyze)
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+}
+
+/// The Dockerfile copies only what exists and builds the profile and binary that exist.
+#[test]
+fn the_dockerfile_names_what_the_repository_has() {
+    let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    let docker = std::fs::read_to_string(root.join("deploy/Dockerfile")).unwrap();
+    for line in docker
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        for src in &parts[1..parts.len() - 1] {
+            assert!(
+                root.join(src).exists(),
+                "{line}: {src} is not in the repository"
+            );
+        }
+    }
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(docker.contains("--profile dist") && manifest.contains("[profile.dist]"));
+    assert!(docker.contains("USER switchyard") && docker.contains("VOLUME"));
+}

@@ -88,7 +88,7 @@ impl Connector for AzureQueueConfig {
                 target.queue, target.queue_url
             ));
         }
-        tracing::info!(source = %self.name, queue = %target.queue, url = %target.queue_url, auth = ?target.auth, "reading Azure Storage queue");
+        tracing::info!(source = %self.name, queue = %target.queue, url = %target.queue_url, auth = %target.auth.describe(), "reading Azure Storage queue");
         Ok(AzureSession {
             cfg: self.clone(),
             target,

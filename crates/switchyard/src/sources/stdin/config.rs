@@ -15,6 +15,16 @@ pub enum StdinFormat {
     PrefectEventRouter,
 }
 
+impl StdinFormat {
+    /// The name the config uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::PrefectEventRouter => "prefect_event_router",
+        }
+    }
+}
+
 /// A stdin source.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

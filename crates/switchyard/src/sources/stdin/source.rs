@@ -43,7 +43,7 @@ pub async fn run<R: Read + Send + 'static>(
         .event
         .clone()
         .unwrap_or_else(|| format!("{}.line", cfg.name));
-    tracing::info!(source = %cfg.name, format = ?cfg.format, "reading events from standard input");
+    tracing::info!(source = %cfg.name, format = cfg.format.as_str(), "reading events from standard input");
     loop {
         let line = tokio::select! {
             _ = shutdown.cancelled() => break,

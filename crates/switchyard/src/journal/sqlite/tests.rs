@@ -15,6 +15,16 @@ fn event(id: &str) -> Event {
         .build()
 }
 
+/// The ids of the events the journal lists (newest first, up to 100).
+async fn listed(j: &SqliteStore) -> Vec<String> {
+    let filter = EventFilter {
+        limit: 100,
+        ..Default::default()
+    };
+    let events = j.list_events(&filter).await.unwrap();
+    events.into_iter().map(|e| e.id).collect()
+}
+
 fn run(name: &str) -> Settlement {
     Settlement::Ran(RunCreated {
         deployment: "Flow/dep".into(),
@@ -221,17 +231,7 @@ async fn retention_prunes_finished_events_only() {
         max_events: 0,
     };
     assert_eq!(j.prune(everything).await.unwrap(), 2);
-    let left: Vec<_> = j
-        .list_events(&EventFilter {
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
-    assert_eq!(left, ["dead", "pending"]);
+    assert_eq!(listed(&j).await, ["dead", "pending"]);
 }
 
 /// Retention past one chunk keeps exactly the newest `max_events`, oldest going first, and
@@ -252,16 +252,7 @@ async fn retention_deletes_in_chunks_and_keeps_the_newest() {
     };
     assert_eq!(j.prune(keep).await.unwrap(), (n - 10) as u64);
     assert_eq!(j.prune(keep).await.unwrap(), 0, "nothing more to delete");
-    let left: Vec<String> = j
-        .list_events(&EventFilter {
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
+    let left = listed(&j).await;
     let newest: Vec<String> = (n - 10..n).rev().map(|i| format!("e{i:04}")).collect();
     assert_eq!(left, newest);
 }

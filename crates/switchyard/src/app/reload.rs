@@ -167,28 +167,24 @@ pub(super) enum SourceChange {
     Webhook(String),
 }
 
-fn is_webhook(s: &SourceConfig) -> bool {
-    matches!(s, SourceConfig::Webhook(_))
-}
-
 /// The sources that change, `before` to `after`.
 pub(super) fn sources(before: &[SourceConfig], after: &[SourceConfig]) -> Vec<SourceChange> {
     let find = |list: &[SourceConfig], s: &SourceConfig| {
         list.iter()
-            .find(|o| o.name() == s.name() && is_webhook(o) == is_webhook(s))
+            .find(|o| o.name() == s.name() && o.is_webhook() == s.is_webhook())
             .cloned()
     };
     let mut changes = Vec::new();
     for old in before {
         if find(after, old).is_none() {
-            changes.push(match is_webhook(old) {
+            changes.push(match old.is_webhook() {
                 true => SourceChange::Webhook(format!("source {}: hook removed", old.name())),
                 false => SourceChange::Stopped(old.name().to_string()),
             });
         }
     }
     for new in after {
-        let change = match (find(before, new), is_webhook(new)) {
+        let change = match (find(before, new), new.is_webhook()) {
             (Some(old), _) if old == *new => continue,
             (Some(_), true) => {
                 SourceChange::Webhook(format!("source {}: hook changed", new.name()))

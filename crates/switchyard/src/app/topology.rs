@@ -165,7 +165,7 @@ impl Topology {
         };
         me.start_jobs(&routes, &env).await?;
         let all: Vec<SourceConfig> = me.config.sources.clone();
-        for source in all.iter().filter(|s| !is_webhook(s)) {
+        for source in all.iter().filter(|s| !s.is_webhook()) {
             me.start_source(source);
         }
         me.serve_hooks(webhooks(&all)).await?;
@@ -554,10 +554,6 @@ async fn all_ended(sources: &mut BTreeMap<String, Running>) {
     for running in sources.values_mut() {
         while running.tasks.join_next().await.is_some() {}
     }
-}
-
-fn is_webhook(s: &SourceConfig) -> bool {
-    matches!(s, SourceConfig::Webhook(_))
 }
 
 fn webhooks(sources: &[SourceConfig]) -> Vec<crate::sources::webhook::WebhookConfig> {

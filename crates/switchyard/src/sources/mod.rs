@@ -86,6 +86,11 @@ impl SourceConfig {
     pub fn name(&self) -> &str {
         self.spec().name()
     }
+
+    /// Whether it is a webhook (served together by the HTTP server, never restarted alone).
+    pub fn is_webhook(&self) -> bool {
+        matches!(self, Self::Webhook(_))
+    }
 }
 
 /// Starts the source a config describes, until `stop`.

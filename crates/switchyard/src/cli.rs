@@ -119,6 +119,20 @@ pub enum Command {
     /// run now beside what ran then; without it, start the runs it decides (routes without a
     /// trigger; a run an event already has is found, not doubled).
     Replay(crate::rerun::ReplayArgs),
+    /// The config's JSON Schema, for editors, or its reference (every option with its type,
+    /// default and meaning), both generated from the types `run` reads.
+    #[command(after_help = "\
+Examples:
+  switchyard config schema > config.schema.json
+  switchyard config reference > reference.md
+
+A YAML file can name the schema for editors that use yaml-language-server (VS Code's YAML
+extension, Neovim, Helix...):  # yaml-language-server: $schema=docs/config.schema.json")]
+    Config {
+        /// What to print.
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Test a config's routes offline, on a simulated clock: feed the events of each test in
     /// TESTS (YAML files), let time run on, compare the runs decided with the expected ones.
     /// No Prefect, broker or network is used. Exits 1 if a test failed.
@@ -129,6 +143,15 @@ pub enum Command {
         #[arg(required = true)]
         tests: Vec<PathBuf>,
     },
+}
+
+/// `switchyard config ...`
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the JSON Schema (2020-12) of a config file.
+    Schema,
+    /// Print the reference of every option (Markdown).
+    Reference,
 }
 
 /// `FILE` or `--config FILE`.
@@ -257,6 +280,17 @@ async fn execute(command: Command) -> ExitCode {
                 decision,
             };
             tap(&admin, token.as_deref(), &filter, json).await
+        }
+        Command::Config { command } => {
+            say!(
+                "{}",
+                match command {
+                    ConfigCommand::Schema => config::schema::json_schema_text(),
+                    ConfigCommand::Reference => config::schema::reference(),
+                }
+                .trim_end()
+            );
+            ExitCode::SUCCESS
         }
         Command::Events { journal, command } => crate::admin::events(journal, command).await,
         Command::Dlq { journal, command } => crate::admin::dlq(journal, command).await,

@@ -5,7 +5,17 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// How a broker message's body becomes the event payload.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PayloadFormat {
     /// JSON (the default); a body that is not JSON is dead-lettered.

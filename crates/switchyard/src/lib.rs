@@ -22,6 +22,7 @@ pub mod cli;
 pub mod cloudevents;
 pub mod codec;
 pub mod config;
+pub mod durations;
 pub mod http;
 pub mod import;
 pub mod journal;

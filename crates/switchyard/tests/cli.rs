@@ -570,3 +570,94 @@ fn the_dockerfile_names_what_the_repository_has() {
     assert!(docker.contains("--profile dist") && manifest.contains("[profile.dist]"));
     assert!(docker.contains("USER switchyard") && docker.contains("VOLUME"));
 }
+
+fn docs() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs")
+}
+
+/// `docs/config.schema.json` and `docs/reference.md` are what `switchyard config` prints from
+/// the config types now.
+#[test]
+fn the_published_schema_and_reference_are_current() {
+    for (what, file) in [
+        ("schema", "config.schema.json"),
+        ("reference", "reference.md"),
+    ] {
+        let (code, out, err) = switchyard(&["config", what]);
+        assert_eq!(code, 0, "{err}");
+        let published = std::fs::read_to_string(docs().join(file)).unwrap_or_default();
+        assert!(
+            published == out,
+            "docs/{file} is stale: run `cargo run --bin switchyard -- config {what} > docs/{file}`"
+        );
+    }
+}
+
+/// The JSON Schema validates every example config (after `${VAR}` interpolation, as `run`
+/// reads them), each YAML example names it for editors, and a broken config fails it.
+#[test]
+fn the_schema_validates_every_example() {
+    let (_, out, _) = switchyard(&["config", "schema"]);
+    let schema: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let env = |name: &str| match name {
+        "PREFECT_API_URL" => Some("http://127.0.0.1:4200/api".to_string()),
+        _ => None,
+    };
+    let mut checked = 0;
+    for entry in std::fs::read_dir(examples()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".tests.yaml") {
+            continue; // tests of a config (`switchyard test`, run in check_accepts_every_example)
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        if name.ends_with(".yaml") {
+            assert!(
+                text.starts_with("# yaml-language-server: $schema=../docs/config.schema.json\n"),
+                "{name} does not name the schema for editors"
+            );
+        }
+        let text = switchyard::config::interpolate(&text, env).unwrap();
+        let doc: serde_json::Value = serde_norway::from_str(&text).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&doc)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{name}: {errors:#?}");
+        checked += 1;
+    }
+    assert!(checked >= 6, "{checked} example configs");
+    for (broken, why) in [
+        (
+            "sources: [{type: stdin, name: s, colour: red}]\nroutes: []",
+            "an unknown key",
+        ),
+        (
+            "sources: []\nroutes: [{name: r, action: {type: run_deployment}}]",
+            "a missing deployment",
+        ),
+        (
+            "sources: []\nroutes: []\nengine: {queue_capacity: 0}",
+            "a zero capacity",
+        ),
+        (
+            "sources: []\nroutes: []\nprefect: {request_timeout: soon}",
+            "a duration in words",
+        ),
+        (
+            "sources: [{type: kafka, name: k}]\nroutes: []",
+            "a Kafka source without topics",
+        ),
+    ] {
+        let doc: serde_json::Value = serde_norway::from_str(broken).unwrap();
+        assert!(!validator.is_valid(&doc), "the schema accepted {why}");
+    }
+}
+
+#[test]
+fn config_help_names_the_editor_comment() {
+    let (code, out, _) = switchyard(&["config", "--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("yaml-language-server: $schema="), "{out}");
+}

@@ -26,9 +26,11 @@ use crate::sources::stdin::{StdinConfig, StdinFormat};
 /// The publisher types the original router knew.
 pub const PUBLISHER_TYPES: [&str; 2] = ["StdInput", "AzureStorageQueue"];
 
-#[derive(Debug, Deserialize)]
+/// The original prefect-event-router's config: `{"threads": [...], "settings": {}}`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct LegacyConfig {
+pub(crate) struct LegacyConfig {
+    /// One source per thread.
     threads: Vec<LegacyThread>,
     /// Accepted for compatibility; the original's settings have no effect here.
     #[serde(default)]
@@ -36,11 +38,25 @@ struct LegacyConfig {
     settings: Option<Map<String, Value>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A thread: `{"publisher_type": "StdInput"}`, or `{"publisher_type":
+/// "AzureStorageQueue", "storage_account": ..., "queue_name": ...}`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct LegacyThread {
+    /// `StdInput` or `AzureStorageQueue`.
+    #[schemars(with = "LegacyPublisher")]
     publisher_type: String,
     #[serde(flatten)]
     rest: Map<String, Value>,
+}
+
+/// The publisher types, for the schema.
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+enum LegacyPublisher {
+    /// Messages on standard input.
+    StdInput,
+    /// Messages on an Azure Storage Queue.
+    AzureStorageQueue,
 }
 
 /// An `AzureStorageQueue` thread: `storage_account` and `queue_name` as before. The original

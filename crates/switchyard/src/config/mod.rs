@@ -9,6 +9,7 @@ pub mod bounds;
 mod error;
 mod interpolate;
 pub mod legacy;
+pub mod schema;
 pub mod triggers;
 mod validate;
 
@@ -28,7 +29,7 @@ pub use crate::sources::SourceConfig;
 pub use crate::sources::webhook::HttpConfig;
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// How to reach Prefect.
@@ -60,7 +61,7 @@ pub struct Config {
 
 /// The admin server (`/metrics`, `/healthz`, `/readyz`, `/api/v1/...`), on a listener of its
 /// own.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Whether to serve it (default true).
@@ -100,7 +101,7 @@ impl AdminConfig {
 
 /// Prefect connection. Unset values come from `PREFECT_API_URL`, `PREFECT_API_KEY` and
 /// `PREFECT_API_AUTH_STRING`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrefectConfig {
     /// API base URL, e.g. `http://127.0.0.1:4200/api`.
@@ -119,6 +120,7 @@ pub struct PrefectConfig {
     pub rate_limit: Option<f64>,
     /// Timeout of one HTTP attempt (default `30s`).
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    #[schemars(with = "crate::durations::HumanDuration")]
     pub request_timeout: Duration,
     /// Retries of a transient failure (503, 429, connection refused...) before giving up
     /// (default 8: after 25 ms, doubling, ±50 % jitter; ~6.4 s in all).
@@ -151,7 +153,7 @@ fn default_retries() -> u32 {
 }
 
 /// The engine: a bounded queue drained by a consumer pool.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EngineConfig {
     /// Events held between sources and routes (default 1024). When full, sources wait and
@@ -166,6 +168,7 @@ pub struct EngineConfig {
     pub max_consumers: NonZeroUsize,
     /// How long shutdown waits for queued events to finish (default `30s`).
     #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    #[schemars(with = "crate::durations::HumanDuration")]
     pub shutdown_timeout: Duration,
     /// Events each acknowledging source (Kafka, MQTT, AMQP, NATS JetStream, Redis Streams,
     /// Azure) has being accepted at once while it reads on (default 256): the journal commits
@@ -175,6 +178,7 @@ pub struct EngineConfig {
     /// How long shutdown waits for the sources and background jobs to stop before aborting
     /// them (default `10s`); what they had not handed over stays with the broker.
     #[serde(default = "default_source_stop_timeout", with = "humantime_serde")]
+    #[schemars(with = "crate::durations::HumanDuration")]
     pub source_stop_timeout: Duration,
 }
 
@@ -211,7 +215,7 @@ fn default_source_stop_timeout() -> Duration {
 }
 
 /// The journal (SQLite).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JournalConfig {
     /// The database file (default `switchyard.db` in the working directory); created and
@@ -225,13 +229,16 @@ pub struct JournalConfig {
     /// removed or replaced stops the intake for good) and still taking writes (a full disk
     /// stops the intake until a write succeeds again).
     #[serde(default = "default_check_interval", with = "humantime_serde")]
+    #[schemars(with = "crate::durations::HumanDuration")]
     pub check_interval: Duration,
     /// How often pending events that no task holds are looked for (default `30s`), and
     /// resumed: an event whose end could not be written is finished while running.
     #[serde(default = "default_sweep_interval", with = "humantime_serde")]
+    #[schemars(with = "crate::durations::HumanDuration")]
     pub sweep_interval: Duration,
     /// How old a pending event must be before the sweep resumes it (default `1m`).
     #[serde(default = "default_sweep_after", with = "humantime_serde")]
+    #[schemars(with = "crate::durations::HumanDuration")]
     pub sweep_after: Duration,
 }
 
@@ -262,11 +269,12 @@ fn default_journal_path() -> PathBuf {
 }
 
 /// Retention of finished events (pending events and open dead letters are always kept).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
     /// Finished events older than this are deleted (default `7d`).
     #[serde(default = "default_retention_age", with = "humantime_serde")]
+    #[schemars(with = "crate::durations::HumanDuration")]
     pub max_age: Duration,
     /// At most this many finished events are kept (default 1,000,000).
     #[serde(default = "default_retention_events")]
@@ -290,7 +298,7 @@ fn default_retention_events() -> u64 {
 }
 
 /// Retries of transient failures (Prefect down or overloaded) per route and event.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
     /// Attempts, the first included, before a dead letter (default 10). Each attempt already
@@ -299,12 +307,15 @@ pub struct DeliveryConfig {
     pub max_attempts: NonZeroU32,
     /// No retry starts once the event is this old (default `1h`).
     #[serde(default = "default_delivery_age", with = "humantime_serde")]
+    #[schemars(with = "crate::durations::HumanDuration")]
     pub max_age: Duration,
     /// First backoff (default `1s`); doubles each attempt.
     #[serde(default = "default_backoff", with = "humantime_serde")]
+    #[schemars(with = "crate::durations::HumanDuration")]
     pub backoff: Duration,
     /// Longest backoff (default `60s`).
     #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    #[schemars(with = "crate::durations::HumanDuration")]
     pub max_backoff: Duration,
 }
 
@@ -335,7 +346,7 @@ fn default_max_backoff() -> Duration {
 /// Budgets for every template and `when` expression the router evaluates per event. An
 /// evaluation that exceeds one fails and the event is dead-lettered with the reason; the
 /// router keeps serving whatever the payloads are.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplatesConfig {
     /// Fuel per evaluation (default 100,000): an instruction costs one and the data a
@@ -382,7 +393,7 @@ fn default_template_threads() -> usize {
 }
 
 /// One route: which events, and what to do.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Route name (in logs, tags and idempotency keys).
@@ -416,7 +427,9 @@ impl RouteConfig {
 }
 
 /// Whether a route's runs are created.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RouteMode {
     /// Runs are created.
@@ -427,7 +440,7 @@ pub enum RouteMode {
 }
 
 /// An action, tagged by `type`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ActionConfig {
     /// Create a flow run of a deployment.
@@ -435,7 +448,7 @@ pub enum ActionConfig {
 }
 
 /// `run_deployment`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunDeploymentConfig {
     /// `"Flow Name/deployment-name"` or a deployment id; a Jinja template.

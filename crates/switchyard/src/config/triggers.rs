@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-/// A trigger, tagged by `type` as in Prefect. (Deserialized by hand, see below, so an error
-/// inside names its field: `routes[0].trigger.within`, not `routes[0].trigger`.)
-#[derive(Debug, Clone, PartialEq)]
+/// A trigger, tagged by `type` as in Prefect.
+// Deserialized by hand (see below), so an error inside names its field:
+// `routes[0].trigger.within`, not `routes[0].trigger`.
+#[derive(Debug, Clone, PartialEq, schemars::JsonSchema)]
+#[schemars(tag = "type", rename_all = "snake_case")]
 pub enum TriggerConfig {
     /// Counts matching events per bucket (Prefect's `EventTrigger`).
     Event(EventTriggerConfig),
@@ -80,7 +82,9 @@ impl<'de> Deserialize<'de> for TriggerConfig {
 }
 
 /// Prefect's reactive / proactive posture.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 pub enum Posture {
     /// Fires when `threshold` expected events arrive within `within`.
     #[default]
@@ -92,7 +96,7 @@ pub enum Posture {
 }
 
 /// One label pattern or several (any may match), as Prefect's `match` values.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     /// A single pattern.
@@ -113,7 +117,7 @@ impl OneOrMany {
 
 /// Prefect's `EventTrigger`, plus `when` (a predicate over the payload) and `key` (a template
 /// that buckets events by any field, e.g. `{{ event.payload.dataset_id }}`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventTriggerConfig {
     /// Label patterns the event must match (`*` wildcards, `!` negation).
@@ -140,6 +144,7 @@ pub struct EventTriggerConfig {
     pub threshold: u64,
     /// The window: seconds (Prefect) or a duration such as `10m`; 0 = no window (reactive).
     #[serde(default, deserialize_with = "seconds_or_duration")]
+    #[schemars(with = "crate::durations::Seconds")]
     pub within: Duration,
     /// Jinja predicate over `event`; only events for which it is true count.
     pub when: Option<String>,
@@ -159,6 +164,18 @@ pub enum Require {
     All,
     /// At least this many.
     AtLeast(usize),
+}
+
+impl schemars::JsonSchema for Require {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Require".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`any`, `all`, or how many of the triggers (at least 1).",
+            "anyOf": [{"enum": ["any", "all"]}, {"type": "integer", "minimum": 1}]
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for Require {
@@ -182,13 +199,14 @@ impl<'de> Deserialize<'de> for Require {
 
 /// Prefect's `CompoundTrigger`, plus `key` (a keyed join: each child's events are bucketed by
 /// the same key, so `file.landed` and `schema.ready` join on `dataset_id`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompoundTriggerConfig {
     /// `any`, `all` or a number.
     pub require: Require,
     /// The window in which the required triggers must fire.
     #[serde(default, deserialize_with = "seconds_or_duration")]
+    #[schemars(with = "crate::durations::Seconds")]
     pub within: Duration,
     /// The triggers (event triggers).
     pub triggers: Vec<TriggerConfig>,
@@ -197,11 +215,12 @@ pub struct CompoundTriggerConfig {
 }
 
 /// Prefect's `SequenceTrigger`, plus `key`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SequenceTriggerConfig {
     /// The window in which the whole sequence must happen.
     #[serde(default, deserialize_with = "seconds_or_duration")]
+    #[schemars(with = "crate::durations::Seconds")]
     pub within: Duration,
     /// The triggers (event triggers), in order.
     pub triggers: Vec<TriggerConfig>,
@@ -212,7 +231,7 @@ pub struct SequenceTriggerConfig {
 /// Micro-batching: events that pass `when` gather in a batch (per `key`), which closes at
 /// `max_events`, `max_delay` after its first event, or `idle` after its last, whichever comes
 /// first; the action then runs once with every event as `events`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
     /// Close when this many events are in (default 100, at most 10,000).
@@ -223,9 +242,11 @@ pub struct BatchConfig {
         default = "default_max_delay",
         deserialize_with = "seconds_or_duration"
     )]
+    #[schemars(with = "crate::durations::Seconds")]
     pub max_delay: Duration,
     /// Close when no event arrived for this long (a sliding window of inactivity).
     #[serde(default, deserialize_with = "optional_duration")]
+    #[schemars(with = "Option<crate::durations::Seconds>")]
     pub idle: Option<Duration>,
     /// Template rendering a batch key: one batch per key.
     pub key: Option<String>,

@@ -43,7 +43,7 @@ pub trait SourceSpec {
 macro_rules! registry {
     ($($(#[$doc:meta])* $variant:ident($ty:ty),)*) => {
         /// One source, tagged by `type`.
-        #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, serde::Deserialize, schemars::JsonSchema)]
         #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
         pub enum SourceConfig {
             $($(#[$doc])* $variant($ty),)*

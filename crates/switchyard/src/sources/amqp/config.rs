@@ -7,7 +7,7 @@ use crate::codec::PayloadFormat;
 /// An AMQP 0.9.1 source: manual acks, bounded prefetch; a message that does not decode is
 /// dead-lettered in the journal and rejected without requeue (so a queue with a
 /// dead-letter exchange gets it too).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpConfig {
     /// Source name.

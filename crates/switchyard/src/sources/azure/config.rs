@@ -17,7 +17,7 @@ use crate::codec::PayloadFormat;
 /// the connection string, or already in `queue_url`); an account key (`account_key` or
 /// `AccountKey`), from which Switchyard signs a short-lived account SAS itself; an Entra ID
 /// access token read from the environment variable `token_env` (https only).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AzureQueueConfig {
     /// Source name.
@@ -45,6 +45,7 @@ pub struct AzureQueueConfig {
     /// How long a received message stays invisible to other consumers; renewed at half this
     /// interval while its event is in flight (default `5m`, at least `1s`).
     #[serde(default = "default_visibility_timeout", with = "humantime_serde")]
+    #[schemars(with = "crate::durations::HumanDuration")]
     pub visibility_timeout: Duration,
     /// A message received more often than this is dead-lettered and deleted (default 5).
     #[serde(default = "default_max_dequeue_count")]
@@ -55,6 +56,7 @@ pub struct AzureQueueConfig {
     /// Longest wait between polls of an empty queue: the wait starts at 100 ms and doubles
     /// while the queue stays empty (default `5s`).
     #[serde(default = "default_max_poll_interval", with = "humantime_serde")]
+    #[schemars(with = "crate::durations::HumanDuration")]
     pub max_poll_interval: Duration,
     /// How the message text is encoded: `plain` (default) or `base64` (what Azure Functions
     /// and some SDKs write).
@@ -68,7 +70,9 @@ pub struct AzureQueueConfig {
 }
 
 /// How an Azure queue message's text is encoded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageEncoding {
     /// The text is the body.

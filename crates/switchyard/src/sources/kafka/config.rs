@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::codec::PayloadFormat;
 
 /// A Kafka source.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Source name.
@@ -25,6 +25,7 @@ pub struct KafkaConfig {
     pub start_latest: bool,
     /// Group session timeout (default `10s`; Kafka's minimum is 6s).
     #[serde(default = "default_session_timeout", with = "humantime_serde")]
+    #[schemars(with = "crate::durations::HumanDuration")]
     pub session_timeout: Duration,
     /// Extra librdkafka settings (e.g. `security.protocol`, `sasl.mechanism`).
     #[serde(default)]

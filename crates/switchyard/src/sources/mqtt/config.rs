@@ -5,7 +5,7 @@ use serde::Deserialize;
 use crate::codec::PayloadFormat;
 
 /// An MQTT source.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
     /// Source name.

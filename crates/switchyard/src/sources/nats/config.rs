@@ -9,7 +9,7 @@ use crate::codec::PayloadFormat;
 
 /// A NATS source: JetStream (durable pull consumer, explicit ack, nak with delay) or core NATS
 /// subjects (at most once: nothing is redelivered).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
     /// Source name.
@@ -31,6 +31,7 @@ pub struct NatsConfig {
     pub durable: Option<String>,
     /// Redelivery after this long without an ack (default `30s`).
     #[serde(default = "default_ack_wait", with = "humantime_serde")]
+    #[schemars(with = "crate::durations::HumanDuration")]
     pub ack_wait: Duration,
     /// Unacknowledged messages at once (default 256).
     #[serde(default = "default_max_ack_pending")]
@@ -43,7 +44,9 @@ pub struct NatsConfig {
 }
 
 /// NATS delivery.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum NatsMode {
     /// JetStream, at least once.

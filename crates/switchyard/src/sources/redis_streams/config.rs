@@ -9,7 +9,7 @@ use crate::codec::PayloadFormat;
 
 /// A Redis Streams source: `XREADGROUP` through a consumer group, `XACK` once the event is
 /// settled, entries left pending by a dead consumer reclaimed after `claim_idle`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisStreamsConfig {
     /// Source name.
@@ -34,6 +34,7 @@ pub struct RedisStreamsConfig {
     pub batch: NonZeroUsize,
     /// Pending entries idle this long are claimed from their consumer (default `60s`).
     #[serde(default = "default_claim_idle", with = "humantime_serde")]
+    #[schemars(with = "crate::durations::HumanDuration")]
     pub claim_idle: Duration,
     /// Field holding the body (default `payload`); without it, all fields form the payload.
     #[serde(default = "default_payload_field")]
@@ -46,7 +47,9 @@ pub struct RedisStreamsConfig {
 }
 
 /// Where a new consumer group starts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StreamStart {
     /// The first entry in the stream.

@@ -4,7 +4,9 @@ use serde::Deserialize;
 use std::num::NonZeroUsize;
 
 /// How stdin lines are read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StdinFormat {
     /// Each line is any JSON value; it becomes the event payload.
@@ -26,7 +28,7 @@ impl StdinFormat {
 }
 
 /// A stdin source.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StdinConfig {
     /// Source name.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// A webhook source.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Source name: the hook is `POST /hooks/<name>`.
@@ -36,7 +36,9 @@ pub struct WebhookConfig {
 }
 
 /// A webhook body's form.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookFormat {
     /// Any JSON: the payload.
@@ -47,7 +49,7 @@ pub enum WebhookFormat {
 }
 
 /// Where an event's name comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventFrom {
     /// The hook's settings.
@@ -58,7 +60,7 @@ pub enum EventFrom {
 
 /// How a hook verifies requests. Every secret may be several (`[{env: A}, {env: B}]`): a
 /// request signed with any of them passes, so a secret can be rotated without downtime.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Verify {
     /// The Standard Webhooks spec: `webhook-id`, `webhook-timestamp` and
@@ -69,6 +71,7 @@ pub enum Verify {
         secret: Secrets,
         /// How far the timestamp may be from now (default 5m).
         #[serde(default = "default_tolerance", with = "humantime_serde")]
+        #[schemars(with = "crate::durations::HumanDuration")]
         tolerance: Duration,
     },
     /// GitHub: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`;
@@ -84,6 +87,7 @@ pub enum Verify {
         secret: Secrets,
         /// How far `t` may be from now (default 5m).
         #[serde(default = "default_tolerance", with = "humantime_serde")]
+        #[schemars(with = "crate::durations::HumanDuration")]
         tolerance: Duration,
     },
     /// Any other HMAC over the raw body, in a header of the sender's choosing.
@@ -147,7 +151,9 @@ fn default_tolerance() -> Duration {
 }
 
 /// An HMAC's hash.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum HmacAlgorithm {
     /// SHA-256.
@@ -160,7 +166,9 @@ pub enum HmacAlgorithm {
 }
 
 /// How a signature is written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SignatureEncoding {
     /// Lower- or upper-case hex.
@@ -171,7 +179,7 @@ pub enum SignatureEncoding {
 }
 
 /// One secret or several (rotation).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Secrets {
     /// One.
@@ -181,7 +189,7 @@ pub enum Secrets {
 }
 
 /// Where a secret is: never in the config file itself.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum SecretRef {
     /// An environment variable.
@@ -224,7 +232,7 @@ impl Secrets {
 }
 
 /// The HTTP server for webhook sources (started only when there is one).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Address to listen on (default `127.0.0.1:8080`).
@@ -236,12 +244,15 @@ pub struct HttpConfig {
     /// How long a client may take to send a request's headers (default 10s); a connection
     /// that has sent none within it is closed.
     #[serde(default = "default_header_timeout", with = "humantime_serde")]
+    #[schemars(with = "crate::durations::HumanDuration")]
     pub header_timeout: Duration,
     /// How long a client may take to send a request's body (default 30s); 408 after it.
     #[serde(default = "default_body_timeout", with = "humantime_serde")]
+    #[schemars(with = "crate::durations::HumanDuration")]
     pub body_timeout: Duration,
     /// How long a keep-alive connection may sit between requests (default 60s).
     #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    #[schemars(with = "crate::durations::HumanDuration")]
     pub idle_timeout: Duration,
     /// Connections served at once (default 4096, and never more than the open-file limit
     /// allows). When full, the connection that has been waiting longest without a request in
@@ -254,7 +265,7 @@ pub struct HttpConfig {
 }
 
 /// A certificate chain and its private key, PEM.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// The certificate chain, leaf first.
@@ -297,7 +308,7 @@ fn default_max_connections() -> std::num::NonZeroUsize {
 }
 
 /// A hook's rate limit: a token bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// Requests per second, sustained.

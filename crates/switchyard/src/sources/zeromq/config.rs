@@ -5,7 +5,7 @@ use serde::Deserialize;
 use crate::codec::PayloadFormat;
 
 /// A ZeroMQ source.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ZmqConfig {
     /// Source name.
@@ -28,7 +28,7 @@ pub struct ZmqConfig {
 }
 
 /// ZeroMQ socket type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ZmqSocket {
     /// Subscriber.

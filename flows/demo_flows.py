@@ -11,6 +11,6 @@ def greet(name: str, count: int = 1) -> str:
 
 
 @flow(name="process-order", log_prints=True)
-def process_order(order_id: int, amount: float, customer: str = "unknown") -> dict:
-    print(f"processing order {order_id} for {customer}: {amount:.2f}")
+def process_order(order_id: int, amount: float, customer: str = "unknown", note: str = "") -> dict:
+    print(f"processing order {order_id} for {customer}: {amount:.2f}" + (f" ({note})" if note else ""))
     return {"order_id": order_id, "charged": round(amount, 2)}

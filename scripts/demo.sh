@@ -11,11 +11,15 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 bash scripts/prefect-env.sh
-echo "== building switchyard"
-cargo build --quiet --bin switchyard
-SWITCHYARD="$ROOT/target/debug/switchyard"
 PREFECT="$ROOT/.prefect-venv/bin/prefect"
 PY="$ROOT/.prefect-venv/bin/python"
+echo "== building switchyard (a first build compiles ~400 crates: about 6 minutes on 2 cores; later ones take seconds)"
+started=$SECONDS
+cargo build --bin switchyard
+echo "   built in $((SECONDS - started)) s"
+# Wherever cargo puts it: CARGO_TARGET_DIR, a .cargo/config.toml's target-dir, or target/.
+TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+SWITCHYARD="$TARGET_DIR/debug/switchyard"
 
 WORK="$(mktemp -d -t switchyard-demo.XXXXXX)"
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -82,7 +86,8 @@ for order in '{"id": 1001, "amount": 250.0, "customer": "Initech"}' \
              '{"id": 1003, "amount": 149.99, "customer": "Hooli"}' \
              '{"id": 1004, "amount": '; do
   printf '   POST %-58s -> ' "$order"
-  curl -s -o /dev/stdout -w ' (HTTP %{http_code})\n' -X POST -H 'content-type: application/json' \
+  # The body goes to stdout as it is (no `-o /dev/stdout`: that truncates a redirected log).
+  curl -s -w ' (HTTP %{http_code})\n' -X POST -H 'content-type: application/json' \
     -d "$order" "http://127.0.0.1:$HOOK_PORT/hooks/orders"
 done
 

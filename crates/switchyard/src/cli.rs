@@ -315,25 +315,9 @@ fn import(file: &std::path::Path) -> ExitCode {
             for w in &imported.warnings {
                 eprintln!("warning: {w}");
             }
-            let mut doc = serde_json::Map::new();
-            if !imported.sources.is_empty() {
-                doc.insert("sources".into(), serde_json::json!(imported.sources));
-            }
-            if !imported.routes.is_empty() {
-                doc.insert("routes".into(), serde_json::json!(imported.routes));
-            }
-            let hint = match (imported.sources.is_empty(), imported.routes.is_empty()) {
-                (true, _) => "add `from:` sources",
-                (false, true) => "add routes `from:` these hooks",
-                (false, false) => "check each route's `from:`",
-            };
-            match serde_norway::to_string(&doc) {
+            match imported.to_yaml(&file.display().to_string()) {
                 Ok(yaml) => {
-                    println!(
-                        "# Imported from {} by `switchyard import`; {hint}.",
-                        file.display()
-                    );
-                    print!("{yaml}");
+                    say!("{}", yaml.trim_end());
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

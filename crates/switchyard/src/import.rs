@@ -5,15 +5,23 @@
 //! The trigger moves over as it is (Switchyard reads Prefect's trigger shape); what changes:
 //! Prefect's `event.resource` is `event.labels` here (templates are rewritten), `id` fields are
 //! dropped, and what cannot be carried over is reported, never silently dropped: actions other
-//! than `run-deployment`, `source: inferred` deployments, `match_related`.
+//! than `run-deployment`, `source: inferred` deployments, `match_related`, and template
+//! variables Switchyard does not have (`flow_run`, `event.related`, ...).
+//!
+//! The output is a config that runs: automations listen to a `prefect-events` webhook that
+//! takes Prefect events as `POST /api/events` does (or to the Prefect Cloud webhooks imported
+//! with them), keys are in a reading order (`name`, `from`, `trigger`, `action`), and an
+//! automation's description is kept as a comment above its route.
 
 use serde_json::{Map, Value, json};
 
 /// The routes and sources (as a YAML document) and warnings.
 #[derive(Debug)]
 pub struct Imported {
-    /// The routes, as JSON values (the caller prints them as YAML).
+    /// The routes, as JSON values ([`Imported::to_yaml`] prints them).
     pub routes: Vec<Value>,
+    /// Each route's description (the automation's), printed as a comment above it.
+    pub descriptions: Vec<Option<String>>,
     /// The sources (from Prefect Cloud webhooks).
     pub sources: Vec<Value>,
     /// What could not be carried over, one line each.
@@ -25,6 +33,7 @@ pub fn import(text: &str) -> Result<Imported, String> {
     let doc: Value = serde_norway::from_str(text).map_err(|e| format!("not JSON or YAML: {e}"))?;
     let mut out = Imported {
         routes: Vec::new(),
+        descriptions: Vec::new(),
         sources: Vec::new(),
         warnings: Vec::new(),
     };
@@ -47,6 +56,7 @@ pub fn import(text: &str) -> Result<Imported, String> {
             );
         }
     }
+    listen_to_sources(&mut out);
     if out.routes.is_empty() && out.sources.is_empty() {
         return Err(format!(
             "nothing to import: no run-deployment action found{}",
@@ -302,13 +312,21 @@ fn automation(a: &Value, at: &str, out: &mut Imported) -> Result<(), String> {
         act.insert("type".into(), json!("run_deployment"));
         act.insert("deployment".into(), json!(dep));
         if let Some(p) = action.get("parameters").filter(|p| !p.is_null()) {
-            act.insert("parameters".into(), rewrite_templates(p));
+            let p = rewrite_templates(p);
+            unavailable_variables(&p, &format!("{at}: actions[{i}].parameters"), out);
+            act.insert("parameters".into(), p);
         }
         out.routes.push(json!({
             "name": route_name,
             "trigger": t,
             "action": Value::Object(act),
         }));
+        out.descriptions.push(
+            a.get("description")
+                .and_then(Value::as_str)
+                .filter(|d| !d.trim().is_empty())
+                .map(str::to_string),
+        );
     }
     Ok(())
 }
@@ -350,7 +368,9 @@ fn prefect_yaml(doc: &Value, out: &mut Imported) -> Result<(), String> {
             act.insert("type".into(), json!("run_deployment"));
             act.insert("deployment".into(), json!(format!("{flow}/{name}")));
             if let Some(p) = t.get("parameters").filter(|p| !p.is_null()) {
-                act.insert("parameters".into(), rewrite_templates(p));
+                let p = rewrite_templates(p);
+                unavailable_variables(&p, &format!("{at}.parameters"), out);
+                act.insert("parameters".into(), p);
             }
             let route = match t.get("name").and_then(Value::as_str) {
                 Some(n) => slug(n),
@@ -361,9 +381,213 @@ fn prefect_yaml(doc: &Value, out: &mut Imported) -> Result<(), String> {
                 "trigger": converted,
                 "action": Value::Object(act),
             }));
+            out.descriptions.push(
+                t.get("description")
+                    .and_then(Value::as_str)
+                    .filter(|d| !d.trim().is_empty())
+                    .map(str::to_string),
+            );
         }
     }
     Ok(())
+}
+
+/// The source imported automations listen to when no Prefect Cloud webhook came with them.
+pub const PREFECT_EVENTS: &str = "prefect-events";
+
+/// Routes listen to the imported Prefect Cloud webhooks, or, without any, to a webhook that
+/// takes Prefect events as Prefect's own `POST /api/events` does, so the output runs as it is.
+fn listen_to_sources(out: &mut Imported) {
+    if out.routes.is_empty() {
+        return;
+    }
+    if out.sources.is_empty() {
+        out.sources.push(json!({
+            "type": "webhook",
+            "name": PREFECT_EVENTS,
+            "description": "Prefect events (`event`, `resource`, `payload`), as Prefect's POST /api/events takes them; point your emitters here, or change the routes' `from`",
+            "format": "prefect_event",
+        }));
+    }
+    let names: Vec<Value> = out
+        .sources
+        .iter()
+        .filter_map(|s| s.get("name").cloned())
+        .collect();
+    for r in &mut out.routes {
+        if let Some(m) = r.as_object_mut() {
+            m.insert("from".into(), Value::Array(names.clone()));
+        }
+    }
+}
+
+/// What a Prefect automation's templates may use that Switchyard renders: `event` with these
+/// fields, and a firing's `events` and `trigger`.
+const EVENT_FIELDS: [&str; 7] = [
+    "id", "source", "name", "occurred", "received", "payload", "labels",
+];
+
+/// Warns about each template variable Switchyard has no value for (Prefect resolves
+/// `flow_run`, `deployment`, `flow`, `work_pool`... from an event's related resources, which
+/// Switchyard events do not carry): such a template fails to render, and the event is a dead
+/// letter, so the user has to know before running it.
+fn unavailable_variables(v: &Value, at: &str, out: &mut Imported) {
+    let mut texts = Vec::new();
+    strings(v, &mut texts);
+    let env = minijinja::Environment::new();
+    let mut missing = std::collections::BTreeSet::new();
+    for text in texts {
+        let Ok(t) = env.template_from_str(text) else {
+            continue; // reported when the config loads, with the reason
+        };
+        for name in t.undeclared_variables(true) {
+            let mut parts = name.split('.');
+            let root = parts.next().unwrap_or_default();
+            let field = parts.next();
+            let ok = match root {
+                "event" => field.is_none_or(|f| EVENT_FIELDS.contains(&f)),
+                "events" | "trigger" => true,
+                _ => false,
+            };
+            if !ok {
+                missing.insert(match (root, field) {
+                    ("event", Some(f)) => format!("event.{f}"),
+                    _ => root.to_string(),
+                });
+            }
+        }
+    }
+    for name in missing {
+        let why = match name.as_str() {
+            "event.related" => "Switchyard events carry no related resources",
+            "event.follows" => "Switchyard events carry no `follows`",
+            "flow_run" | "flow" | "deployment" | "work_pool" | "work_queue" => {
+                "Prefect looks it up from the event's related resources, which Switchyard events do not carry"
+            }
+            "automation" => {
+                "routes have no automation object (the route's name is `trigger.route` in a trigger's firing)"
+            }
+            "metric" => "metric triggers are not supported",
+            _ => {
+                "not a variable Switchyard templates have (they have `event`, `events` and `trigger`)"
+            }
+        };
+        out.warnings.push(format!(
+            "{at} uses `{name}`, which cannot be mapped: {why}; the template fails to render (the event is dead-lettered) until you change it"
+        ));
+    }
+}
+
+fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::String(s) => out.push(s),
+        Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+        Value::Object(m) => m.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
+}
+
+/// Keys in the order a reader expects (what a thing is, where from, when, what it does);
+/// any other key after them, alphabetically.
+const KEY_ORDER: [&str; 23] = [
+    "type",
+    "name",
+    "description",
+    "from",
+    "format",
+    "verify",
+    "when",
+    "trigger",
+    "batch",
+    "match",
+    "expect",
+    "after",
+    "for_each",
+    "posture",
+    "threshold",
+    "within",
+    "require",
+    "key",
+    "triggers",
+    "action",
+    "deployment",
+    "flow_run_name",
+    "parameters",
+];
+
+/// `v` as YAML, its keys in [`KEY_ORDER`] (a route's parameters and labels are the user's:
+/// alphabetical).
+fn ordered(v: &Value) -> serde_norway::Value {
+    ordered_as(v, true)
+}
+
+fn ordered_as(v: &Value, config_keys: bool) -> serde_norway::Value {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_by_key(|k| {
+                let rank = if config_keys {
+                    KEY_ORDER.iter().position(|o| o == k)
+                } else {
+                    None
+                };
+                (rank.unwrap_or(KEY_ORDER.len()), k.as_str())
+            });
+            let mut out = serde_norway::Mapping::new();
+            for k in keys {
+                let inner = config_keys && !matches!(k.as_str(), "parameters" | "match");
+                out.insert(
+                    serde_norway::Value::String(k.clone()),
+                    ordered_as(&m[k], inner),
+                );
+            }
+            serde_norway::Value::Mapping(out)
+        }
+        Value::Array(a) => {
+            serde_norway::Value::Sequence(a.iter().map(|x| ordered_as(x, config_keys)).collect())
+        }
+        other => serde_norway::to_value(other).unwrap_or(serde_norway::Value::Null),
+    }
+}
+
+/// `- ` before the first line of an item's YAML, its indent before the others.
+fn list_item(out: &mut String, yaml: &str) {
+    for (i, line) in yaml.lines().enumerate() {
+        out.push_str(if i == 0 { "  - " } else { "    " });
+        out.push_str(line);
+        out.push('\n');
+    }
+}
+
+impl Imported {
+    /// The config as YAML: a header naming `origin`, the sources, then the routes, each under
+    /// its description as a comment.
+    pub fn to_yaml(&self, origin: &str) -> Result<String, String> {
+        let yaml = |v: &Value| serde_norway::to_string(&ordered(v)).map_err(|e| e.to_string());
+        let mut out = format!(
+            "# Imported from {origin} by `switchyard import`.\n# Check each route's `from:` and run `switchyard check --online` on this file.\n"
+        );
+        if !self.sources.is_empty() {
+            out.push_str("sources:\n");
+            for s in &self.sources {
+                list_item(&mut out, &yaml(s)?);
+            }
+        }
+        if !self.routes.is_empty() {
+            out.push_str("routes:\n");
+            for (i, r) in self.routes.iter().enumerate() {
+                if let Some(Some(d)) = self.descriptions.get(i) {
+                    for line in d.lines() {
+                        out.push_str(
+                            &format!("  # {}\n", line.trim_end()).replace("  # \n", "  #\n"),
+                        );
+                    }
+                }
+                list_item(&mut out, &yaml(r)?);
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -436,14 +660,117 @@ mod tests {
             got.warnings
         );
         // The result is a valid Switchyard config.
-        let config =
-            json!({"sources": [{"type": "webhook", "name": "hook"}], "routes": got.routes});
+        let config = json!({"sources": got.sources, "routes": got.routes});
         let loaded = crate::routes::load_str(
             std::path::Path::new("imported.yaml"),
             &config.to_string(),
             |_| None,
         );
         assert!(loaded.is_ok(), "{:?}", loaded.err());
+    }
+
+    /// Automations shaped as Prefect's documentation shows them (reactive with a resource
+    /// match, proactive heartbeat, compound, sequence), as Prefect's API returns them: each
+    /// imports into a config that loads as it is, with its trigger unchanged, in reading
+    /// order, and its description as a comment.
+    #[test]
+    fn documented_automations_round_trip() {
+        let dep = "9f0c8a1e-0000-4000-8000-000000000001";
+        let action = |params: Value| {
+            json!([{"type": "run-deployment", "source": "selected", "deployment_id": dep,
+                    "parameters": params, "job_variables": {}}])
+        };
+        let automations = json!([
+            {"id": "a1", "name": "Process new files", "description": "When a file lands in the bucket",
+             "enabled": true,
+             "trigger": {"type": "event", "id": "t1", "match": {"prefect.resource.id": "s3.bucket.*"},
+                         "match_related": {}, "after": [], "expect": ["external.file.landed"],
+                         "for_each": [], "posture": "Reactive", "threshold": 1, "within": 0},
+             "actions": action(json!({"path": "{{ event.resource.name }}",
+                                      "bucket": "{{ event.resource['bucket'] }}",
+                                      "at": "{{ event.occurred }}", "what": "{{ event.event }}"}))},
+            {"id": "a2", "name": "Silent worker", "description": "",
+             "trigger": {"type": "event", "match": {"prefect.resource.id": "worker.*"},
+                         "after": ["worker.heartbeat"], "expect": ["worker.heartbeat"],
+                         "for_each": ["prefect.resource.id"], "posture": "Proactive",
+                         "threshold": 1, "within": 600},
+             "actions": action(json!({"worker": "{{ event.resource.id }}"}))},
+            {"id": "a3", "name": "Both halves", "trigger": {"type": "compound", "require": "all",
+                "within": 3600, "triggers": [
+                    {"type": "event", "expect": ["file.landed"], "posture": "Reactive", "threshold": 1, "within": 0},
+                    {"type": "event", "expect": ["schema.ready"], "posture": "Reactive", "threshold": 1, "within": 0}]},
+             "actions": action(json!({"n": {"__prefect_kind": "json", "value": 3}}))},
+            {"id": "a4", "name": "In order", "trigger": {"type": "sequence", "within": 300, "triggers": [
+                    {"type": "event", "expect": ["build.started"], "threshold": 1, "within": 0},
+                    {"type": "event", "expect": ["build.finished"], "threshold": 1, "within": 0}]},
+             "actions": action(json!({}))}
+        ]);
+        let got = import(&automations.to_string()).unwrap();
+        assert_eq!(got.routes.len(), 4);
+        assert!(got.warnings.is_empty(), "{:?}", got.warnings);
+        let yaml = got.to_yaml("automations.json").unwrap();
+        // Reading order, and the description above its route.
+        let at = |needle: &str| {
+            yaml.find(needle)
+                .unwrap_or_else(|| panic!("{needle} in\n{yaml}"))
+        };
+        assert!(
+            at("# When a file lands in the bucket\n  - name: process-new-files") < at("    from:")
+        );
+        assert!(at("    from:") < at("    trigger:") && at("    trigger:") < at("    action:"));
+        assert!(at("      type: event\n") < at("      match:"));
+        // It loads as a config, as printed.
+        let loaded =
+            crate::routes::load_str(std::path::Path::new("imported.yaml"), &yaml, |_| None)
+                .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        assert_eq!(loaded.routes.len(), 4);
+        let doc: Value = serde_norway::from_str(&yaml).unwrap();
+        assert_eq!(doc["sources"][0]["name"], PREFECT_EVENTS);
+        assert_eq!(doc["sources"][0]["format"], "prefect_event");
+        assert_eq!(doc["routes"][1]["from"], json!([PREFECT_EVENTS]));
+        // The trigger is Prefect's, less ids and empty values.
+        for (i, a) in automations.as_array().unwrap().iter().enumerate() {
+            let mut want = a["trigger"].clone();
+            strip(&mut want);
+            assert_eq!(doc["routes"][i]["trigger"], want, "{}", a["name"]);
+        }
+        let p = &doc["routes"][0]["action"]["parameters"];
+        assert_eq!(p["path"], "{{ event.labels['prefect.resource.name'] }}");
+        assert_eq!(p["bucket"], "{{ event.labels['bucket'] }}");
+        assert_eq!(p["at"], "{{ event.occurred }}");
+        assert_eq!(p["what"], "{{ event.name }}");
+        assert_eq!(doc["routes"][2]["action"]["parameters"]["n"], 3);
+        assert_eq!(doc["routes"][1]["trigger"]["posture"], "Proactive");
+    }
+
+    /// Prefect's ids and empty values, which the import leaves out.
+    fn strip(v: &mut Value) {
+        if let Some(m) = v.as_object_mut() {
+            m.remove("id");
+            m.retain(|_, x| {
+                !(x.as_object().is_some_and(Map::is_empty)
+                    || x.as_array().is_some_and(Vec::is_empty))
+            });
+            m.values_mut().for_each(strip);
+        } else if let Some(a) = v.as_array_mut() {
+            a.iter_mut().for_each(strip);
+        }
+    }
+
+    #[test]
+    fn variables_without_a_switchyard_value_are_named() {
+        let a = json!({"name": "x", "trigger": {"type": "event", "expect": ["a"]},
+            "actions": [{"type": "run-deployment", "source": "selected", "deployment_id": "d",
+                "parameters": {"run": "{{ flow_run.name }}", "rel": "{{ event.related[0].id }}",
+                               "ok": "{{ event.payload.n }} {{ event.resource.id }} {{ event.id }}"}}]});
+        let got = import(&a.to_string()).unwrap();
+        let all = got.warnings.join("\n");
+        assert!(all.contains("`flow_run`, which cannot be mapped"), "{all}");
+        assert!(
+            all.contains("`event.related`, which cannot be mapped"),
+            "{all}"
+        );
+        assert_eq!(got.warnings.len(), 2, "{all}");
     }
 
     #[test]

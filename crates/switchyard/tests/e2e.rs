@@ -331,3 +331,51 @@ routes:
         "all accepted events were finished before exit"
     );
 }
+
+/// The examples agree with the demo's flows: with `flows/deploy.py` deployed as the demo does
+/// it (the flows' real signatures become the deployments' parameter schemas), `check
+/// --online` passes on every example that runs the demo's deployments.
+#[test]
+fn the_examples_pass_check_online_against_the_demo_flows() {
+    let root = switchyard_testkit::workspace_root();
+    let pool = unique("demo-pool");
+    let (status, body) = post(
+        &format!("{}/work_pools/", api()),
+        &json!({"name": pool, "type": "process"}).to_string(),
+        &[],
+    );
+    assert!(status == 201 || status == 200, "{status} {body}");
+    let home = TempDir::new("demo-deploy");
+    let out = std::process::Command::new(root.join(".prefect-venv/bin/python"))
+        .arg("deploy.py")
+        .arg(&pool)
+        .current_dir(root.join("flows"))
+        .env("PREFECT_API_URL", api())
+        .env("PREFECT_HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in [
+        "demo.yaml",
+        "webhook.yaml",
+        "stdin.yaml",
+        "triggers.yaml",
+        "brokers.yaml",
+    ] {
+        let path = root.join("examples").join(name);
+        let (code, out, err) = common::switchyard(
+            &["check", "--online", path.to_str().unwrap()],
+            &[("PREFECT_API_URL", api())],
+        );
+        assert!(
+            code == 0 && out.contains("OK, online checks passed"),
+            "{name}: {out}{err}"
+        );
+        assert!(out.contains("deployment found"), "{name}: {out}");
+    }
+}

@@ -91,6 +91,7 @@ fn an_imported_prefect_automation_fires_the_same_runs_as_prefect() {
         "/automations/",
         &json!({
             "name": format!("{prefix} two readings"),
+            "description": "Two readings of one device within a minute",
             "enabled": true,
             "trigger": {
                 "type": "event", "match": {"prefect.resource.id": format!("{prefix}.*")},
@@ -116,11 +117,15 @@ fn an_imported_prefect_automation_fires_the_same_runs_as_prefect() {
     .unwrap();
     let (code, routes, err) = switchyard(&["import", exported.to_str().unwrap()], &[]);
     assert_eq!(code, 0, "{err}");
-    let routes = routes.replace(&by_prefect.to_string(), &by_switchyard.to_string());
-    let port = free_port();
-    let config = format!(
-        "http: {{listen: \"127.0.0.1:{port}\"}}\nsources:\n  - {{type: webhook, name: events, format: prefect_event}}\n{routes}"
+    // The import is a whole config (its `prefect-events` hook takes Prefect events): run as
+    // printed, with only the port and the deployment changed.
+    assert!(
+        routes.contains("  # Two readings of one device within a minute\n  - name: "),
+        "{routes}"
     );
+    let imported = routes.replace(&by_prefect.to_string(), &by_switchyard.to_string());
+    let port = free_port();
+    let config = format!("http: {{listen: \"127.0.0.1:{port}\"}}\n{imported}");
     let router = Router::start(dir.path(), api, "parity.yaml", &config, &[]);
     router.wait_for_http(port);
 
@@ -148,7 +153,7 @@ fn an_imported_prefect_automation_fires_the_same_runs_as_prefect() {
     // The same events to both, in the same order: Prefect orders its trigger evaluation by
     // `follows` (without it, a burst is evaluated concurrently and its counts race), and each
     // event goes to Switchyard once the previous one is absorbed.
-    let hook = format!("http://127.0.0.1:{port}/hooks/events");
+    let hook = format!("http://127.0.0.1:{port}/hooks/prefect-events");
     let plan = [
         ("A", 1),
         ("A", 2),

@@ -13,7 +13,7 @@ cd "$ROOT"
 bash scripts/prefect-env.sh
 PREFECT="$ROOT/.prefect-venv/bin/prefect"
 PY="$ROOT/.prefect-venv/bin/python"
-echo "== building switchyard (a first build compiles ~400 crates: about 6 minutes on 2 cores; later ones take seconds)"
+echo "== building switchyard (a first build compiles ~400 crates, 2.5 to 6 minutes on 2 cores; later ones take seconds)"
 started=$SECONDS
 cargo build --bin switchyard
 echo "   built in $((SECONDS - started)) s"

@@ -112,6 +112,55 @@ fn print_json<T: Serialize>(value: &T) {
     }
 }
 
+/// Rows under a header, each column as wide as its widest cell (the last one is not padded).
+/// On a terminal (and without `NO_COLOR`) the header is bold and the `status` column, when
+/// there is one, is coloured by status.
+fn table(header: &[&str], rows: Vec<Vec<String>>, status: Option<usize>) {
+    use std::io::IsTerminal as _;
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let last = widths.len().saturating_sub(1);
+    let pad = |i: usize, c: &str| {
+        if i == last {
+            c.to_string()
+        } else {
+            format!("{c:<w$}", w = widths[i])
+        }
+    };
+    let head: Vec<String> = header.iter().enumerate().map(|(i, h)| pad(i, h)).collect();
+    if colour {
+        say!("\x1b[1m{}\x1b[0m", head.join("  "));
+    } else {
+        say!("{}", head.join("  "));
+    }
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let padded = pad(i, c);
+                let code = match c.as_str() {
+                    "done" => "32",
+                    "dead" => "31",
+                    "pending" => "33",
+                    _ => "",
+                };
+                if colour && Some(i) == status && !code.is_empty() {
+                    format!("\x1b[{code}m{padded}\x1b[0m")
+                } else {
+                    padded
+                }
+            })
+            .collect();
+        say!("{}", cells.join("  "));
+    }
+}
+
 fn fail(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::from(2)
@@ -137,30 +186,34 @@ pub async fn events(args: JournalArgs, cmd: EventsCommand) -> ExitCode {
             };
             match store.list_events(&filter).await {
                 Ok(list) if args.json => print_json(&list),
+                Ok(list) if list.is_empty() => say!("no events"),
                 Ok(list) => {
-                    say!(
-                        "{:<19}  {:<7}  {:<40}  {:<12} {:<24} runs",
-                        "accepted",
-                        "status",
-                        "event",
-                        "source",
-                        "name"
+                    let rows = list
+                        .into_iter()
+                        .map(|e| {
+                            // A redelivered event finds the run it started: list it once.
+                            let mut runs = e.runs;
+                            let mut seen = std::collections::HashSet::new();
+                            runs.retain(|r| seen.insert(r.clone()));
+                            vec![
+                                e.accepted_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                                e.status.as_str().to_string(),
+                                e.id,
+                                e.source,
+                                e.name,
+                                if runs.is_empty() {
+                                    "-".to_string()
+                                } else {
+                                    runs.join(",")
+                                },
+                            ]
+                        })
+                        .collect();
+                    table(
+                        &["accepted", "status", "event", "source", "name", "runs"],
+                        rows,
+                        Some(1),
                     );
-                    for e in list {
-                        let runs = if e.runs.is_empty() {
-                            "-".to_string()
-                        } else {
-                            e.runs.join(",")
-                        };
-                        say!(
-                            "{}  {:<7}  {:<40}  {:<12} {:<24} {runs}",
-                            e.accepted_at.format("%Y-%m-%d %H:%M:%S"),
-                            e.status.as_str(),
-                            e.id,
-                            e.source,
-                            e.name
-                        );
-                    }
                 }
                 Err(e) => return fail(e),
             }
@@ -232,23 +285,39 @@ pub async fn dlq(args: JournalArgs, cmd: DlqCommand) -> ExitCode {
     match cmd {
         DlqCommand::List { all, limit } => match store.dead_letters(all, limit).await {
             Ok(list) if args.json => print_json(&list),
+            Ok(list) if list.is_empty() => say!("no dead letters"),
             Ok(list) => {
-                if list.is_empty() {
-                    say!("no dead letters");
-                }
-                for d in list {
-                    say!(
-                        "#{:<5} {}  event {}  route {}  attempts {}{}: {}{}",
-                        d.id,
-                        d.at.format("%Y-%m-%d %H:%M:%S"),
-                        d.event_id,
-                        d.route,
-                        d.attempts,
-                        if d.retryable { " (transient)" } else { "" },
-                        d.reason,
-                        d.resolution.map(|r| format!("  [{r}]")).unwrap_or_default()
-                    );
-                }
+                let rows = list
+                    .into_iter()
+                    .map(|d| {
+                        vec![
+                            format!("#{}", d.id),
+                            d.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                            d.event_id,
+                            d.route,
+                            format!(
+                                "{}{}",
+                                d.attempts,
+                                if d.retryable { " (transient)" } else { "" }
+                            ),
+                            d.resolution.unwrap_or_else(|| "open".into()),
+                            d.reason,
+                        ]
+                    })
+                    .collect();
+                table(
+                    &[
+                        "dead letter",
+                        "at",
+                        "event",
+                        "route",
+                        "attempts",
+                        "state",
+                        "reason",
+                    ],
+                    rows,
+                    None,
+                );
             }
             Err(e) => return fail(e),
         },

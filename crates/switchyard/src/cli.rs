@@ -38,6 +38,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the router until SIGINT or SIGTERM; SIGHUP reloads the config.
+    #[command(after_help = "\
+Examples:
+  PREFECT_API_URL=http://127.0.0.1:4200/api switchyard run examples/webhook.yaml
+  switchyard run --watch --journal /var/lib/switchyard/switchyard.db app.yaml
+  some-producer | switchyard run --exit-when-sources-end examples/stdin.yaml
+
+Exit codes: 0 everything settled, 1 events left pending (they resume on the next start) or the
+journal failed, 2 a config error.")]
     Run {
         /// The config file.
         #[command(flatten)]
@@ -60,6 +68,11 @@ pub enum Command {
         watch: bool,
     },
     /// Inspect events in the journal: what was decided, which runs they started.
+    #[command(after_help = "\
+Examples:
+  switchyard events --config app.yaml list --status dead
+  switchyard events --journal switchyard.db list --source orders --limit 50 --json
+  switchyard events --config app.yaml show 0f6c2d4e-1b7a-4c39-9d8e-5a1f2b3c4d5e")]
     Events {
         /// Which journal.
         #[command(flatten)]
@@ -69,6 +82,12 @@ pub enum Command {
         command: crate::admin::EventsCommand,
     },
     /// Dead letters: list, show, replay after fixing the cause, purge.
+    #[command(after_help = "\
+Examples:
+  switchyard dlq --config app.yaml list
+  switchyard dlq --config app.yaml show 3
+  switchyard dlq --config app.yaml replay --all      # after fixing the cause
+  switchyard dlq --config app.yaml purge 3 4")]
     Dlq {
         /// Which journal.
         #[command(flatten)]
@@ -79,6 +98,15 @@ pub enum Command {
     },
     /// Convert Prefect automations (JSON from the API or `prefect automation inspect --json`)
     /// or a prefect.yaml's deployment `triggers:` into Switchyard routes, printed as YAML.
+    #[command(after_help = "\
+Examples:
+  prefect automation inspect 'Three failures' --json > automation.json
+  switchyard import automation.json > app.yaml && switchyard check --online app.yaml
+  switchyard import prefect.yaml
+  curl -s -X POST $PREFECT_API_URL/automations/filter -H 'content-type: application/json' -d '{}' | switchyard import -
+
+What cannot be carried over (other actions, related-resource matches, template variables
+Switchyard has no value for) is named on stderr.")]
     Import {
         /// The automation JSON or prefect.yaml ("-" for standard input).
         #[arg(value_name = "FILE")]
@@ -86,6 +114,11 @@ pub enum Command {
     },
     /// Watch every decision of a running router as it happens (its admin server's tap), one
     /// line each, until interrupted.
+    #[command(after_help = "\
+Examples:
+  switchyard tap
+  switchyard tap --route big-orders --decision dead
+  switchyard tap --admin https://switchyard.internal:9595 --json | jq .")]
     Tap {
         /// The router's admin server.
         #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9595")]
@@ -107,6 +140,13 @@ pub enum Command {
         json: bool,
     },
     /// Validate a config file and print what it defines.
+    #[command(after_help = "\
+Examples:
+  switchyard check examples/webhook.yaml
+  PREFECT_API_URL=http://127.0.0.1:4200/api switchyard check --online examples/webhook.yaml
+
+Exits 0 when the file is valid (and, with --online, every check passed), 1 when an online check
+failed, 2 for a config error.")]
     Check {
         /// The config file.
         #[command(flatten)]
@@ -118,6 +158,10 @@ pub enum Command {
     /// Re-evaluate journaled events against the current config: with --dry-run, what would
     /// run now beside what ran then; without it, start the runs it decides (routes without a
     /// trigger; a run an event already has is found, not doubled).
+    #[command(after_help = "\
+Examples:
+  switchyard replay --config app.yaml --since 2026-12-01T00:00:00Z --dry-run
+  switchyard replay --config app.yaml --route big-orders --since 2026-12-01T09:00:00Z")]
     Replay(crate::rerun::ReplayArgs),
     /// The config's JSON Schema, for editors, or its reference (every option with its type,
     /// default and meaning), both generated from the types `run` reads.
@@ -136,6 +180,9 @@ extension, Neovim, Helix...):  # yaml-language-server: $schema=docs/config.schem
     /// Test a config's routes offline, on a simulated clock: feed the events of each test in
     /// TESTS (YAML files), let time run on, compare the runs decided with the expected ones.
     /// No Prefect, broker or network is used. Exits 1 if a test failed.
+    #[command(after_help = "\
+Example:
+  switchyard test examples/triggers.yaml examples/triggers.tests.yaml")]
     Test {
         /// The config file.
         config: PathBuf,

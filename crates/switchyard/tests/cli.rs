@@ -661,3 +661,30 @@ fn config_help_names_the_editor_comment() {
     assert_eq!(code, 0);
     assert!(out.contains("yaml-language-server: $schema="), "{out}");
 }
+
+/// What the README's `cargo install --path crates/switchyard --locked` needs: the package
+/// has the `switchyard` binary, and the lock file agrees with every manifest (`--locked`
+/// refuses to install otherwise). The install itself is a full release build, left out of
+/// the suite.
+#[test]
+fn the_package_installs_as_the_readme_says() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(readme.contains("cargo install --path crates/switchyard --locked"));
+    let manifest = std::fs::read_to_string(root.join("crates/switchyard/Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("[[bin]]\nname = \"switchyard\""),
+        "{manifest}"
+    );
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["metadata", "--locked", "--offline", "--format-version", "1"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -332,34 +332,60 @@ routes:
     );
 }
 
-/// The examples agree with the demo's flows: with `flows/deploy.py` deployed as the demo does
-/// it (the flows' real signatures become the deployments' parameter schemas), `check
-/// --online` passes on every example that runs the demo's deployments.
+/// The demo's flows, deployed once per test binary as `scripts/demo.sh` deploys them
+/// (`flows/deploy.py` to a process pool): the flows' real signatures become the deployments'
+/// parameter schemas. Returns the ids of `greet/from-switchyard` and
+/// `process-order/from-switchyard`.
+fn demo_flows() -> (Uuid, Uuid) {
+    static DEPLOYED: std::sync::OnceLock<(Uuid, Uuid)> = std::sync::OnceLock::new();
+    *DEPLOYED.get_or_init(|| {
+        let root = switchyard_testkit::workspace_root();
+        let pool = unique("demo-pool");
+        let (status, body) = post(
+            &format!("{}/work_pools/", api()),
+            &json!({"name": pool, "type": "process"}).to_string(),
+            &[],
+        );
+        assert!(status == 201 || status == 200, "{status} {body}");
+        let home = TempDir::new("demo-deploy");
+        let out = std::process::Command::new(root.join(".prefect-venv/bin/python"))
+            .arg("deploy.py")
+            .arg(&pool)
+            .current_dir(root.join("flows"))
+            .env("PREFECT_API_URL", api())
+            .env("PREFECT_HOME", home.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        common::rt().block_on(async {
+            let client = common::prefect(api());
+            let id = |name: &str| name.parse::<switchyard_prefect::DeploymentRef>().unwrap();
+            let greet = client
+                .resolve(&id("greet/from-switchyard"))
+                .await
+                .unwrap()
+                .id;
+            let order = client
+                .resolve(&id("process-order/from-switchyard"))
+                .await
+                .unwrap()
+                .id;
+            (greet, order)
+        })
+    })
+}
+
+/// The examples agree with the demo's flows: `check --online` passes on every example that
+/// runs the demo's deployments.
 #[test]
 fn the_examples_pass_check_online_against_the_demo_flows() {
+    demo_flows();
     let root = switchyard_testkit::workspace_root();
-    let pool = unique("demo-pool");
-    let (status, body) = post(
-        &format!("{}/work_pools/", api()),
-        &json!({"name": pool, "type": "process"}).to_string(),
-        &[],
-    );
-    assert!(status == 201 || status == 200, "{status} {body}");
-    let home = TempDir::new("demo-deploy");
-    let out = std::process::Command::new(root.join(".prefect-venv/bin/python"))
-        .arg("deploy.py")
-        .arg(&pool)
-        .current_dir(root.join("flows"))
-        .env("PREFECT_API_URL", api())
-        .env("PREFECT_HOME", home.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
     for name in [
         "demo.yaml",
         "webhook.yaml",
@@ -378,4 +404,138 @@ fn the_examples_pass_check_online_against_the_demo_flows() {
         );
         assert!(out.contains("deployment found"), "{name}: {out}");
     }
+}
+
+/// `examples/webhook.yaml` as its header comment says: run it, post the order, get the run.
+#[test]
+fn the_webhook_example_starts_the_run_its_comment_promises() {
+    let (_, order) = demo_flows();
+    let root = switchyard_testkit::workspace_root();
+    let text = std::fs::read_to_string(root.join("examples/webhook.yaml")).unwrap();
+    // The README's request, as the example's comment has it.
+    let body = r#"{"id": 42, "amount": 120.5, "customer": {"name": "Ada"}}"#;
+    assert!(text.contains(body), "the example's comment changed");
+    let dir = TempDir::new("webhook-example");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let router = Router::start_env(
+        dir.path(),
+        api(),
+        "webhook.yaml",
+        &text,
+        &[],
+        &[("SWITCHYARD_LISTEN", &listen)],
+    );
+    router.wait_for_http(port);
+    let (status, answer) = post(
+        &format!("http://{listen}/hooks/orders"),
+        body,
+        &[("content-type", "application/json")],
+    );
+    assert_eq!(status, 202, "{answer}");
+    let runs = wait_for_runs(order, 1);
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].name, "order-42");
+    assert_eq!(
+        Value::Object(runs[0].parameters.clone()),
+        json!({"order_id": 42, "amount": 120.5, "customer": "Ada", "note": "order 42 from orders"})
+    );
+    assert_eq!(router.stop(libc::SIGINT), Some(0));
+}
+
+/// The README's shell blocks: each is marked `<!-- README test: runs -->` (run here, as
+/// written, in a scratch directory with `examples/`, the binary on `PATH` and this binary's
+/// Prefect — with the demo's flows — in place of `127.0.0.1:4200`) or `<!-- README test:
+/// covered by NAME, ... -->` naming the tests that do the same (each must exist).
+#[test]
+fn the_readme_commands_work_as_written() {
+    let (greet, _) = demo_flows();
+    let root = switchyard_testkit::workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let lines: Vec<&str> = readme.lines().collect();
+    let mut tests = String::new();
+    for dir in ["crates/switchyard/tests", "crates/switchyard-core/tests"] {
+        for e in std::fs::read_dir(root.join(dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            tests.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    let scratch = TempDir::new("readme");
+    std::os::unix::fs::symlink(root.join("examples"), scratch.path().join("examples")).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_switchyard"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let (mut ran, mut covered) = (0, 0);
+    for (i, line) in lines.iter().enumerate() {
+        if *line != "```sh" {
+            continue;
+        }
+        let marker = i
+            .checked_sub(1)
+            .and_then(|j| lines[j].strip_prefix("<!-- README test: "))
+            .and_then(|m| m.strip_suffix(" -->"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "README.md:{}: a shell block without `<!-- README test: runs -->` or `<!-- README test: covered by ... -->` above it",
+                    i + 1
+                )
+            });
+        let end = lines[i + 1..]
+            .iter()
+            .position(|l| *l == "```")
+            .map(|n| i + 1 + n)
+            .unwrap();
+        let block = lines[i + 1..end].join("\n");
+        if marker == "runs" {
+            let script = block.replace("http://127.0.0.1:4200/api", api());
+            let out = std::process::Command::new("bash")
+                .args(["-euo", "pipefail", "-c", &script])
+                .current_dir(scratch.path())
+                .env("PATH", &path)
+                .env("PREFECT_API_URL", api())
+                .env_remove("PREFECT_API_KEY")
+                .env(
+                    "SWITCHYARD_JOURNAL",
+                    scratch.path().join(format!("journal-{i}.db")),
+                )
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "README.md:{}: {block}\n{}{}",
+                i + 1,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            ran += 1;
+        } else if let Some(names) = marker.strip_prefix("covered by ") {
+            for name in names.split(", ") {
+                let exists = if name.starts_with('.') {
+                    root.join(name).exists()
+                } else {
+                    tests.contains(&format!("fn {name}("))
+                };
+                assert!(exists, "README.md:{}: no test {name}", i + 1);
+            }
+            covered += 1;
+        } else {
+            panic!("README.md:{}: unknown marker {marker:?}", i + 1);
+        }
+    }
+    assert!(ran >= 2 && covered >= 3, "ran {ran}, covered {covered}");
+    // The original router's block started the run it names.
+    let runs = wait_for_runs(greet, 1);
+    assert!(
+        runs.iter()
+            .any(|r| r.parameters.get("name") == Some(&json!("Marvin"))),
+        "{runs:?}"
+    );
 }

@@ -154,6 +154,9 @@ failed, 2 for a config error.")]
         /// Also ask Prefect whether each fixed deployment exists.
         #[arg(long)]
         online: bool,
+        /// Print one JSON document (sources, routes, each deployment check) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Re-evaluate journaled events against the current config: with --dry-run, what would
     /// run now beside what ran then; without it, start the runs it decides (routes without a
@@ -309,7 +312,11 @@ async fn execute(command: Command) -> ExitCode {
                 }
             }
         }
-        Command::Check { config, online } => check(config, online).await,
+        Command::Check {
+            config,
+            online,
+            json,
+        } => check(config, online, json).await,
         Command::Test { config, tests } => crate::simulate::main(&config, &tests).await,
         Command::Replay(args) => crate::rerun::main(args).await,
         Command::Import { file } => import(&file),
@@ -469,12 +476,31 @@ async fn tap(
     }
 }
 
-async fn check(config: ConfigArg, online: bool) -> ExitCode {
+async fn check(config: ConfigArg, online: bool, json: bool) -> ExitCode {
     let loaded = match config.load() {
         Ok(l) => l,
-        Err(code) => return code,
+        Err(code) => {
+            if json {
+                say!(
+                    "{}",
+                    serde_json::json!({"ok": false, "error": "config error (on stderr)"})
+                );
+            }
+            return code;
+        }
     };
-    println!(
+    // Text as it goes; with --json, one document at the end.
+    macro_rules! text {
+        ($($arg:tt)*) => {
+            if !json {
+                say!($($arg)*);
+            }
+        };
+    }
+    let mut report_sources = Vec::new();
+    let mut report_routes = Vec::new();
+    let mut report_prefect = serde_json::Value::Null;
+    text!(
         "checking {}{}",
         loaded.path.display(),
         if loaded.legacy {
@@ -509,7 +535,8 @@ async fn check(config: ConfigArg, online: bool) -> ExitCode {
             }
             other => other.spec().describe(),
         };
-        println!("  source {}: {kind}", s.name());
+        text!("  source {}: {kind}", s.name());
+        report_sources.push(serde_json::json!({"name": s.name(), "what": kind}));
     }
     let mut failed = false;
     let client = if online {
@@ -517,33 +544,31 @@ async fn check(config: ConfigArg, online: bool) -> ExitCode {
             Ok(c) => {
                 match tokio::time::timeout(std::time::Duration::from_secs(10), c.health()).await {
                     Ok(Ok(())) => {
-                        println!(
-                            "  prefect: answering at {}",
-                            crate::secrets::url(c.api_url().as_str())
-                        );
+                        let at = crate::secrets::url(c.api_url().as_str());
+                        text!("  prefect: answering at {at}");
+                        report_prefect = serde_json::json!({"ok": true, "url": at});
                         Some(c)
                     }
                     Ok(Err(e)) => {
-                        println!(
-                            "  prefect: online check failed: {}",
-                            crate::secrets::redact(&e.to_string())
-                        );
+                        let why = crate::secrets::redact(&e.to_string()).to_string();
+                        text!("  prefect: online check failed: {why}");
+                        report_prefect = serde_json::json!({"ok": false, "error": why});
                         failed = true;
                         None
                     }
                     Err(_) => {
-                        println!("  prefect: online check failed: no answer within 10s");
+                        text!("  prefect: online check failed: no answer within 10s");
+                        report_prefect =
+                            serde_json::json!({"ok": false, "error": "no answer within 10s"});
                         failed = true;
                         None
                     }
                 }
             }
             Err(e) => {
-                let e = format!("{e:#}");
-                println!(
-                    "  prefect: online check failed: {}",
-                    crate::secrets::redact(&e)
-                );
+                let why = crate::secrets::redact(&format!("{e:#}")).to_string();
+                text!("  prefect: online check failed: {why}");
+                report_prefect = serde_json::json!({"ok": false, "error": why});
                 failed = true;
                 None
             }
@@ -561,7 +586,7 @@ async fn check(config: ConfigArg, online: bool) -> ExitCode {
             .describe_stateful()
             .map(|d| format!(" {d}"))
             .unwrap_or_default();
-        println!(
+        text!(
             "  route {}: from [{}]{}{on} -> run_deployment {target}{}",
             r.name,
             r.sources.join(", "),
@@ -575,23 +600,49 @@ async fn check(config: ConfigArg, online: bool) -> ExitCode {
                 ""
             }
         );
+        let mut route = serde_json::json!({
+            "name": r.name,
+            "from": r.sources,
+            "when": r.when.as_ref().map(|w| w.source().to_string()),
+            "waits_for": cfg.describe_stateful(),
+            "deployment": r.action.static_deployment().map(|d| d.to_string()),
+            "shadow": r.shadow,
+        });
         if let (Some(client), Some(dep)) = (&client, r.action.static_deployment()) {
             match r.schema_problems(client).await {
                 Ok(problems) => {
                     if let Ok(d) = client.resolve(dep).await {
-                        println!("    deployment found: {}", d.id);
+                        text!("    deployment found: {}", d.id);
+                        route["deployment_id"] = serde_json::json!(d.id);
                     }
                     for p in &problems {
-                        println!("    parameters: {p}");
+                        text!("    parameters: {p}");
                     }
                     failed |= !problems.is_empty();
+                    route["problems"] = serde_json::json!(problems);
                 }
                 Err(e) => {
-                    println!("    deployment check failed: {e}");
+                    text!("    deployment check failed: {e}");
+                    route["error"] = serde_json::json!(e.to_string());
                     failed = true;
                 }
             }
         }
+        report_routes.push(route);
+    }
+    if json {
+        say!(
+            "{}",
+            serde_json::json!({
+                "file": loaded.path.display().to_string(),
+                "ok": !failed,
+                "online": online,
+                "legacy": loaded.legacy,
+                "prefect": report_prefect,
+                "sources": report_sources,
+                "routes": report_routes,
+            })
+        );
     }
     let what = if online {
         "OK, online checks passed"
@@ -599,10 +650,10 @@ async fn check(config: ConfigArg, online: bool) -> ExitCode {
         "OK"
     };
     if failed {
-        println!("{}: FAILED (see above)", loaded.path.display());
+        text!("{}: FAILED (see above)", loaded.path.display());
         ExitCode::FAILURE
     } else {
-        println!("{}: {what}", loaded.path.display());
+        text!("{}: {what}", loaded.path.display());
         ExitCode::SUCCESS
     }
 }

@@ -403,6 +403,21 @@ fn the_examples_pass_check_online_against_the_demo_flows() {
             "{name}: {out}{err}"
         );
         assert!(out.contains("deployment found"), "{name}: {out}");
+        // The same for machines.
+        let (code, out, err) = common::switchyard(
+            &["check", "--online", "--json", path.to_str().unwrap()],
+            &[("PREFECT_API_URL", api())],
+        );
+        assert_eq!(code, 0, "{name}: {err}");
+        let report: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["ok"], true, "{report}");
+        assert_eq!(report["prefect"]["ok"], true, "{report}");
+        let routes = report["routes"].as_array().unwrap();
+        assert!(!routes.is_empty());
+        for r in routes {
+            assert!(r["deployment_id"].is_string(), "{name}: {r}");
+            assert_eq!(r["problems"], json!([]), "{name}: {r}");
+        }
     }
 }
 

@@ -224,15 +224,7 @@ fn trigger(t: &Value, at: &str, warnings: &mut Vec<String>) -> Result<Value, Str
     let mut out = Map::new();
     out.insert("type".into(), json!(kind));
     let keep: &[&str] = match kind {
-        "event" => &[
-            "match",
-            "expect",
-            "after",
-            "for_each",
-            "posture",
-            "threshold",
-            "within",
-        ],
+        "event" => &EVENT_TRIGGER_KEYS,
         "compound" => &["require", "within"],
         "sequence" => &["within"],
         other => {
@@ -487,9 +479,21 @@ fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
     }
 }
 
-/// Keys in the order a reader expects (what a thing is, where from, when, what it does);
-/// any other key after them, alphabetically.
-const KEY_ORDER: [&str; 23] = [
+/// What an event trigger keeps from Prefect's, in the order it is printed.
+const EVENT_TRIGGER_KEYS: [&str; 7] = [
+    "match",
+    "expect",
+    "after",
+    "for_each",
+    "posture",
+    "threshold",
+    "within",
+];
+
+/// Keys in the order a reader expects (what a thing is, where from, when, what it does),
+/// with an event trigger's keys between `batch` and `require`; any other key after them,
+/// alphabetically.
+const KEYS_BEFORE: [&str; 9] = [
     "type",
     "name",
     "description",
@@ -499,13 +503,8 @@ const KEY_ORDER: [&str; 23] = [
     "when",
     "trigger",
     "batch",
-    "match",
-    "expect",
-    "after",
-    "for_each",
-    "posture",
-    "threshold",
-    "within",
+];
+const KEYS_AFTER: [&str; 7] = [
     "require",
     "key",
     "triggers",
@@ -515,7 +514,17 @@ const KEY_ORDER: [&str; 23] = [
     "parameters",
 ];
 
-/// `v` as YAML, its keys in [`KEY_ORDER`] (a route's parameters and labels are the user's:
+/// Where `key` goes among [`KEYS_BEFORE`], [`EVENT_TRIGGER_KEYS`], [`KEYS_AFTER`].
+fn key_rank(key: &str) -> usize {
+    KEYS_BEFORE
+        .iter()
+        .chain(&EVENT_TRIGGER_KEYS)
+        .chain(&KEYS_AFTER)
+        .position(|k| *k == key)
+        .unwrap_or(usize::MAX)
+}
+
+/// `v` as YAML, its keys in [`key_rank`] order (a route's parameters and labels are the user's:
 /// alphabetical).
 fn ordered(v: &Value) -> serde_norway::Value {
     ordered_as(v, true)
@@ -526,12 +535,8 @@ fn ordered_as(v: &Value, config_keys: bool) -> serde_norway::Value {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort_by_key(|k| {
-                let rank = if config_keys {
-                    KEY_ORDER.iter().position(|o| o == k)
-                } else {
-                    None
-                };
-                (rank.unwrap_or(KEY_ORDER.len()), k.as_str())
+                let rank = if config_keys { key_rank(k) } else { usize::MAX };
+                (rank, k.as_str())
             });
             let mut out = serde_norway::Mapping::new();
             for k in keys {

@@ -228,7 +228,7 @@ impl Routing {
         self.routes
             .iter()
             .zip(&self.topics)
-            .filter(move |(_, topics)| topics.iter().any(|t| keys.contains(t)))
+            .filter(move |(_, topics)| listens(topics, &keys))
             .map(|(r, _)| r)
     }
 
@@ -236,6 +236,12 @@ impl Routing {
     pub fn route(&self, name: &str) -> Option<&Arc<Route>> {
         self.routes.iter().find(|r| r.name == name)
     }
+}
+
+/// Whether a route subscribed to `topics` gets an event with these keys
+/// ([`crate::topic::keys_of`]).
+fn listens(topics: &[String], keys: &[String]) -> bool {
+    topics.iter().any(|t| keys.contains(t))
 }
 
 /// The [`Routing`] in force, shared by the engine, the trigger runners and the admin server.
@@ -397,8 +403,7 @@ impl Route {
 
     /// Whether the engine delivers `event` to this route (see [`Route::subscriptions`]).
     pub fn receives(&self, event: &Event) -> bool {
-        let keys = crate::topic::keys_of(event);
-        self.subscriptions().iter().any(|t| keys.contains(&t.key()))
+        listens(&self.topics(), &crate::topic::keys_of(event))
     }
 
     /// One attempt: evaluate `when`, run the action. Nothing is recorded.

@@ -444,8 +444,9 @@ impl Topology {
         };
         // Webhooks that are new need the server: start it before anything changes, so a
         // failure to listen leaves the running config whole.
-        if self.hooks.is_none() && !hooks.is_empty() {
-            self.serve_hooks(hooks.clone()).await?;
+        let mut hooks = Some(hooks);
+        if self.hooks.is_none() && hooks.as_ref().is_some_and(|h| !h.is_empty()) {
+            self.serve_hooks(hooks.take().unwrap_or_default()).await?;
         }
         let mut changes = plan.changes;
         if loaded.config.prefect != self.config.prefect {
@@ -496,7 +497,10 @@ impl Topology {
                 reload::SourceChange::Webhook(line) => changes.push(line),
             }
         }
-        self.serve_hooks(hooks).await?;
+        // The hook table, unless the server was just started with it.
+        if let Some(hooks) = hooks {
+            self.serve_hooks(hooks).await?;
+        }
         self.config = loaded.config;
         Ok(changes)
     }

@@ -1,6 +1,9 @@
 //! Kafka ingest: events/s through Switchyard with a no-op route (`when: false`: every event is
 //! journaled, decided and settled, nothing is called) against a bare rdkafka consumer loop
-//! reading the same topic in the same run. Also reports Switchyard's peak RSS.
+//! reading the same topic in the same run that also decodes each message as JSON and stores
+//! its offset. Then the same traffic on a `journal: routed` source, which no route wants (a
+//! constant `when`, and a payload test evaluated on the template threads): acknowledged
+//! without a journal write. Also reports Switchyard's peak RSS.
 //! Run: `cargo bench -p switchyard --bench kafka_ingest` (`SWITCHYARD_KAFKA_EVENTS`, default
 //! 20000; `SWITCHYARD_KAFKA_SLOW_SECONDS` for the slow-action phase, default 20). Needs
 //! `scripts/kafka-env.sh`.
@@ -72,14 +75,21 @@ fn main() {
             .set("group.id", unique("bare"))
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "6000")
+            .set("enable.auto.offset.store", "false")
             .create()
             .expect("consumer");
         consumer.subscribe(&[topic.as_str()]).expect("subscribe");
         std::hint::black_box(consumer.recv().await.expect("message"));
         let start = Instant::now();
         for _ in 1..n {
+            use rdkafka::message::Message as _;
             let m = consumer.recv().await.expect("message");
-            std::hint::black_box(m);
+            let v: serde_json::Value =
+                serde_json::from_slice(m.payload().unwrap_or_default()).expect("json");
+            std::hint::black_box(v);
+            consumer
+                .store_offset_from_message(&m)
+                .expect("store offset");
         }
         start.elapsed().as_secs_f64()
     });
@@ -97,30 +107,53 @@ fn main() {
         &["--log-level", "warn"],
     );
     let journal = dir.path().join("journal.db");
-    let settled = || common::settled_events(&journal);
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while settled() == 0 {
-        assert!(Instant::now() < deadline, "no event settled in 10 minutes");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Timed from the first settled event, like the baseline from its first message.
-    let start = Instant::now();
-    while settled() < n {
-        assert!(
-            Instant::now() < deadline,
-            "not all events settled in 10 minutes"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let through = start.elapsed().as_secs_f64();
-    let status = std::fs::read_to_string(format!("/proc/{}/status", router.process.pid()))
-        .unwrap_or_default();
-    let peak = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM"))
-        .unwrap_or("VmHWM: ?")
-        .to_string();
+    let through = timed(n, || common::settled_events(&journal));
+    let peak = peak_rss(router.process.pid());
     let _ = router.stop(libc::SIGTERM);
+
+    // `journal: routed`: the same topic in a group of its own, no route wants the events.
+    let routed = |label: &str, when: &str| -> (String, f64, String) {
+        let dir = TempDir::new("kafka-routed");
+        let admin = switchyard_testkit::free_port();
+        let group = unique("routed");
+        let config = format!(
+            "admin: {{listen: \"127.0.0.1:{admin}\"}}\nengine: {{queue_capacity: 4096, max_consumers: 8}}\nsources:\n  - {{type: kafka, name: bus, brokers: \"{bootstrap}\", topics: [{topic}], group: {group}, session_timeout: 6s, journal: routed}}\nroutes:\n  - name: noop\n    when: '{when}'\n    action: {{type: run_deployment, deployment: \"none/none\"}}\n"
+        );
+        let router = Router::start(
+            dir.path(),
+            "http://127.0.0.1:9/api",
+            "routed.yaml",
+            &config,
+            &["--log-level", "warn"],
+        );
+        let metrics = format!("http://127.0.0.1:{admin}/metrics");
+        let unrouted = || -> usize {
+            let text = rt
+                .block_on(async { reqwest::get(&metrics).await.ok()?.text().await.ok() })
+                .unwrap_or_default();
+            text.lines()
+                .find(|l| l.starts_with("switchyard_events_unrouted_total{source=\"bus\"}"))
+                .and_then(|l| l.split(' ').nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+                .map_or(0, |v| v as usize)
+        };
+        let secs = timed(n, unrouted);
+        let peak = peak_rss(router.process.pid());
+        let journaled = common::settled_events(&dir.path().join("journal.db"));
+        assert_eq!(
+            journaled, 0,
+            "journal: routed journaled {journaled} unwanted events"
+        );
+        let _ = router.stop(libc::SIGTERM);
+        (label.to_string(), secs, peak)
+    };
+    let routed_cases = [
+        routed("journal: routed, `when: false`", "false"),
+        routed(
+            "journal: routed, `when` on the payload",
+            "event.payload.amount > 1000",
+        ),
+    ];
 
     // Slow action: the same backlog, a route that starts a real flow run for every event on a
     // SQLite Prefect (tens of runs per second). The engine queue fills, the source stops
@@ -197,9 +230,22 @@ fn main() {
         n as f64 / through,
         bare / through
     );
+    for (label, secs, _) in &routed_cases {
+        println!(
+            "{:<44} {:>8.2} {:>10.0} {:>8.2}",
+            label,
+            secs,
+            n as f64 / secs,
+            bare / secs
+        );
+    }
     println!(
-        "\nswitchyard peak RSS: {}",
-        peak.trim_start_matches("VmHWM:").trim()
+        "\nswitchyard peak RSS: {peak} (journaled); {}",
+        routed_cases
+            .iter()
+            .map(|(l, _, p)| format!("{p} ({l})"))
+            .collect::<Vec<_>>()
+            .join("; ")
     );
     println!(
         "\nslow action (a real flow run per event), {n} events waiting, queue_capacity 4096, {} s:",
@@ -219,4 +265,30 @@ fn main() {
         );
     }
     println!("  peak RSS {:.1} MB", slow_peak as f64 / 1024.0);
+}
+
+/// Seconds from the first counted event to the `n`th, polling `count` (the group join before
+/// the first event is not throughput, as for the baseline).
+fn timed(n: usize, count: impl Fn() -> usize) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while count() == 0 {
+        assert!(Instant::now() < deadline, "no event in 10 minutes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let start = Instant::now();
+    while count() < n {
+        assert!(Instant::now() < deadline, "not every event in 10 minutes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed().as_secs_f64()
+}
+
+/// A process's peak RSS, as /proc says it (`52032 kB`).
+fn peak_rss(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .map(|l| l.trim_start_matches("VmHWM:").trim().to_string())
+        .unwrap_or_else(|| "?".into())
 }

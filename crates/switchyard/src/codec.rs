@@ -25,6 +25,33 @@ pub enum PayloadFormat {
     Text,
 }
 
+/// Which messages of a source whose broker is itself a durable log (Kafka, NATS JetStream,
+/// Redis Streams) the journal records.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalMode {
+    /// Every message is journaled before it is acknowledged (the default): each one is in
+    /// `events list`, the API and the UI, with every route's decision.
+    #[default]
+    All,
+    /// Only messages some route wants (a stateful route receives it, or a plain route's
+    /// `when` holds): the others are acknowledged at once, with no journal write, counted in
+    /// `switchyard_events_unrouted_total`, and not shown anywhere. The broker's own log is
+    /// their record; after a crash a redelivered one is decided again, the same way. The
+    /// guarantees for wanted messages are unchanged (journaled before acknowledged, one run).
+    Routed,
+}
+
 impl PayloadFormat {
     /// Decodes a body.
     pub fn decode(self, body: &[u8]) -> Result<serde_json::Value, String> {

@@ -82,6 +82,8 @@ pub struct Metrics {
     pub events_received: Family<SourceLabel, Counter>,
     /// Events journaled for routing.
     pub events_accepted: Family<SourceLabel, Counter>,
+    /// Events of a `journal: routed` source that no route wanted: acknowledged unjournaled.
+    pub events_unrouted: Family<SourceLabel, Counter>,
     /// Messages and requests turned away, and why.
     pub events_refused: Family<RefusedLabels, Counter>,
     /// Each route's final decision per event.
@@ -124,6 +126,7 @@ impl Metrics {
         let m = Self {
             events_received: Family::default(),
             events_accepted: Family::default(),
+            events_unrouted: Family::default(),
             events_refused: Family::default(),
             route_decisions: Family::default(),
             flow_runs_created: Family::default(),
@@ -149,6 +152,11 @@ impl Metrics {
             "events_accepted",
             "Events journaled for routing",
             m.events_accepted.clone(),
+        );
+        registry.register(
+            "events_unrouted",
+            "Events of a `journal: routed` source that no route wanted, acknowledged without a journal write",
+            m.events_unrouted.clone(),
         );
         registry.register(
             "events_refused",
@@ -258,6 +266,14 @@ pub fn accepted(source: &str) {
 }
 
 /// `source` turned one away (also a line of the tap).
+/// An event of a `journal: routed` source that no route wanted.
+pub fn unrouted(source: &str) {
+    get()
+        .events_unrouted
+        .get_or_create(&self::source(source))
+        .inc();
+}
+
 pub fn refused(source: &str, reason: &str) {
     crate::tap::publish(|| crate::tap::Tapped {
         at: chrono::Utc::now(),

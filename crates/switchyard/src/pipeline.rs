@@ -31,6 +31,18 @@ pub struct Inbound {
 /// The engine's publisher for inbound events.
 pub type Publisher = EventPublisher<Inbound, Routed>;
 
+/// Whether some route wants an event (the routes in force decide; see
+/// [`Dispatcher::with_wanted`]).
+pub trait Wants: Send + Sync {
+    /// The answer when nothing has to be evaluated for it, else `None`.
+    fn at_once(&self, event: &Event) -> Option<bool>;
+    /// The answer, evaluating what has to be (off the async runtime).
+    fn evaluate(&self, event: Arc<Event>) -> futures::future::BoxFuture<'static, bool>;
+}
+
+/// A shared [`Wants`].
+pub type Wanted = Arc<dyn Wants>;
+
 /// Hands events to the routes, journal first.
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -39,6 +51,7 @@ pub struct Dispatcher {
     finishers: TaskTracker,
     owned: Arc<Owned>,
     accepts_in_flight: usize,
+    wanted: Option<Wanted>,
 }
 
 /// The outcome of an accepted event, to await.
@@ -92,6 +105,8 @@ pub const DEFAULT_ACCEPTS_IN_FLIGHT: usize = 256;
 /// reconnects with backoff instead of reading on into a journal that cannot take events.
 pub struct Accepts {
     dispatch: Dispatcher,
+    /// Journal only events some route wants (`journal: routed`).
+    routed_only: bool,
     source: String,
     permits: Arc<tokio::sync::Semaphore>,
     acks: TaskTracker,
@@ -103,11 +118,20 @@ impl Accepts {
     pub fn new(dispatch: &Dispatcher, source: &str) -> Self {
         Self {
             dispatch: dispatch.clone(),
+            routed_only: false,
             source: source.to_string(),
             permits: Arc::new(tokio::sync::Semaphore::new(dispatch.accepts_in_flight)),
             acks: TaskTracker::new(),
             refused: Arc::default(),
         }
+    }
+
+    /// Journal only the events some route wants (a source whose broker keeps its own log:
+    /// one no route wants is acknowledged without a journal write, and a redelivery after a
+    /// crash is decided again, the same way).
+    pub fn routed_only(mut self, yes: bool) -> Self {
+        self.routed_only = yes;
+        self
     }
 
     /// Hands an event over, with what to do with its receipt (await its end, then map it onto
@@ -126,6 +150,22 @@ impl Accepts {
         if let Some(why) = refused {
             return Err(why);
         }
+        let wanted = self.dispatch.wanted.clone().filter(|_| self.routed_only);
+        // Decided without evaluating anything: an event no route wants is acknowledged here,
+        // with no task, no permit and no journal write.
+        let wanted = match wanted.as_ref().map(|w| w.at_once(&event)) {
+            Some(Some(false)) => {
+                unrouted(&self.source, &event.id);
+                ack(Receipt::ready(
+                    event.id,
+                    Disposition::Settled { dead: false },
+                ))
+                .await;
+                return Ok(());
+            }
+            Some(Some(true)) => None,
+            _ => wanted,
+        };
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
@@ -137,6 +177,19 @@ impl Accepts {
         );
         self.acks.spawn(async move {
             let id = event.id.clone();
+            let event = match wanted {
+                None => event,
+                Some(wanted) => {
+                    let shared = Arc::new(event);
+                    if !wanted.evaluate(Arc::clone(&shared)).await {
+                        drop(permit);
+                        unrouted(&source, &id);
+                        ack(Receipt::ready(id, Disposition::Settled { dead: false })).await;
+                        return;
+                    }
+                    Arc::try_unwrap(shared).unwrap_or_else(|e| (*e).clone())
+                }
+            };
             // This task runs to completion (nothing aborts it), so it accepts in place.
             let accepted = dispatch.dispatch_in_place(event).await;
             drop(permit);
@@ -165,6 +218,14 @@ impl Accepts {
     }
 }
 
+/// Counts (and, at debug level, logs) an event of a `journal: routed` source that no route
+/// wants.
+fn unrouted(source: &str, id: &str) {
+    crate::metrics::received(source);
+    crate::metrics::unrouted(source);
+    tracing::debug!(source = %source, event_id = %id, "no route wants the event; acknowledged without journaling");
+}
+
 /// How an accept treats a reused id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OnConflict {
@@ -185,7 +246,15 @@ impl Dispatcher {
             finishers,
             owned: Arc::default(),
             accepts_in_flight: DEFAULT_ACCEPTS_IN_FLIGHT,
+            wanted: None,
         }
+    }
+
+    /// What decides, for a source whose broker is itself a durable log (`journal: routed`),
+    /// whether an event is journaled at all: one no route wants is acknowledged at once.
+    pub fn with_wanted(mut self, wanted: Wanted) -> Self {
+        self.wanted = Some(wanted);
+        self
     }
 
     /// How many accepts each acknowledging source pipelines (see [`Accepts`]).

@@ -232,6 +232,40 @@ impl Routing {
             .map(|(r, _)| r)
     }
 
+    /// Whether some route would act on `event` (for a `journal: routed` source): a stateful
+    /// route that receives it absorbs it, a plain one acts when its `when` holds. The `when`
+    /// expressions are evaluated on the template threads, never on the async runtime; one
+    /// that fails (the route would dead-letter the event) counts as wanting it, so the
+    /// failure is journaled.
+    pub async fn wants(&self, event: Arc<Event>) -> bool {
+        let maybe = match self.wants_at_once(&event) {
+            Ok(answer) => return answer,
+            Err(maybe) => maybe,
+        };
+        template::sandbox(move || maybe.iter().any(|r| r.when_holds(&event) != Ok(false)))
+            .await
+            .unwrap_or(true)
+    }
+
+    /// [`Routing::wants`] when nothing has to be evaluated (no route receives the event, a
+    /// stateful one does, or every `when` is a constant); else the routes whose `when` must
+    /// be evaluated.
+    pub fn wants_at_once(&self, event: &Event) -> Result<bool, Vec<Arc<Route>>> {
+        let mut maybe = Vec::new();
+        for r in self.receivers(event) {
+            match (&r.stateful, r.when.as_ref().map(|w| w.constant())) {
+                (Some(_), _) | (None, None | Some(Some(true))) => return Ok(true),
+                (None, Some(Some(false))) => {}
+                (None, Some(None)) => maybe.push(Arc::clone(r)),
+            }
+        }
+        if maybe.is_empty() {
+            Ok(false)
+        } else {
+            Err(maybe)
+        }
+    }
+
     /// The route called `name`, if there is one.
     pub fn route(&self, name: &str) -> Option<&Arc<Route>> {
         self.routes.iter().find(|r| r.name == name)

@@ -142,7 +142,8 @@ impl Topology {
             Arc::clone(&journal),
             finishers.clone(),
         )
-        .with_accepts_in_flight(engine.accepts_in_flight.get());
+        .with_accepts_in_flight(engine.accepts_in_flight.get())
+        .with_wanted(Arc::new(LiveWants(Arc::clone(&live))));
         let (reload_tx, reload_rx) = mpsc::channel(4);
         let mut me = Self {
             path,
@@ -578,5 +579,22 @@ fn warn_shadow(routes: &[Arc<Route>]) {
         .collect();
     if !shadow.is_empty() {
         tracing::warn!(routes = ?shadow, "shadow routes record what they would run and create no flow run");
+    }
+}
+
+/// The routes in force decide which events of a `journal: routed` source are journaled.
+struct LiveWants(Arc<crate::routes::Live>);
+
+impl crate::pipeline::Wants for LiveWants {
+    fn at_once(&self, event: &switchyard_core::Event) -> Option<bool> {
+        self.0.current().wants_at_once(event).ok()
+    }
+
+    fn evaluate(
+        &self,
+        event: Arc<switchyard_core::Event>,
+    ) -> futures::future::BoxFuture<'static, bool> {
+        let routing = self.0.current();
+        Box::pin(async move { routing.wants(event).await })
     }
 }

@@ -19,7 +19,7 @@ use switchyard_core::Event;
 use switchyard_prefect::RetryPolicy;
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::{PayloadFormat, undecodable};
+use crate::codec::{JournalMode, PayloadFormat, undecodable};
 use crate::pipeline::{Accepts, Dispatcher, Disposition};
 
 /// A broker connector: its settings (the registry's [`super::SourceSpec`], which names the
@@ -29,6 +29,11 @@ pub trait Connector: super::SourceSpec + Send + Sync + 'static {
     type Session: Session;
     /// How message bodies decode.
     fn format(&self) -> PayloadFormat;
+    /// Which messages the journal records (`journal:`; only log-backed brokers offer
+    /// `routed`).
+    fn journal(&self) -> JournalMode {
+        JournalMode::All
+    }
     /// Connects (and subscribes); an error is retried with backoff.
     fn connect(&self) -> impl Future<Output = Result<Self::Session, String>> + Send;
 }
@@ -224,7 +229,8 @@ impl Draft {
 /// Runs a connector until `stop`: sessions one after the other (backoff between them), then
 /// waits for the acknowledgements of every event handed over.
 pub async fn run<C: Connector>(connector: C, dispatch: Dispatcher, stop: CancellationToken) {
-    let accepts = Accepts::new(&dispatch, connector.name());
+    let accepts = Accepts::new(&dispatch, connector.name())
+        .routed_only(connector.journal() == JournalMode::Routed);
     let acking = Arc::new(Acking::default());
     reconnecting(connector.name(), &stop, || {
         session(&connector, &dispatch, &stop, &accepts, &acking)

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::codec::PayloadFormat;
+use crate::codec::{JournalMode, PayloadFormat};
 
 /// A Kafka source.
 #[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
@@ -35,6 +35,11 @@ pub struct KafkaConfig {
     pub format: PayloadFormat,
     /// Event name (default: the topic).
     pub event: Option<String>,
+    /// `all` (default): every message is journaled before it is acknowledged; `routed`:
+    /// only messages some route wants, the others acknowledged at once without a journal
+    /// write (the broker's log is their record; the README's "Broker sources" has the trade-off).
+    #[serde(default)]
+    pub journal: JournalMode,
 }
 
 fn default_kafka_brokers() -> String {

@@ -92,6 +92,9 @@ impl Connector for KafkaConfig {
     fn format(&self) -> PayloadFormat {
         self.format
     }
+    fn journal(&self) -> crate::codec::JournalMode {
+        self.journal
+    }
 
     async fn connect(&self) -> Result<KafkaSession, String> {
         let consumer = Arc::new(consumer(self)?);

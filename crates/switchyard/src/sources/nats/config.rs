@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::codec::PayloadFormat;
+use crate::codec::{JournalMode, PayloadFormat};
 
 /// A NATS source: JetStream (durable pull consumer, explicit ack, nak with delay) or core NATS
 /// subjects (at most once: nothing is redelivered).
@@ -41,6 +41,11 @@ pub struct NatsConfig {
     pub format: PayloadFormat,
     /// Event name (default: the subject).
     pub event: Option<String>,
+    /// `all` (default): every message is journaled before it is acknowledged; `routed`:
+    /// only messages some route wants, the others acknowledged at once without a journal
+    /// write (the broker's log is their record; the README's "Broker sources" has the trade-off).
+    #[serde(default)]
+    pub journal: JournalMode,
 }
 
 /// NATS delivery.

@@ -35,6 +35,9 @@ impl Connector for NatsConfig {
     fn format(&self) -> PayloadFormat {
         self.format
     }
+    fn journal(&self) -> crate::codec::JournalMode {
+        self.journal
+    }
 
     async fn connect(&self) -> Result<NatsSession, String> {
         match self.mode {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::codec::PayloadFormat;
+use crate::codec::{JournalMode, PayloadFormat};
 
 /// A Redis Streams source: `XREADGROUP` through a consumer group, `XACK` once the event is
 /// settled, entries left pending by a dead consumer reclaimed after `claim_idle`.
@@ -44,6 +44,11 @@ pub struct RedisStreamsConfig {
     pub format: PayloadFormat,
     /// Event name (default `<name>.message`).
     pub event: Option<String>,
+    /// `all` (default): every message is journaled before it is acknowledged; `routed`:
+    /// only messages some route wants, the others acknowledged at once without a journal
+    /// write (the broker's log is their record; the README's "Broker sources" has the trade-off).
+    #[serde(default)]
+    pub journal: JournalMode,
 }
 
 /// Where a new consumer group starts.

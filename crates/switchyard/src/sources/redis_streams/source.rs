@@ -23,6 +23,9 @@ impl Connector for RedisStreamsConfig {
     fn format(&self) -> PayloadFormat {
         self.format
     }
+    fn journal(&self) -> crate::codec::JournalMode {
+        self.journal
+    }
 
     async fn connect(&self) -> Result<RedisSession, String> {
         let client = redis::Client::open(self.url.as_str())

@@ -663,3 +663,66 @@ impl Route {
         Ok(RouteOutcome::DeadLettered { reason: f.message })
     }
 }
+
+#[cfg(test)]
+mod wants_tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Routes from `routes` (YAML) over sources `a` and `b`, as `journal: routed` sees them.
+    fn routing(routes: &str) -> Routing {
+        let text = format!(
+            "sources: [{{type: stdin, name: a}}, {{type: webhook, name: b}}]\nroutes:\n{routes}"
+        );
+        let loaded = load_str(std::path::Path::new("wants.yaml"), &text, |_| None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let dir = switchyard_testkit::TempDir::new("wants");
+        let journal = crate::journal::SqliteStore::open(&dir.path().join("j.db")).unwrap();
+        let env = RouteEnv {
+            prefect: PrefectClient::new(switchyard_prefect::ClientConfig::new(
+                "http://127.0.0.1:9/api",
+            ))
+            .unwrap(),
+            journal: Arc::new(journal),
+            delivery: DeliveryPolicy::from(&loaded.config.delivery),
+            interrupt: CancellationToken::new(),
+        };
+        Routing::new(1, loaded.routes, env, loaded.config.sources)
+    }
+
+    fn event(source: &str, n: i64) -> Arc<Event> {
+        Arc::new(Event::builder(source, "x", json!({"n": n})).build())
+    }
+
+    #[tokio::test]
+    async fn wanted_events_are_decided_at_once_when_nothing_must_be_evaluated() {
+        let r = routing(
+            "  - {name: off, from: [a], when: 'false', action: {type: run_deployment, deployment: f/d}}\n  - {name: payload, from: [b], when: 'event.payload.n > 2', action: {type: run_deployment, deployment: f/d}}\n",
+        );
+        // Source a: only a constant-false route: no, without evaluating.
+        assert!(matches!(r.wants_at_once(&event("a", 5)), Ok(false)));
+        assert!(!r.wants(event("a", 5)).await);
+        // Source b: the payload decides, on the template threads.
+        assert!(r.wants_at_once(&event("b", 5)).is_err());
+        assert!(r.wants(event("b", 5)).await);
+        assert!(!r.wants(event("b", 1)).await);
+        // A source no route listens to.
+        let only_a = routing(
+            "  - {name: all, from: [a], action: {type: run_deployment, deployment: f/d}}\n",
+        );
+        assert!(matches!(only_a.wants_at_once(&event("b", 1)), Ok(false)));
+        assert!(matches!(only_a.wants_at_once(&event("a", 1)), Ok(true)));
+        // A stateful route absorbs what it receives; a failing `when` wants the event (its
+        // dead letter is journaled).
+        let stateful = routing(
+            "  - {name: t, from: [a], trigger: {type: event, threshold: 2, within: 60}, action: {type: run_deployment, deployment: f/d}}\n  - {name: broken, from: [b], when: 'event.payload.n // 0 > 1', action: {type: run_deployment, deployment: f/d}}\n",
+        );
+        assert!(matches!(stateful.wants_at_once(&event("a", 1)), Ok(true)));
+        assert!(stateful.wants(event("b", 1)).await);
+        let broken = stateful.route("broken").unwrap();
+        assert!(
+            broken.when_holds(&event("b", 1)).is_err(),
+            "the `when` fails"
+        );
+    }
+}

@@ -304,8 +304,7 @@ fn automation(a: &Value, at: &str, out: &mut Imported) -> Result<(), String> {
         act.insert("type".into(), json!("run_deployment"));
         act.insert("deployment".into(), json!(dep));
         if let Some(p) = action.get("parameters").filter(|p| !p.is_null()) {
-            let p = rewrite_templates(p);
-            unavailable_variables(&p, &format!("{at}: actions[{i}].parameters"), out);
+            let p = parameters(p, &format!("{at}: actions[{i}].parameters"), out);
             act.insert("parameters".into(), p);
         }
         out.routes.push(json!({
@@ -313,12 +312,7 @@ fn automation(a: &Value, at: &str, out: &mut Imported) -> Result<(), String> {
             "trigger": t,
             "action": Value::Object(act),
         }));
-        out.descriptions.push(
-            a.get("description")
-                .and_then(Value::as_str)
-                .filter(|d| !d.trim().is_empty())
-                .map(str::to_string),
-        );
+        out.descriptions.push(description(a));
     }
     Ok(())
 }
@@ -360,8 +354,7 @@ fn prefect_yaml(doc: &Value, out: &mut Imported) -> Result<(), String> {
             act.insert("type".into(), json!("run_deployment"));
             act.insert("deployment".into(), json!(format!("{flow}/{name}")));
             if let Some(p) = t.get("parameters").filter(|p| !p.is_null()) {
-                let p = rewrite_templates(p);
-                unavailable_variables(&p, &format!("{at}.parameters"), out);
+                let p = parameters(p, &format!("{at}.parameters"), out);
                 act.insert("parameters".into(), p);
             }
             let route = match t.get("name").and_then(Value::as_str) {
@@ -373,15 +366,26 @@ fn prefect_yaml(doc: &Value, out: &mut Imported) -> Result<(), String> {
                 "trigger": converted,
                 "action": Value::Object(act),
             }));
-            out.descriptions.push(
-                t.get("description")
-                    .and_then(Value::as_str)
-                    .filter(|d| !d.trim().is_empty())
-                    .map(str::to_string),
-            );
+            out.descriptions.push(description(t));
         }
     }
     Ok(())
+}
+
+/// An automation's (or a prefect.yaml trigger's) description, when it has one.
+fn description(v: &Value) -> Option<String> {
+    v.get("description")
+        .and_then(Value::as_str)
+        .filter(|d| !d.trim().is_empty())
+        .map(str::to_string)
+}
+
+/// An action's parameters in Switchyard's words, with a warning for each variable that
+/// cannot be mapped.
+fn parameters(p: &Value, at: &str, out: &mut Imported) -> Value {
+    let p = rewrite_templates(p);
+    unavailable_variables(&p, at, out);
+    p
 }
 
 /// The source imported automations listen to when no Prefect Cloud webhook came with them.
@@ -413,12 +417,6 @@ fn listen_to_sources(out: &mut Imported) {
     }
 }
 
-/// What a Prefect automation's templates may use that Switchyard renders: `event` with these
-/// fields, and a firing's `events` and `trigger`.
-const EVENT_FIELDS: [&str; 7] = [
-    "id", "source", "name", "occurred", "received", "payload", "labels",
-];
-
 /// Warns about each template variable Switchyard has no value for (Prefect resolves
 /// `flow_run`, `deployment`, `flow`, `work_pool`... from an event's related resources, which
 /// Switchyard events do not carry): such a template fails to render, and the event is a dead
@@ -426,6 +424,12 @@ const EVENT_FIELDS: [&str; 7] = [
 fn unavailable_variables(v: &Value, at: &str, out: &mut Imported) {
     let mut texts = Vec::new();
     strings(v, &mut texts);
+    // The fields templates see on `event`: the event as it is serialized into their context.
+    let fields: Vec<String> =
+        serde_json::to_value(switchyard_core::Event::builder("", "", Value::Null).build())
+            .ok()
+            .and_then(|v| v.as_object().map(|m| m.keys().cloned().collect()))
+            .unwrap_or_default();
     let env = minijinja::Environment::new();
     let mut missing = std::collections::BTreeSet::new();
     for text in texts {
@@ -437,7 +441,7 @@ fn unavailable_variables(v: &Value, at: &str, out: &mut Imported) {
             let root = parts.next().unwrap_or_default();
             let field = parts.next();
             let ok = match root {
-                "event" => field.is_none_or(|f| EVENT_FIELDS.contains(&f)),
+                "event" => field.is_none_or(|f| fields.iter().any(|k| k == f)),
                 "events" | "trigger" => true,
                 _ => false,
             };

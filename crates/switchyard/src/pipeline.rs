@@ -34,11 +34,14 @@ pub type Publisher = EventPublisher<Inbound, Routed>;
 /// Whether some route wants an event (the routes in force decide; see
 /// [`Dispatcher::with_wanted`]).
 pub trait Wants: Send + Sync {
-    /// The answer when nothing has to be evaluated for it, else `None`.
-    fn at_once(&self, event: &Event) -> Option<bool>;
-    /// The answer, evaluating what has to be (off the async runtime).
-    fn evaluate(&self, event: Arc<Event>) -> futures::future::BoxFuture<'static, bool>;
+    /// The answer when nothing has to be evaluated for it, else what evaluates it (off the
+    /// async runtime), decided by the same routes.
+    fn wants(&self, event: &Event) -> Result<bool, Evaluation>;
 }
+
+/// The rest of a [`Wants`] answer: evaluates the event against the routes that need it.
+pub type Evaluation =
+    Box<dyn FnOnce(Arc<Event>) -> futures::future::BoxFuture<'static, bool> + Send>;
 
 /// A shared [`Wants`].
 pub type Wanted = Arc<dyn Wants>;
@@ -150,21 +153,23 @@ impl Accepts {
         if let Some(why) = refused {
             return Err(why);
         }
-        let wanted = self.dispatch.wanted.clone().filter(|_| self.routed_only);
         // Decided without evaluating anything: an event no route wants is acknowledged here,
         // with no task, no permit and no journal write.
-        let wanted = match wanted.as_ref().map(|w| w.at_once(&event)) {
-            Some(Some(false)) => {
-                unrouted(&self.source, &event.id);
-                ack(Receipt::ready(
-                    event.id,
-                    Disposition::Settled { dead: false },
-                ))
-                .await;
-                return Ok(());
-            }
-            Some(Some(true)) => None,
-            _ => wanted,
+        let evaluation = match self.dispatch.wanted.as_ref().filter(|_| self.routed_only) {
+            None => None,
+            Some(w) => match w.wants(&event) {
+                Ok(false) => {
+                    unrouted(&self.source, &event.id);
+                    ack(Receipt::ready(
+                        event.id,
+                        Disposition::Settled { dead: false },
+                    ))
+                    .await;
+                    return Ok(());
+                }
+                Ok(true) => None,
+                Err(evaluation) => Some(evaluation),
+            },
         };
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
@@ -177,11 +182,11 @@ impl Accepts {
         );
         self.acks.spawn(async move {
             let id = event.id.clone();
-            let event = match wanted {
+            let event = match evaluation {
                 None => event,
-                Some(wanted) => {
+                Some(evaluation) => {
                     let shared = Arc::new(event);
-                    if !wanted.evaluate(Arc::clone(&shared)).await {
+                    if !evaluation(Arc::clone(&shared)).await {
                         drop(permit);
                         unrouted(&source, &id);
                         ack(Receipt::ready(id, Disposition::Settled { dead: false })).await;

@@ -233,23 +233,10 @@ impl Routing {
     }
 
     /// Whether some route would act on `event` (for a `journal: routed` source): a stateful
-    /// route that receives it absorbs it, a plain one acts when its `when` holds. The `when`
-    /// expressions are evaluated on the template threads, never on the async runtime; one
-    /// that fails (the route would dead-letter the event) counts as wanting it, so the
-    /// failure is journaled.
-    pub async fn wants(&self, event: Arc<Event>) -> bool {
-        let maybe = match self.wants_at_once(&event) {
-            Ok(answer) => return answer,
-            Err(maybe) => maybe,
-        };
-        template::sandbox(move || maybe.iter().any(|r| r.when_holds(&event) != Ok(false)))
-            .await
-            .unwrap_or(true)
-    }
-
-    /// [`Routing::wants`] when nothing has to be evaluated (no route receives the event, a
-    /// stateful one does, or every `when` is a constant); else the routes whose `when` must
-    /// be evaluated.
+    /// route that receives it absorbs it, a plain one acts when its `when` holds. Answered
+    /// here when nothing has to be evaluated (no route receives the event, a stateful one
+    /// does, or every `when` is a constant); else the routes whose `when` must be, for
+    /// [`Routing::any_when_holds`].
     pub fn wants_at_once(&self, event: &Event) -> Result<bool, Vec<Arc<Route>>> {
         let mut maybe = Vec::new();
         for r in self.receivers(event) {
@@ -264,6 +251,15 @@ impl Routing {
         } else {
             Err(maybe)
         }
+    }
+
+    /// Whether the `when` of any of `routes` holds for `event`, evaluated on the template
+    /// threads, never on the async runtime. One that fails (the route would dead-letter the
+    /// event) counts as holding, so the failure is journaled.
+    pub async fn any_when_holds(routes: Vec<Arc<Route>>, event: Arc<Event>) -> bool {
+        template::sandbox(move || routes.iter().any(|r| r.when_holds(&event) != Ok(false)))
+            .await
+            .unwrap_or(true)
     }
 
     /// The route called `name`, if there is one.
@@ -694,6 +690,14 @@ mod wants_tests {
         Arc::new(Event::builder(source, "x", json!({"n": n})).build())
     }
 
+    /// The whole answer, as the pipeline gets it.
+    async fn wants(r: &Routing, event: Arc<Event>) -> bool {
+        match r.wants_at_once(&event) {
+            Ok(answer) => answer,
+            Err(routes) => Routing::any_when_holds(routes, event).await,
+        }
+    }
+
     #[tokio::test]
     async fn wanted_events_are_decided_at_once_when_nothing_must_be_evaluated() {
         let r = routing(
@@ -701,11 +705,11 @@ mod wants_tests {
         );
         // Source a: only a constant-false route: no, without evaluating.
         assert!(matches!(r.wants_at_once(&event("a", 5)), Ok(false)));
-        assert!(!r.wants(event("a", 5)).await);
+        assert!(!wants(&r, event("a", 5)).await);
         // Source b: the payload decides, on the template threads.
         assert!(r.wants_at_once(&event("b", 5)).is_err());
-        assert!(r.wants(event("b", 5)).await);
-        assert!(!r.wants(event("b", 1)).await);
+        assert!(wants(&r, event("b", 5)).await);
+        assert!(!wants(&r, event("b", 1)).await);
         // A source no route listens to.
         let only_a = routing(
             "  - {name: all, from: [a], action: {type: run_deployment, deployment: f/d}}\n",
@@ -718,7 +722,7 @@ mod wants_tests {
             "  - {name: t, from: [a], trigger: {type: event, threshold: 2, within: 60}, action: {type: run_deployment, deployment: f/d}}\n  - {name: broken, from: [b], when: 'event.payload.n // 0 > 1', action: {type: run_deployment, deployment: f/d}}\n",
         );
         assert!(matches!(stateful.wants_at_once(&event("a", 1)), Ok(true)));
-        assert!(stateful.wants(event("b", 1)).await);
+        assert!(wants(&stateful, event("b", 1)).await);
         let broken = stateful.route("broken").unwrap();
         assert!(
             broken.when_holds(&event("b", 1)).is_err(),

@@ -445,10 +445,13 @@ impl Topology {
         };
         // Webhooks that are new need the server: start it before anything changes, so a
         // failure to listen leaves the running config whole.
-        let mut hooks = Some(hooks);
-        if self.hooks.is_none() && hooks.as_ref().is_some_and(|h| !h.is_empty()) {
-            self.serve_hooks(hooks.take().unwrap_or_default()).await?;
-        }
+        // `None` once the server has been started with them.
+        let hooks = if self.hooks.is_none() && !hooks.is_empty() {
+            self.serve_hooks(hooks).await?;
+            None
+        } else {
+            Some(hooks)
+        };
         let mut changes = plan.changes;
         if loaded.config.prefect != self.config.prefect {
             changes.push("prefect: settings changed".into());
@@ -586,15 +589,12 @@ fn warn_shadow(routes: &[Arc<Route>]) {
 struct LiveWants(Arc<crate::routes::Live>);
 
 impl crate::pipeline::Wants for LiveWants {
-    fn at_once(&self, event: &switchyard_core::Event) -> Option<bool> {
-        self.0.current().wants_at_once(event).ok()
-    }
-
-    fn evaluate(
-        &self,
-        event: Arc<switchyard_core::Event>,
-    ) -> futures::future::BoxFuture<'static, bool> {
-        let routing = self.0.current();
-        Box::pin(async move { routing.wants(event).await })
+    fn wants(&self, event: &switchyard_core::Event) -> Result<bool, crate::pipeline::Evaluation> {
+        self.0.current().wants_at_once(event).map_err(|routes| {
+            let evaluate = move |event: Arc<switchyard_core::Event>| -> futures::future::BoxFuture<'static, bool> {
+                Box::pin(Routing::any_when_holds(routes, event))
+            };
+            Box::new(evaluate) as crate::pipeline::Evaluation
+        })
     }
 }

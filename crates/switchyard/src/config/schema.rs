@@ -95,9 +95,9 @@ pub fn reference() -> String {
     );
     // Every type reachable from the root, in the order a reader meets them.
     let mut order: Vec<String> = Vec::new();
-    let mut queue: Vec<String> = vec!["Config".into(), "LegacyConfig".into()];
-    while let Some(name) = queue.first().cloned() {
-        queue.remove(0);
+    let mut queue: std::collections::VecDeque<String> =
+        ["Config".into(), "LegacyConfig".into()].into();
+    while let Some(name) = queue.pop_front() {
         if order.contains(&name) {
             continue;
         }
@@ -109,7 +109,7 @@ pub fn reference() -> String {
         refs_in(def, &mut found);
         for r in found {
             if !order.contains(&r) && !queue.contains(&r) {
-                queue.push(r);
+                queue.push_back(r);
             }
         }
     }

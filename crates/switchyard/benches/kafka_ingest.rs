@@ -5,8 +5,9 @@
 //! constant `when`, and a payload test evaluated on the template threads): acknowledged
 //! without a journal write. Also reports Switchyard's peak RSS.
 //! Run: `cargo bench -p switchyard --bench kafka_ingest` (`SWITCHYARD_KAFKA_EVENTS`, default
-//! 20000; `SWITCHYARD_KAFKA_SLOW_SECONDS` for the slow-action phase, default 20). Needs
-//! `scripts/kafka-env.sh`.
+//! 20000; `SWITCHYARD_KAFKA_SLOW_SECONDS` for the slow-action phase, default 20;
+//! `SWITCHYARD_KAFKA_ONLY=journaled` runs the bare loop and the journaled case alone, for
+//! profiling). Needs `scripts/kafka-env.sh`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -110,6 +111,15 @@ fn main() {
     let through = timed(n, || common::settled_events(&journal));
     let peak = peak_rss(router.process.pid());
     let _ = router.stop(libc::SIGTERM);
+    if std::env::var("SWITCHYARD_KAFKA_ONLY").as_deref() == Ok("journaled") {
+        println!(
+            "kafka ingest: {n} events; bare loop {:.0}/s; journaled {:.0}/s ({:.3}); peak RSS {peak}",
+            n as f64 / bare,
+            n as f64 / through,
+            bare / through
+        );
+        return;
+    }
 
     // `journal: routed`: the same topic in a group of its own, no route wants the events.
     let routed = |label: &str, when: &str| -> (String, f64, String) {

@@ -24,7 +24,7 @@ use rows::{
     DEAD_LETTER_COLUMNS, EVENT_COLUMNS, dead_letter_from_row, event_from_row, record_settlement,
     settled_routes,
 };
-use schema::{SCHEMA, SCHEMA_VERSION};
+use schema::{INDEXES, SCHEMA, SCHEMA_VERSION};
 use writer::writer;
 
 type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
@@ -107,21 +107,33 @@ impl SqliteStore {
                 )
                 .map_err(|e| open_err(e.to_string()))?;
             }
-            Some(1) => {
-                // Version 2 keeps each event's digest, to tell a redelivery from a reused id.
-                conn.execute_batch(
-                    "ALTER TABLE events ADD COLUMN digest TEXT;
-                     UPDATE meta SET value = '2' WHERE key = 'schema_version';",
-                )
-                .map_err(|e| open_err(e.to_string()))?;
-            }
             Some(v) if v > SCHEMA_VERSION => {
                 return Err(open_err(format!(
                     "schema version {v} is newer than this switchyard understands ({SCHEMA_VERSION})"
                 )));
             }
-            Some(_) => {}
+            Some(v) => {
+                // Each step in its own transaction, so a file stopped halfway says where.
+                if v < 2 {
+                    // Version 2 keeps each event's digest, to tell a redelivery from a reused id.
+                    conn.execute_batch(
+                        "BEGIN; ALTER TABLE events ADD COLUMN digest TEXT;
+                         UPDATE meta SET value = '2' WHERE key = 'schema_version'; COMMIT;",
+                    )
+                    .map_err(|e| open_err(e.to_string()))?;
+                }
+                if v < 3 {
+                    // Version 3 records skips in the event's own row (and has partial indexes).
+                    conn.execute_batch(
+                        "BEGIN; ALTER TABLE events ADD COLUMN skips TEXT;
+                         UPDATE meta SET value = '3' WHERE key = 'schema_version'; COMMIT;",
+                    )
+                    .map_err(|e| open_err(e.to_string()))?;
+                }
+            }
         }
+        conn.execute_batch(INDEXES)
+            .map_err(|e| open_err(e.to_string()))?;
         // A journal that cannot take a write is refused now, not on the first event.
         probe(&conn).map_err(|e| open_err(format!("cannot write to it: {e}")))?;
         let fault = Arc::new(Faults::default());
@@ -206,6 +218,34 @@ impl SqliteStore {
         self.tx.send(job).await.map_err(|_| JournalError::Closed)?;
         orx.await.map_err(|_| JournalError::Closed)?
     }
+}
+
+/// An event's decisions and the skips recorded in its row (`skips`, a JSON array of
+/// `[route, reason]`, made at its end, `finished`), the skips in their place in time: after
+/// every decision made before the event ended.
+fn with_skips(
+    mut decisions: Vec<Decision>,
+    skips: Option<&str>,
+    finished: Option<DateTime<Utc>>,
+) -> Vec<Decision> {
+    let skipped: Vec<(String, String)> = skips
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    let at = finished.unwrap_or_default();
+    let place = decisions.partition_point(|d| d.at <= at);
+    let rows = skipped.into_iter().map(|(route, reason)| Decision {
+        route,
+        kind: "skipped".into(),
+        detail: Some(reason),
+        flow_run_id: None,
+        flow_run_name: None,
+        deployment: None,
+        replayed: None,
+        attempt: None,
+        at,
+    });
+    decisions.splice(place..place, rows);
+    decisions
 }
 
 /// Finished events deleted per retention job: small enough that a job takes about a
@@ -450,40 +490,30 @@ impl Store for SqliteStore {
         event_id: &'a str,
         skipped: Vec<(String, String)>,
     ) -> BoxFuture<'a, Result<EventStatus, JournalError>> {
-        let skipped_is_empty = skipped.is_empty();
         let event_id = event_id.to_string();
-        let finish = move |conn: &Connection| {
-            let at = now_ms();
-            if !skipped.is_empty() {
-                // One statement for every skip (no route_states rows: the event ends in the
-                // same job, and a pending event that failed to end just skips again).
-                let rows = vec!["(?, ?, 'skipped', ?, ?)"; skipped.len()].join(", ");
-                let sql = format!(
-                    "INSERT INTO decisions (event_id, route, kind, detail, at) VALUES {rows}"
-                );
-                let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(skipped.len() * 4);
-                for (route, reason) in &skipped {
-                    values.extend([&event_id as &dyn rusqlite::ToSql, route, reason, &at]);
-                }
-                conn.prepare_cached(&sql)?.execute(values.as_slice())?;
-            }
-            let status: String = conn
-                .prepare_cached(
-                    "UPDATE events SET finished_at = ?2, status = CASE WHEN EXISTS (
-                         SELECT 1 FROM dead_letters WHERE event_id = ?1 AND resolved_at IS NULL)
-                       THEN 'dead' ELSE 'done' END
-                     WHERE id = ?1 RETURNING status",
-                )?
-                .query_row(params![event_id, at], |r| r.get(0))?;
-            Ok(EventStatus::parse(&status))
-        };
-        // Without skips it is one statement, with them two: a savepoint only then.
         Box::pin(async move {
-            if skipped_is_empty {
-                self.run_single(finish).await
+            // The skips go into the event's own row with its end: one statement, so no
+            // savepoint (and no scalar subquery or JSON function on a bound value: either
+            // makes SQLite prepare the statement again for every event) (no route_states rows either: a pending event that failed to end just
+            // skips again).
+            let skips = if skipped.is_empty() {
+                None
             } else {
-                self.run(finish).await
-            }
+                Some(serde_json::to_string(&skipped).map_err(|x| JournalError::Db(x.to_string()))?)
+            };
+            self.run_single(move |conn| {
+                let status: String = conn
+                    .prepare_cached(
+                        "UPDATE events SET finished_at = ?2, status = CASE WHEN EXISTS (
+                             SELECT 1 FROM dead_letters WHERE event_id = ?1 AND resolved_at IS NULL)
+                           THEN 'dead' ELSE 'done' END,
+                           skips = ?3
+                         WHERE id = ?1 RETURNING status",
+                    )?
+                    .query_row(params![event_id, now_ms(), skips], |r| r.get(0))?;
+                Ok(EventStatus::parse(&status))
+            })
+            .await
         })
     }
 
@@ -522,7 +552,8 @@ impl Store for SqliteStore {
                 "SELECT id, source, name, status, accepted_at, rowid FROM events e
                  WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR source = ?2)
                    AND (?4 IS NULL OR name = ?4)
-                   AND (?5 IS NULL OR EXISTS (SELECT 1 FROM decisions d WHERE d.event_id = e.id AND d.route = ?5))
+                   AND (?5 IS NULL OR EXISTS (SELECT 1 FROM decisions d WHERE d.event_id = e.id AND d.route = ?5)
+                        OR EXISTS (SELECT 1 FROM json_each(e.skips) WHERE json_extract(value, '$[0]') = ?5))
                    AND (?6 IS NULL OR instr(payload, ?6) > 0 OR instr(labels, ?6) > 0)
                    AND (?7 IS NULL OR accepted_at >= ?7) AND (?8 IS NULL OR accepted_at < ?8)
                    AND (?9 IS NULL OR accepted_at < ?9 OR (accepted_at = ?9 AND rowid < ?10))
@@ -597,7 +628,11 @@ impl Store for SqliteStore {
                         at: from_ms(r.get(8)?),
                     })
                 })?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let (skips, finished): (Option<String>, Option<i64>) = conn
+                .prepare_cached("SELECT skips, finished_at FROM events WHERE id = ?1")?
+                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let decisions = with_skips(decisions, skips.as_deref(), finished.map(from_ms));
             Ok(Some(EventDetail { event, status: EventStatus::parse(&status), accepted_at: from_ms(accepted), decisions }))
         }))
     }

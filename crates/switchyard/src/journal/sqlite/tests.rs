@@ -278,3 +278,109 @@ async fn an_event_lists_each_of_its_runs_once() {
     let listed = j.list_events(&filter).await.unwrap();
     assert_eq!(listed[0].runs, [id(&first), id(&second)]);
 }
+
+#[tokio::test]
+async fn skips_are_kept_in_the_event_row_in_their_place_and_found_by_route() {
+    let dir = TempDir::new("journal");
+    let j = SqliteStore::open(&dir.path().join("j.db")).unwrap();
+    j.accept(&event("e1")).await.unwrap();
+    j.settle("e1", "runs", &run("r1")).await.unwrap();
+    let skipped = vec![("quiet".to_string(), "when is false".to_string())];
+    assert_eq!(
+        j.finish_skipped("e1", skipped).await.unwrap(),
+        EventStatus::Done
+    );
+    let d = j.event("e1").await.unwrap().unwrap();
+    let kinds: Vec<(&str, &str)> = d
+        .decisions
+        .iter()
+        .map(|d| (d.route.as_str(), d.kind.as_str()))
+        .collect();
+    assert_eq!(kinds, [("runs", "run_created"), ("quiet", "skipped")]);
+    assert_eq!(d.decisions[1].detail.as_deref(), Some("when is false"));
+    j.accept(&event("e2")).await.unwrap();
+    j.finish("e2").await.unwrap();
+    for (route, want) in [
+        ("quiet", vec!["e1"]),
+        ("runs", vec!["e1"]),
+        ("none", vec![]),
+    ] {
+        let filter = EventFilter {
+            limit: 10,
+            route: Some(route.into()),
+            ..Default::default()
+        };
+        let ids: Vec<String> = j
+            .list_events(&filter)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, want, "route {route}");
+    }
+}
+
+/// A journal written by version 2 (skips as decision rows, full status indexes) opens as
+/// version 3 with its history intact, and takes new events the new way.
+#[tokio::test]
+async fn a_version_2_journal_migrates_and_keeps_its_history() {
+    let dir = TempDir::new("journal");
+    let path = dir.path().join("old.db");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO meta VALUES ('schema_version', '2');
+             CREATE TABLE events (id TEXT PRIMARY KEY, source TEXT NOT NULL, name TEXT NOT NULL,
+                 occurred TEXT NOT NULL, received TEXT NOT NULL, payload TEXT NOT NULL,
+                 labels TEXT NOT NULL, status TEXT NOT NULL, accepted_at INTEGER NOT NULL,
+                 finished_at INTEGER, digest TEXT);
+             CREATE INDEX events_status ON events (status, accepted_at);
+             CREATE INDEX events_done ON events (status, finished_at);
+             CREATE TABLE decisions (id INTEGER PRIMARY KEY, event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+                 route TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT, flow_run_id TEXT, flow_run_name TEXT,
+                 deployment TEXT, replayed INTEGER, attempt INTEGER, at INTEGER NOT NULL);
+             INSERT INTO events VALUES ('old', 'hooks', 'n', '2026-01-01T00:00:00+00:00',
+                 '2026-01-01T00:00:00+00:00', '{}', '{}', 'done', 1, 2, NULL);
+             INSERT INTO events VALUES ('waiting', 'hooks', 'n', '2026-01-01T00:00:00+00:00',
+                 '2026-01-01T00:00:00+00:00', '{}', '{}', 'pending', 1, NULL, NULL);
+             INSERT INTO decisions (event_id, route, kind, detail, at) VALUES ('old', 'r', 'skipped', 'no', 2);",
+        )
+        .unwrap();
+    }
+    let j = SqliteStore::open(&path).unwrap();
+    let d = j.event("old").await.unwrap().unwrap();
+    assert_eq!(d.decisions.len(), 1);
+    assert_eq!(d.decisions[0].kind, "skipped");
+    let pending: Vec<String> = j
+        .pending()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.event.id)
+        .collect();
+    assert_eq!(pending, ["waiting"]);
+    j.finish_skipped("waiting", vec![("r".into(), "no".into())])
+        .await
+        .unwrap();
+    assert!(j.pending().await.unwrap().is_empty());
+    drop(j);
+    let c = Connection::open(&path).unwrap();
+    let version: String = c
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, "3");
+    let indexes: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(indexes, ["events_pending", "events_retired"]);
+}

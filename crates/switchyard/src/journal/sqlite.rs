@@ -24,7 +24,7 @@ use rows::{
     DEAD_LETTER_COLUMNS, EVENT_COLUMNS, dead_letter_from_row, event_from_row, record_settlement,
     settled_routes,
 };
-use schema::{INDEXES, SCHEMA, SCHEMA_VERSION};
+use schema::{INDEXES, MIGRATIONS, SCHEMA, SCHEMA_VERSION};
 use writer::writer;
 
 type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
@@ -114,20 +114,10 @@ impl SqliteStore {
             }
             Some(v) => {
                 // Each step in its own transaction, so a file stopped halfway says where.
-                if v < 2 {
-                    // Version 2 keeps each event's digest, to tell a redelivery from a reused id.
-                    conn.execute_batch(
-                        "BEGIN; ALTER TABLE events ADD COLUMN digest TEXT;
-                         UPDATE meta SET value = '2' WHERE key = 'schema_version'; COMMIT;",
-                    )
-                    .map_err(|e| open_err(e.to_string()))?;
-                }
-                if v < 3 {
-                    // Version 3 records skips in the event's own row (and has partial indexes).
-                    conn.execute_batch(
-                        "BEGIN; ALTER TABLE events ADD COLUMN skips TEXT;
-                         UPDATE meta SET value = '3' WHERE key = 'schema_version'; COMMIT;",
-                    )
+                for (to, step) in MIGRATIONS.iter().filter(|(to, _)| *to > v) {
+                    conn.execute_batch(&format!(
+                        "BEGIN; {step} UPDATE meta SET value = '{to}' WHERE key = 'schema_version'; COMMIT;"
+                    ))
                     .map_err(|e| open_err(e.to_string()))?;
                 }
             }
@@ -493,9 +483,9 @@ impl Store for SqliteStore {
         let event_id = event_id.to_string();
         Box::pin(async move {
             // The skips go into the event's own row with its end: one statement, so no
-            // savepoint (and no scalar subquery or JSON function on a bound value: either
-            // makes SQLite prepare the statement again for every event) (no route_states rows either: a pending event that failed to end just
-            // skips again).
+            // savepoint, and no route_states rows (a pending event that failed to end just
+            // skips again). No scalar subquery or JSON function on a bound value here: either
+            // makes SQLite prepare the statement again for every event.
             let skips = if skipped.is_empty() {
                 None
             } else {
@@ -605,11 +595,17 @@ impl Store for SqliteStore {
         let id = id.to_string();
         Box::pin(self.run_single(move |conn| {
             let row = conn
-                .query_row(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"), params![id], |r| {
-                    Ok((event_from_row(r)?, r.get::<_, String>(7)?, r.get::<_, i64>(8)?))
+                .query_row(&format!("SELECT {EVENT_COLUMNS}, skips, finished_at FROM events WHERE id = ?1"), params![id], |r| {
+                    Ok((
+                        event_from_row(r)?,
+                        r.get::<_, String>(7)?,
+                        r.get::<_, i64>(8)?,
+                        r.get::<_, Option<String>>(9)?,
+                        r.get::<_, Option<i64>>(10)?,
+                    ))
                 })
                 .optional()?;
-            let Some((event, status, accepted)) = row else { return Ok(None) };
+            let Some((event, status, accepted, skips, finished)) = row else { return Ok(None) };
             let mut stmt = conn.prepare(
                 "SELECT route, kind, detail, flow_run_id, flow_run_name, deployment, replayed, attempt, at
                  FROM decisions WHERE event_id = ?1 ORDER BY id",
@@ -629,9 +625,6 @@ impl Store for SqliteStore {
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let (skips, finished): (Option<String>, Option<i64>) = conn
-                .prepare_cached("SELECT skips, finished_at FROM events WHERE id = ?1")?
-                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?;
             let decisions = with_skips(decisions, skips.as_deref(), finished.map(from_ms));
             Ok(Some(EventDetail { event, status: EventStatus::parse(&status), accepted_at: from_ms(accepted), decisions }))
         }))

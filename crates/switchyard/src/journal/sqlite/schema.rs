@@ -61,6 +61,15 @@ CREATE TABLE IF NOT EXISTS trigger_states (
 );
 ";
 
+/// The steps from an older file to [`SCHEMA_VERSION`]: the version each step leads to, and
+/// its statements (each ends with `;`).
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[
+    // Version 2 keeps each event's digest, to tell a redelivery from a reused id.
+    (2, "ALTER TABLE events ADD COLUMN digest TEXT;"),
+    // Version 3 records skips in the event's own row (and has partial indexes, see INDEXES).
+    (3, "ALTER TABLE events ADD COLUMN skips TEXT;"),
+];
+
 /// The indexes on `events`, created after the migrations (they name columns an older file
 /// gains there). Both are partial: an event is in `events_pending` while it is pending (the
 /// sweep, recovery and the pending count walk it) and in `events_retired` once it is done

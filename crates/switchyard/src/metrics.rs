@@ -150,7 +150,7 @@ impl Metrics {
         );
         registry.register(
             "events_accepted",
-            "Events journaled for routing",
+            "Events journaled: for routing, or finished at once when every route skips them",
             m.events_accepted.clone(),
         );
         registry.register(
@@ -265,7 +265,6 @@ pub fn accepted(source: &str) {
         .inc();
 }
 
-/// `source` turned one away (also a line of the tap).
 /// An event of a `journal: routed` source that no route wanted.
 pub fn unrouted(source: &str) {
     get()
@@ -274,6 +273,7 @@ pub fn unrouted(source: &str) {
         .inc();
 }
 
+/// `source` turned one away (also a line of the tap).
 pub fn refused(source: &str, reason: &str) {
     crate::tap::publish(|| crate::tap::Tapped {
         at: chrono::Utc::now(),

@@ -90,10 +90,13 @@ impl RouteOutcome {
 /// collector returns (the routes in force are read once per event, see `routes::Live`).
 pub type Routed = Vec<(String, RouteOutcome)>;
 
+/// Routes that skip an event and why, `(route, reason)`.
+pub type Skips = Vec<(String, String)>;
+
 /// The routes that skipped an event, `(route, reason)`, for [`Store::finish_skipped`].
 pub fn skipped_routes<'a>(
     outcomes: impl IntoIterator<Item = (&'a str, &'a RouteOutcome)>,
-) -> Vec<(String, String)> {
+) -> Skips {
     outcomes
         .into_iter()
         .filter_map(|(route, o)| match o {

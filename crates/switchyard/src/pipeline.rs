@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::journal::{Accepted, EventStatus, JournalError, Settlement, Store};
 pub use crate::outcome::Disposition;
+pub use crate::outcome::Skips;
 use crate::outcome::{RouteOutcome, Routed, skipped_routes};
 pub use crate::owned::Owned;
 
@@ -31,17 +32,46 @@ pub struct Inbound {
 /// The engine's publisher for inbound events.
 pub type Publisher = EventPublisher<Inbound, Routed>;
 
-/// Whether some route wants an event (the routes in force decide; see
-/// [`Dispatcher::with_wanted`]).
-pub trait Wants: Send + Sync {
-    /// The answer when nothing has to be evaluated for it, else what evaluates it (off the
-    /// async runtime), decided by the same routes.
-    fn wants(&self, event: &Event) -> Result<bool, Evaluation>;
+/// What the routes in force will do with an event, as far as it is known before it is
+/// journaled (see [`Dispatcher::with_wanted`]).
+pub enum Foresight {
+    /// Every route that receives it skips it (none, when no route does).
+    Skipped(Skips),
+    /// Some route acts on it, or takes it into a trigger's state.
+    Wanted,
+    /// Known once some `when` is evaluated (off the async runtime).
+    Evaluate(Evaluation),
 }
 
-/// The rest of a [`Wants`] answer: evaluates the event against the routes that need it.
+impl Foresight {
+    /// The answer to its end, evaluating what must be: the skips when every route skips
+    /// `event` (which this foresight is about), and the event back.
+    async fn complete(self, event: Event) -> (Event, Option<Skips>) {
+        match self {
+            Self::Skipped(skips) => (event, Some(skips)),
+            Self::Wanted => (event, None),
+            Self::Evaluate(evaluation) => {
+                let shared = Arc::new(event);
+                let skips = evaluation(Arc::clone(&shared)).await;
+                (
+                    Arc::try_unwrap(shared).unwrap_or_else(|e| (*e).clone()),
+                    skips,
+                )
+            }
+        }
+    }
+}
+
+/// The routes in force, as the pipeline asks them before it journals an event.
+pub trait Wants: Send + Sync {
+    /// What they will do with `event`, without evaluating anything.
+    fn foresee(&self, event: &Event) -> Foresight;
+}
+
+/// The rest of a [`Foresight`]: evaluates the event against the routes that need it; `Some`
+/// with every skip when every route skips it.
 pub type Evaluation =
-    Box<dyn FnOnce(Arc<Event>) -> futures::future::BoxFuture<'static, bool> + Send>;
+    Box<dyn FnOnce(Arc<Event>) -> futures::future::BoxFuture<'static, Option<Skips>> + Send>;
 
 /// A shared [`Wants`].
 pub type Wanted = Arc<dyn Wants>;
@@ -153,50 +183,41 @@ impl Accepts {
         if let Some(why) = refused {
             return Err(why);
         }
-        // Decided without evaluating anything: an event no route wants is acknowledged here,
-        // with no task, no permit and no journal write.
-        let evaluation = match self.dispatch.wanted.as_ref().filter(|_| self.routed_only) {
-            None => None,
-            Some(w) => match w.wants(&event) {
-                Ok(false) => {
-                    unrouted(&self.source, &event.id);
-                    ack(Receipt::ready(
-                        event.id,
-                        Disposition::Settled { dead: false },
-                    ))
-                    .await;
-                    return Ok(());
-                }
-                Ok(true) => None,
-                Err(evaluation) => Some(evaluation),
-            },
-        };
+        // Decided without evaluating anything: an event no route wants of a `journal: routed`
+        // source is acknowledged here, with no task, no permit and no journal write.
+        let foresight = self.dispatch.foresee(&event);
+        if self.routed_only
+            && let Foresight::Skipped(_) = foresight
+        {
+            unrouted(&self.source, &event.id);
+            ack(Receipt::ready(
+                event.id,
+                Disposition::Settled { dead: false },
+            ))
+            .await;
+            return Ok(());
+        }
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
             .map_err(|_| "shutting down".to_string())?;
-        let (dispatch, refused, source) = (
+        let (dispatch, refused, source, routed_only) = (
             self.dispatch.clone(),
             Arc::clone(&self.refused),
             self.source.clone(),
+            self.routed_only,
         );
         self.acks.spawn(async move {
             let id = event.id.clone();
-            let event = match evaluation {
-                None => event,
-                Some(evaluation) => {
-                    let shared = Arc::new(event);
-                    if !evaluation(Arc::clone(&shared)).await {
-                        drop(permit);
-                        unrouted(&source, &id);
-                        ack(Receipt::ready(id, Disposition::Settled { dead: false })).await;
-                        return;
-                    }
-                    Arc::try_unwrap(shared).unwrap_or_else(|e| (*e).clone())
-                }
-            };
+            let (event, skips) = foresight.complete(event).await;
+            if routed_only && skips.is_some() {
+                drop(permit);
+                unrouted(&source, &id);
+                ack(Receipt::ready(id, Disposition::Settled { dead: false })).await;
+                return;
+            }
             // This task runs to completion (nothing aborts it), so it accepts in place.
-            let accepted = dispatch.dispatch_in_place(event).await;
+            let accepted = dispatch.dispatch_in_place(event, skips).await;
             drop(permit);
             let receipt = match accepted {
                 Ok(receipt) => {
@@ -255,8 +276,10 @@ impl Dispatcher {
         }
     }
 
-    /// What decides, for a source whose broker is itself a durable log (`journal: routed`),
-    /// whether an event is journaled at all: one no route wants is acknowledged at once.
+    /// What the routes will do with an event, asked before it is journaled: an event every
+    /// route skips is journaled finished, with its skips, in one write and never queued; for a
+    /// source whose broker is itself a durable log (`journal: routed`) it is not journaled at
+    /// all but acknowledged at once.
     pub fn with_wanted(mut self, wanted: Wanted) -> Self {
         self.wanted = Some(wanted);
         self
@@ -291,41 +314,98 @@ impl Dispatcher {
     pub async fn dispatch(&self, event: Event) -> Result<Receipt, Refused> {
         let d = self.clone();
         self.finishers
-            .spawn(async move { d.dispatch_in_place(event).await })
+            .spawn(async move {
+                let (event, skips) = d.foresee(&event).complete(event).await;
+                d.dispatch_in_place(event, skips).await
+            })
             .await
             .unwrap_or(Err(Refused::ShuttingDown))
     }
 
+    /// What the routes will do with `event` ([`Foresight::Wanted`] when no one was asked).
+    fn foresee(&self, event: &Event) -> Foresight {
+        match &self.wanted {
+            Some(w) => w.foresee(event),
+            None => Foresight::Wanted,
+        }
+    }
+
     /// [`Dispatcher::dispatch`] without its own task: only for callers that are themselves a
-    /// task no one cancels ([`Accepts`]), so an event is never half accepted.
-    async fn dispatch_in_place(&self, event: Event) -> Result<Receipt, Refused> {
+    /// task no one cancels ([`Accepts`]), so an event is never half accepted. `skips`: every
+    /// route skips the event, for these reasons (see [`Dispatcher::accept_skipped`]).
+    async fn dispatch_in_place(
+        &self,
+        event: Event,
+        skips: Option<Skips>,
+    ) -> Result<Receipt, Refused> {
         let source = event.source.clone();
         crate::metrics::received(&source);
-        let accepted = match self.publisher.reserve().await {
-            Ok(permit) => self.accept(permit, event, OnConflict::DeadLetter).await,
-            Err(_) => Err(Refused::ShuttingDown),
+        let accepted = match self.accept_skipped(event, skips).await {
+            Err(refused) => Err(refused),
+            Ok(Ok(receipt)) => Ok(receipt),
+            Ok(Err(event)) => match self.publisher.reserve().await {
+                Ok(permit) => self.accept(permit, event, OnConflict::DeadLetter).await,
+                Err(_) => Err(Refused::ShuttingDown),
+            },
         };
         count_refusal(&source, &accepted);
         accepted
     }
 
-    /// Accepts an event only if the queue has room now. Cancel-safe, as [`Dispatcher::dispatch`].
+    /// Accepts an event only if the queue has room now (an event every route skips needs
+    /// none). Cancel-safe, as [`Dispatcher::dispatch`].
     pub async fn try_dispatch(&self, event: Event) -> Result<Receipt, Refused> {
         let d = self.clone();
         self.finishers
             .spawn(async move {
                 let source = event.source.clone();
                 crate::metrics::received(&source);
-                let accepted = match d.publisher.try_reserve() {
-                    Ok(permit) => d.accept(permit, event, OnConflict::Refuse).await,
-                    Err(switchyard_core::TrySendError::Full(_)) => Err(Refused::Full),
-                    Err(switchyard_core::TrySendError::Closed(_)) => Err(Refused::ShuttingDown),
+                let (event, skips) = d.foresee(&event).complete(event).await;
+                let accepted = match d.accept_skipped(event, skips).await {
+                    Err(refused) => Err(refused),
+                    Ok(Ok(receipt)) => Ok(receipt),
+                    Ok(Err(event)) => match d.publisher.try_reserve() {
+                        Ok(permit) => d.accept(permit, event, OnConflict::Refuse).await,
+                        Err(switchyard_core::TrySendError::Full(_)) => Err(Refused::Full),
+                        Err(switchyard_core::TrySendError::Closed(_)) => Err(Refused::ShuttingDown),
+                    },
                 };
                 count_refusal(&source, &accepted);
                 accepted
             })
             .await
             .unwrap_or(Err(Refused::ShuttingDown))
+    }
+
+    /// Accepts an event every route skips (`skips`) as it ends: journaled finished, with its
+    /// skips, in one write, and never queued (a skip does nothing a crash could cut in half,
+    /// so deciding it before the event is journaled is the same as after). The event back
+    /// (`Ok(Err)`) when there are no skips to go by or its id is journaled already: the full
+    /// accept then sorts out the redelivery or the conflict.
+    async fn accept_skipped(
+        &self,
+        event: Event,
+        skips: Option<Skips>,
+    ) -> Result<Result<Receipt, Event>, Refused> {
+        let Some(skips) = skips else {
+            return Ok(Err(event));
+        };
+        match self.journal.accept_skipped(&event, &skips).await {
+            Err(e) => Err(Refused::Journal(e)),
+            Ok(Accepted::New) => {
+                crate::metrics::accepted(&event.source);
+                for (route, reason) in &skips {
+                    crate::metrics::decided(route, "skipped");
+                    tracing::info!(event_id = %event.id, route = %route, %reason, "route skipped");
+                    crate::tap::decided(&event, route, "skipped", || (Some(reason.clone()), None));
+                }
+                Ok(Ok(Receipt::ready(
+                    event.id,
+                    Disposition::Settled { dead: false },
+                )))
+            }
+            Ok(_) => Ok(Err(event)),
+        }
     }
 
     /// Records a message that cannot become an event (it does not decode): the journal keeps it

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crate::actions::{Action, RunCreated};
 use crate::config::{ConfigError, DeliveryConfig, RouteConfig};
 use crate::journal::{JournalError, Settlement, Store};
-use crate::outcome::WouldRun;
 pub use crate::outcome::{Failure, RouteOutcome, skipped_routes};
+use crate::outcome::{Skips, WouldRun};
 use crate::template::{self, Predicate};
 use crate::triggers::{AbsorbError, Absorbed, Machine, Stateful, firing_context, firing_source};
 
@@ -232,40 +232,65 @@ impl Routing {
             .map(|(r, _)| r)
     }
 
-    /// Whether some route would act on `event` (for a `journal: routed` source): a stateful
-    /// route that receives it absorbs it, a plain one acts when its `when` holds. Answered
-    /// here when nothing has to be evaluated (no route receives the event, a stateful one
-    /// does, or every `when` is a constant); else the routes whose `when` must be, for
-    /// [`Routing::any_when_holds`].
-    pub fn wants_at_once(&self, event: &Event) -> Result<bool, Vec<Arc<Route>>> {
+    /// What the routes in force will do with `event`, as far as it is known before it is
+    /// journaled: every receiving route skips it (`Ok(Some(skips))`, `(route, reason)`; none
+    /// when no route receives it), some route acts on it or a stateful one absorbs it
+    /// (`Ok(None)`), or that is known once the `when` of some routes is evaluated
+    /// (`Err((skips so far, those routes))`, for [`Routing::evaluate_skips`]). Nothing is
+    /// evaluated here: only constant `when`s are read.
+    pub fn foresee(&self, event: &Event) -> Result<Option<Skips>, (Skips, Vec<Arc<Route>>)> {
+        let mut skips = Vec::new();
         let mut maybe = Vec::new();
         for r in self.receivers(event) {
-            match (&r.stateful, r.when.as_ref().map(|w| w.constant())) {
-                (Some(_), _) | (None, None | Some(Some(true))) => return Ok(true),
-                (None, Some(Some(false))) => {}
-                (None, Some(None)) => maybe.push(Arc::clone(r)),
+            match (&r.stateful, &r.when) {
+                (Some(_), _) | (None, None) => return Ok(None),
+                (None, Some(when)) => match when.constant() {
+                    Some(true) => return Ok(None),
+                    Some(false) => skips.push((r.name.clone(), when_false(when))),
+                    None => maybe.push(Arc::clone(r)),
+                },
             }
         }
         if maybe.is_empty() {
-            Ok(false)
+            Ok(Some(skips))
         } else {
-            Err(maybe)
+            Err((skips, maybe))
         }
     }
 
-    /// Whether the `when` of any of `routes` holds for `event`, evaluated on the template
-    /// threads, never on the async runtime. One that fails (the route would dead-letter the
-    /// event) counts as holding, so the failure is journaled.
-    pub async fn any_when_holds(routes: Vec<Arc<Route>>, event: Arc<Event>) -> bool {
-        template::sandbox(move || routes.iter().any(|r| r.when_holds(&event) != Ok(false)))
-            .await
-            .unwrap_or(true)
+    /// The rest of [`Routing::foresee`]: the `when` of each of `routes` evaluated for `event`
+    /// on the template threads, never on the async runtime. `Some` with every skip when all
+    /// are false; `None` when one holds or fails (the route would dead-letter the event, so it
+    /// is journaled and routed).
+    pub async fn evaluate_skips(
+        mut skips: Skips,
+        routes: Vec<Arc<Route>>,
+        event: Arc<Event>,
+    ) -> Option<Skips> {
+        template::sandbox(move || {
+            for r in &routes {
+                let when = r.when.as_ref()?;
+                if r.when_holds(&event) != Ok(false) {
+                    return None;
+                }
+                skips.push((r.name.clone(), when_false(when)));
+            }
+            Some(skips)
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// The route called `name`, if there is one.
     pub fn route(&self, name: &str) -> Option<&Arc<Route>> {
         self.routes.iter().find(|r| r.name == name)
     }
+}
+
+/// Why a route whose `when` is false skips an event (the same words however it was decided).
+fn when_false(when: &Predicate) -> String {
+    format!("`when` {:?} is false", when.source())
 }
 
 /// Whether a route subscribed to `topics` gets an event with these keys
@@ -397,7 +422,7 @@ impl Route {
             match when.eval(&ctx) {
                 Ok(true) => {}
                 Ok(false) => {
-                    return Ok(Plan::Skip(format!("`when` {:?} is false", when.source())));
+                    return Ok(Plan::Skip(when_false(when)));
                 }
                 Err(message) => {
                     return Err(Failure {
@@ -420,7 +445,7 @@ impl Route {
             && when.constant() == Some(false)
             && !self.is_firing(event)
         {
-            return Ok(Plan::Skip(format!("`when` {:?} is false", when.source())));
+            return Ok(Plan::Skip(when_false(when)));
         }
         let (route, ev) = (Arc::clone(self), Arc::clone(event));
         template::sandbox(move || route.plan(&ev))
@@ -479,34 +504,22 @@ impl Route {
     ) -> Result<RouteOutcome, RouteError> {
         let outcome = self.decide(event, settled, env).await;
         if let Ok(o) = &outcome {
-            crate::tap::publish(|| {
-                let (detail, run) = match o {
-                    RouteOutcome::Skipped { reason } => (Some(reason.clone()), None),
-                    RouteOutcome::RunCreated(r) => (
-                        Some(format!("{} ({})", r.flow_run_name, r.deployment)),
-                        Some(r.flow_run_id.to_string()),
-                    ),
-                    RouteOutcome::WouldRun(w) => (
-                        Some(format!(
-                            "would run {} (key {})",
-                            w.deployment, w.idempotency_key
-                        )),
-                        None,
-                    ),
-                    RouteOutcome::DeadLettered { reason } => (Some(reason.clone()), None),
-                    RouteOutcome::Absorbed { note } => (Some(note.clone()), None),
-                    RouteOutcome::AlreadySettled => (None, None),
-                };
-                crate::tap::Tapped {
-                    at: chrono::Utc::now(),
-                    source: event.source.clone(),
-                    event_id: Some(event.id.clone()),
-                    event: Some(event.name.clone()),
-                    route: Some(self.name.clone()),
-                    decision: o.decision().into(),
-                    detail,
-                    flow_run_id: run,
-                }
+            crate::tap::decided(event, &self.name, o.decision(), || match o {
+                RouteOutcome::Skipped { reason } => (Some(reason.clone()), None),
+                RouteOutcome::RunCreated(r) => (
+                    Some(format!("{} ({})", r.flow_run_name, r.deployment)),
+                    Some(r.flow_run_id.to_string()),
+                ),
+                RouteOutcome::WouldRun(w) => (
+                    Some(format!(
+                        "would run {} (key {})",
+                        w.deployment, w.idempotency_key
+                    )),
+                    None,
+                ),
+                RouteOutcome::DeadLettered { reason } => (Some(reason.clone()), None),
+                RouteOutcome::Absorbed { note } => (Some(note.clone()), None),
+                RouteOutcome::AlreadySettled => (None, None),
             });
         }
         outcome
@@ -600,8 +613,7 @@ impl Route {
             match holds {
                 Ok(true) => {}
                 Ok(false) => {
-                    let reason = format!("`when` {:?} is false", when.source());
-                    return self.skip(event, reason);
+                    return self.skip(event, when_false(when));
                 }
                 Err(message) => {
                     let f = Failure {
@@ -690,39 +702,58 @@ mod wants_tests {
         Arc::new(Event::builder(source, "x", json!({"n": n})).build())
     }
 
-    /// The whole answer, as the pipeline gets it.
-    async fn wants(r: &Routing, event: Arc<Event>) -> bool {
-        match r.wants_at_once(&event) {
+    /// The whole answer, as the pipeline gets it: the skips when every route skips.
+    async fn foresee(r: &Routing, event: Arc<Event>) -> Option<Skips> {
+        match r.foresee(&event) {
             Ok(answer) => answer,
-            Err(routes) => Routing::any_when_holds(routes, event).await,
+            Err((skips, routes)) => Routing::evaluate_skips(skips, routes, event).await,
         }
     }
 
+    fn skip(route: &str, when: &str) -> (String, String) {
+        (route.to_string(), format!("`when` {when:?} is false"))
+    }
+
     #[tokio::test]
-    async fn wanted_events_are_decided_at_once_when_nothing_must_be_evaluated() {
+    async fn skips_are_foreseen_at_once_when_nothing_must_be_evaluated() {
         let r = routing(
-            "  - {name: off, from: [a], when: 'false', action: {type: run_deployment, deployment: f/d}}\n  - {name: payload, from: [b], when: 'event.payload.n > 2', action: {type: run_deployment, deployment: f/d}}\n",
+            "  - {name: off, from: [a, b], when: 'false', action: {type: run_deployment, deployment: f/d}}\n  - {name: payload, from: [b], when: 'event.payload.n > 2', action: {type: run_deployment, deployment: f/d}}\n",
         );
-        // Source a: only a constant-false route: no, without evaluating.
-        assert!(matches!(r.wants_at_once(&event("a", 5)), Ok(false)));
-        assert!(!wants(&r, event("a", 5)).await);
-        // Source b: the payload decides, on the template threads.
-        assert!(r.wants_at_once(&event("b", 5)).is_err());
-        assert!(wants(&r, event("b", 5)).await);
-        assert!(!wants(&r, event("b", 1)).await);
-        // A source no route listens to.
+        // Source a: only a constant-false route: skipped, without evaluating.
+        assert_eq!(
+            r.foresee(&event("a", 5)).ok(),
+            Some(Some(vec![skip("off", "false")]))
+        );
+        // Source b: the payload decides, on the template threads; the skips keep the order
+        // of the routes, with the reasons the routes themselves give.
+        assert!(r.foresee(&event("b", 5)).is_err());
+        assert_eq!(foresee(&r, event("b", 5)).await, None);
+        assert_eq!(
+            foresee(&r, event("b", 1)).await,
+            Some(vec![
+                skip("off", "false"),
+                skip("payload", "event.payload.n > 2")
+            ])
+        );
+        let route = r.route("payload").unwrap();
+        let planned = route.plan(&event("b", 1)).map_err(|f| f.message);
+        assert!(
+            matches!(&planned, Ok(Plan::Skip(why)) if *why == skip("payload", "event.payload.n > 2").1),
+            "the route skips with the same reason"
+        );
+        // A source no route listens to: nothing to skip.
         let only_a = routing(
             "  - {name: all, from: [a], action: {type: run_deployment, deployment: f/d}}\n",
         );
-        assert!(matches!(only_a.wants_at_once(&event("b", 1)), Ok(false)));
-        assert!(matches!(only_a.wants_at_once(&event("a", 1)), Ok(true)));
+        assert_eq!(only_a.foresee(&event("b", 1)).ok(), Some(Some(vec![])));
+        assert_eq!(only_a.foresee(&event("a", 1)).ok(), Some(None));
         // A stateful route absorbs what it receives; a failing `when` wants the event (its
         // dead letter is journaled).
         let stateful = routing(
             "  - {name: t, from: [a], trigger: {type: event, threshold: 2, within: 60}, action: {type: run_deployment, deployment: f/d}}\n  - {name: broken, from: [b], when: 'event.payload.n // 0 > 1', action: {type: run_deployment, deployment: f/d}}\n",
         );
-        assert!(matches!(stateful.wants_at_once(&event("a", 1)), Ok(true)));
-        assert!(wants(&stateful, event("b", 1)).await);
+        assert_eq!(stateful.foresee(&event("a", 1)).ok(), Some(None));
+        assert_eq!(foresee(&stateful, event("b", 1)).await, None);
         let broken = stateful.route("broken").unwrap();
         assert!(
             broken.when_holds(&event("b", 1)).is_err(),

@@ -47,6 +47,29 @@ pub fn publish(line: impl FnOnce() -> Tapped) {
     }
 }
 
+/// Sends a route's decision for `event` to every listener; `detail` says `(why or what, the
+/// flow run)`, built only when someone listens.
+pub fn decided(
+    event: &switchyard_core::Event,
+    route: &str,
+    decision: &str,
+    detail: impl FnOnce() -> (Option<String>, Option<String>),
+) {
+    publish(|| {
+        let (detail, flow_run_id) = detail();
+        Tapped {
+            at: chrono::Utc::now(),
+            source: event.source.clone(),
+            event_id: Some(event.id.clone()),
+            event: Some(event.name.clone()),
+            route: Some(route.to_string()),
+            decision: decision.into(),
+            detail,
+            flow_run_id,
+        }
+    });
+}
+
 /// A new listener.
 pub fn subscribe() -> broadcast::Receiver<Tapped> {
     TAP.subscribe()

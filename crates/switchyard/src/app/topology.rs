@@ -585,16 +585,21 @@ fn warn_shadow(routes: &[Arc<Route>]) {
     }
 }
 
-/// The routes in force decide which events of a `journal: routed` source are journaled.
+/// The routes in force say what they will do with an event before it is journaled.
 struct LiveWants(Arc<crate::routes::Live>);
 
 impl crate::pipeline::Wants for LiveWants {
-    fn wants(&self, event: &switchyard_core::Event) -> Result<bool, crate::pipeline::Evaluation> {
-        self.0.current().wants_at_once(event).map_err(|routes| {
-            let evaluate = move |event: Arc<switchyard_core::Event>| -> futures::future::BoxFuture<'static, bool> {
-                Box::pin(Routing::any_when_holds(routes, event))
-            };
-            Box::new(evaluate) as crate::pipeline::Evaluation
-        })
+    fn foresee(&self, event: &switchyard_core::Event) -> crate::pipeline::Foresight {
+        use crate::pipeline::Foresight;
+        match self.0.current().foresee(event) {
+            Ok(Some(skips)) => Foresight::Skipped(skips),
+            Ok(None) => Foresight::Wanted,
+            Err((skips, routes)) => {
+                let evaluate = move |event: Arc<switchyard_core::Event>| -> futures::future::BoxFuture<'static, _> {
+                    Box::pin(Routing::evaluate_skips(skips, routes, event))
+                };
+                Foresight::Evaluate(Box::new(evaluate))
+            }
+        }
     }
 }

@@ -210,6 +210,74 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Journals a received event: pending, or (`skipped`: every route skips it) finished
+    /// with its skips. One statement (the insert), then reads only for an id already there.
+    async fn insert(
+        &self,
+        e: &Event,
+        skipped: Option<&[(String, String)]>,
+    ) -> Result<Accepted, JournalError> {
+        if let Some(why) = self.fault.get() {
+            return Err(JournalError::Unavailable(why));
+        }
+        let payload = to_json(&e.payload)?;
+        let labels = to_json(&e.labels)?;
+        let skips = match skipped {
+            Some(s) if !s.is_empty() => Some(to_json(&s)?),
+            _ => None,
+        };
+        let digest = super::digest(&e.name, &payload);
+        let (id, source, name) = (e.id.clone(), e.source.clone(), e.name.clone());
+        let (occurred, received) = (e.occurred.to_rfc3339(), e.received.to_rfc3339());
+        // The status is part of the statement, not a parameter: a partial index's condition
+        // is then settled when the statement is prepared.
+        let sql = match skipped {
+            None => {
+                "INSERT INTO events (id, source, name, occurred, received, payload, labels, status, accepted_at, digest, skips)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING"
+            }
+            Some(_) => {
+                "INSERT INTO events (id, source, name, occurred, received, payload, labels, status, accepted_at, digest, finished_at, skips)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'done', ?8, ?9, ?8, ?10) ON CONFLICT (id) DO NOTHING"
+            }
+        };
+        self.run_single(move |conn| {
+            let inserted = conn.prepare_cached(sql)?.execute(params![
+                id,
+                source,
+                name,
+                occurred,
+                received,
+                payload,
+                labels,
+                now_ms(),
+                digest,
+                skips
+            ])?;
+            if inserted == 1 {
+                return Ok(Accepted::New);
+            }
+            let (status, stored): (String, Option<String>) = conn
+                .prepare_cached("SELECT status, digest FROM events WHERE id = ?1")?
+                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            if stored.is_some_and(|d| d != digest) {
+                return Ok(Accepted::Conflict);
+            }
+            Ok(Accepted::Duplicate {
+                status: EventStatus::parse(&status),
+                settled: settled_routes(conn, &id)?,
+            })
+        })
+        .await
+    }
+}
+
+/// `v` as JSON text for the journal.
+fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, JournalError> {
+    serde_json::to_string(v).map_err(|x| JournalError::Db(x.to_string()))
+}
+
 /// An event's decisions and the skips recorded in its row (`skips`, a JSON array of
 /// `[route, reason]`, made at its end, `finished`), the skips in their place in time: after
 /// every decision made before the event ended.
@@ -334,46 +402,15 @@ impl Store for SqliteStore {
     }
 
     fn accept<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<Accepted, JournalError>> {
-        let e = event.clone();
-        Box::pin(async move {
-            if let Some(why) = self.fault.get() {
-                return Err(JournalError::Unavailable(why));
-            }
-            let payload =
-                serde_json::to_string(&e.payload).map_err(|x| JournalError::Db(x.to_string()))?;
-            let labels =
-                serde_json::to_string(&e.labels).map_err(|x| JournalError::Db(x.to_string()))?;
-            let digest = super::digest(&e.name, &payload);
-            // One write (the insert), then reads.
-            self.run_single(move |conn| {
-                let inserted = conn.prepare_cached(
-                    "INSERT INTO events (id, source, name, occurred, received, payload, labels, status, accepted_at, digest)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9) ON CONFLICT (id) DO NOTHING",
-                )?
-                .execute(params![
-                    e.id,
-                    e.source,
-                    e.name,
-                    e.occurred.to_rfc3339(),
-                    e.received.to_rfc3339(),
-                    payload,
-                    labels,
-                    now_ms(),
-                    digest
-                ])?;
-                if inserted == 1 {
-                    return Ok(Accepted::New);
-                }
-                let (status, stored): (String, Option<String>) = conn
-                    .prepare_cached("SELECT status, digest FROM events WHERE id = ?1")?
-                    .query_row(params![e.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                if stored.is_some_and(|d| d != digest) {
-                    return Ok(Accepted::Conflict);
-                }
-                Ok(Accepted::Duplicate { status: EventStatus::parse(&status), settled: settled_routes(conn, &e.id)? })
-            })
-            .await
-        })
+        Box::pin(self.insert(event, None))
+    }
+
+    fn accept_skipped<'a>(
+        &'a self,
+        event: &'a Event,
+        skipped: &'a [(String, String)],
+    ) -> BoxFuture<'a, Result<Accepted, JournalError>> {
+        Box::pin(self.insert(event, Some(skipped)))
     }
 
     fn absorb<'a>(&'a self, change: &'a TriggerChange) -> BoxFuture<'a, Result<(), JournalError>> {
@@ -489,7 +526,7 @@ impl Store for SqliteStore {
             let skips = if skipped.is_empty() {
                 None
             } else {
-                Some(serde_json::to_string(&skipped).map_err(|x| JournalError::Db(x.to_string()))?)
+                Some(to_json(&skipped)?)
             };
             self.run_single(move |conn| {
                 let status: String = conn

@@ -321,6 +321,96 @@ async fn skips_are_kept_in_the_event_row_in_their_place_and_found_by_route() {
     }
 }
 
+/// An event every route skips is journaled finished in one write, with its skips as its
+/// history; a second delivery finds it (a duplicate, settled; a conflict when the message
+/// differs) and writes nothing; and it is retired by retention like any finished event.
+#[tokio::test]
+async fn an_event_every_route_skips_is_journaled_finished_in_one_write() {
+    let dir = TempDir::new("journal");
+    let j = SqliteStore::open(&dir.path().join("j.db")).unwrap();
+    let skips = vec![
+        ("quiet".to_string(), "when is false".to_string()),
+        ("other".to_string(), "not for it".to_string()),
+    ];
+    let e = event("s1");
+    assert_eq!(j.accept_skipped(&e, &skips).await.unwrap(), Accepted::New);
+    let d = j.event("s1").await.unwrap().unwrap();
+    assert_eq!(d.status, EventStatus::Done);
+    let history: Vec<(&str, &str, Option<&str>)> = d
+        .decisions
+        .iter()
+        .map(|d| (d.route.as_str(), d.kind.as_str(), d.detail.as_deref()))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            ("quiet", "skipped", Some("when is false")),
+            ("other", "skipped", Some("not for it"))
+        ]
+    );
+    assert!(j.pending().await.unwrap().is_empty(), "nothing pending");
+    assert_eq!(
+        j.accept_skipped(&e, &skips).await.unwrap(),
+        Accepted::Duplicate {
+            status: EventStatus::Done,
+            settled: vec![]
+        }
+    );
+    assert_eq!(
+        j.accept(&e).await.unwrap(),
+        Accepted::Duplicate {
+            status: EventStatus::Done,
+            settled: vec![]
+        }
+    );
+    let mut other = event("s1");
+    other.payload = json!({"something": "else"});
+    assert_eq!(
+        j.accept_skipped(&other, &skips).await.unwrap(),
+        Accepted::Conflict
+    );
+    // No route at all: finished with an empty history.
+    assert_eq!(
+        j.accept_skipped(&event("s2"), &[]).await.unwrap(),
+        Accepted::New
+    );
+    let d = j.event("s2").await.unwrap().unwrap();
+    assert_eq!((d.status, d.decisions.len()), (EventStatus::Done, 0));
+    // A pending event under the id is not finished by a skipped delivery of it.
+    j.accept(&event("p1")).await.unwrap();
+    assert!(matches!(
+        j.accept_skipped(&event("p1"), &skips).await.unwrap(),
+        Accepted::Duplicate {
+            status: EventStatus::Pending,
+            ..
+        }
+    ));
+    let filter = EventFilter {
+        limit: 10,
+        route: Some("other".into()),
+        ..Default::default()
+    };
+    let found: Vec<String> = j
+        .list_events(&filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(found, ["s1"]);
+    let pruned = j
+        .prune(Retention {
+            max_events: 0,
+            max_age: Duration::from_secs(3600),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        pruned, 2,
+        "both finished events retired, the pending one kept"
+    );
+}
+
 /// A journal written by version 2 (skips as decision rows, full status indexes) opens as
 /// version 3 with its history intact, and takes new events the new way.
 #[tokio::test]

@@ -7,7 +7,8 @@
 //! Run: `cargo bench -p switchyard --bench kafka_ingest` (`SWITCHYARD_KAFKA_EVENTS`, default
 //! 20000; `SWITCHYARD_KAFKA_SLOW_SECONDS` for the slow-action phase, default 20;
 //! `SWITCHYARD_KAFKA_ONLY=journaled` runs the bare loop and the journaled case alone, for
-//! profiling). Needs `scripts/kafka-env.sh`.
+//! profiling; `SWITCHYARD_KAFKA_IN_FLIGHT` sets the journaled case's `engine.accepts_in_flight`).
+//! Needs `scripts/kafka-env.sh`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -97,8 +98,13 @@ fn main() {
 
     // Switchyard: same topic, a route that never applies.
     let dir = TempDir::new("kafka-ingest");
+    let in_flight = std::env::var("SWITCHYARD_KAFKA_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map(|n| format!(", accepts_in_flight: {n}"))
+        .unwrap_or_default();
     let config = format!(
-        "engine: {{queue_capacity: 4096, max_consumers: 8}}\nsources:\n  - {{type: kafka, name: bus, brokers: \"{bootstrap}\", topics: [{topic}], session_timeout: 6s}}\nroutes:\n  - name: noop\n    when: \"false\"\n    action: {{type: run_deployment, deployment: \"none/none\"}}\n"
+        "engine: {{queue_capacity: 4096, max_consumers: 8{in_flight}}}\nsources:\n  - {{type: kafka, name: bus, brokers: \"{bootstrap}\", topics: [{topic}], session_timeout: 6s}}\nroutes:\n  - name: noop\n    when: \"false\"\n    action: {{type: run_deployment, deployment: \"none/none\"}}\n"
     );
     let router = Router::start(
         dir.path(),

@@ -1,10 +1,10 @@
 //! The SQLite journal: one file, WAL mode, a dedicated writer thread.
 //!
 //! Every operation is a job sent to the thread over a bounded channel. The thread takes all
-//! jobs waiting (up to 256), runs each in its own savepoint inside one transaction, commits,
-//! and only then answers them: a caller never hears "stored" before the commit (group commit
-//! keeps this cheap under load). WAL with `synchronous=NORMAL` survives a killed process; only
-//! a power loss can take the last commits.
+//! jobs waiting (up to 1,024), runs them in one transaction (each that writes more than once in
+//! a savepoint of its own), commits, and only then answers them: a caller never hears "stored"
+//! before the commit (group commit keeps this cheap under load). WAL with
+//! `synchronous=NORMAL` survives a killed process; only a power loss can take the last commits.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -7,10 +7,14 @@ use tokio::sync::mpsc;
 use super::Job;
 use super::files::Faults;
 
+/// Jobs committed together at most: enough for every source's accepts in flight at once
+/// (`engine.accepts_in_flight`, 256 each by default) to share one commit.
+const MAX_JOBS: usize = 1024;
+
 pub(super) fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>, fault: &Faults) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
-        while jobs.len() < 256 {
+        while jobs.len() < MAX_JOBS {
             match rx.try_recv() {
                 Ok(j) => jobs.push(j),
                 Err(_) => break,

@@ -3,7 +3,9 @@
 //! (`/metrics` every second, as Prometheus does), and on, scraped and with a live tap
 //! listener connected (someone watching every decision). The three are alternated round by
 //! round in one run, so drift on this shared machine hits them alike; the figures are the
-//! ratios of their medians to the admin-off median.
+//! ratios of their medians to the admin-off median. A fourth mode, in the same rotation, is
+//! the baseline of intake: the same router (admin off) answering `GET /healthz` on the webhook
+//! listener, which journals nothing; intake is printed as a ratio to it too.
 //! Run: `cargo bench -p switchyard --bench admin_overhead`
 //! (`SWITCHYARD_ADMIN_ROUNDS`, default 5 per side; `SWITCHYARD_ADMIN_REQUESTS` per round,
 //! default 40,000; `SWITCHYARD_ADMIN_CLIENTS`, default 16).
@@ -30,6 +32,7 @@ enum Mode {
     Off,
     Scraped,
     Tapped,
+    Healthz,
 }
 
 impl Mode {
@@ -38,13 +41,14 @@ impl Mode {
             Self::Off => "admin off",
             Self::Scraped => "admin on, scraped every 1 s",
             Self::Tapped => "admin on, scraped, a tap listening",
+            Self::Healthz => "baseline: GET /healthz, admin off",
         }
     }
 }
 
 /// Requests per second through a fresh router in `mode`.
 fn round(mode: Mode, requests: usize, clients: usize) -> f64 {
-    let admin = mode != Mode::Off;
+    let admin = matches!(mode, Mode::Scraped | Mode::Tapped);
     let (port, admin_port) = (free_port(), free_port());
     let admin_cfg = if admin {
         format!("{{listen: \"127.0.0.1:{admin_port}\"}}")
@@ -100,7 +104,12 @@ fn round(mode: Mode, requests: usize, clients: usize) -> f64 {
                 }
             }));
         }
-        let url = format!("http://127.0.0.1:{port}/hooks/h");
+        let healthz = mode == Mode::Healthz;
+        let url = if healthz {
+            format!("http://127.0.0.1:{port}/healthz")
+        } else {
+            format!("http://127.0.0.1:{port}/hooks/h")
+        };
         let left = Arc::new(AtomicUsize::new(requests));
         let failed = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
@@ -113,13 +122,21 @@ fn round(mode: Mode, requests: usize, clients: usize) -> f64 {
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
                     .is_ok()
                 {
-                    let ok = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(r#"{"order": 1, "amount": 10}"#)
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status() == 202);
+                    let ok = if healthz {
+                        client
+                            .get(&url)
+                            .send()
+                            .await
+                            .is_ok_and(|r| r.status() == 200)
+                    } else {
+                        client
+                            .post(&url)
+                            .header("content-type", "application/json")
+                            .body(r#"{"order": 1, "amount": 10}"#)
+                            .send()
+                            .await
+                            .is_ok_and(|r| r.status() == 202)
+                    };
                     if !ok {
                         failed.fetch_add(1, Ordering::Relaxed);
                     }
@@ -154,7 +171,7 @@ fn main() {
     println!(
         "webhook intake, {requests} requests per round, {clients} keep-alive clients, every event skipped"
     );
-    let modes = [Mode::Off, Mode::Scraped, Mode::Tapped];
+    let modes = [Mode::Off, Mode::Scraped, Mode::Tapped, Mode::Healthz];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     for i in 0..rounds {
         // Rotate which goes first, so none always runs on a warmer machine.
@@ -178,4 +195,8 @@ fn main() {
             (r / medians[0] - 1.0) * 100.0
         );
     }
+    println!(
+        "webhook intake (admin off) / GET /healthz: {:.3}",
+        medians[0] / medians[3]
+    );
 }

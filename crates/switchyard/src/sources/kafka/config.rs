@@ -27,7 +27,10 @@ pub struct KafkaConfig {
     #[serde(default = "default_session_timeout", with = "humantime_serde")]
     #[schemars(with = "crate::durations::HumanDuration")]
     pub session_timeout: Duration,
-    /// Extra librdkafka settings (e.g. `security.protocol`, `sasl.mechanism`).
+    /// Extra librdkafka settings (e.g. `security.protocol`, `sasl.mechanism`). Switchyard
+    /// prefetches less than librdkafka's defaults (`fetch.max.bytes` and
+    /// `max.partition.fetch.bytes` 1 MB, `queued.max.messages.kbytes` 4096); set them here to
+    /// change that.
     #[serde(default)]
     pub options: std::collections::BTreeMap<String, String>,
     /// How the body decodes (default `json`).

@@ -25,6 +25,21 @@ async fn listed(j: &SqliteStore) -> Vec<String> {
     events.into_iter().map(|e| e.id).collect()
 }
 
+/// The ids of the events a `--route` filter finds (newest first, up to 10).
+async fn by_route(j: &SqliteStore, route: &str) -> Vec<String> {
+    let filter = EventFilter {
+        limit: 10,
+        route: Some(route.into()),
+        ..Default::default()
+    };
+    j.list_events(&filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect()
+}
+
 fn run(name: &str) -> Settlement {
     Settlement::Ran(RunCreated {
         deployment: "Flow/dep".into(),
@@ -305,19 +320,7 @@ async fn skips_are_kept_in_the_event_row_in_their_place_and_found_by_route() {
         ("runs", vec!["e1"]),
         ("none", vec![]),
     ] {
-        let filter = EventFilter {
-            limit: 10,
-            route: Some(route.into()),
-            ..Default::default()
-        };
-        let ids: Vec<String> = j
-            .list_events(&filter)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.id)
-            .collect();
-        assert_eq!(ids, want, "route {route}");
+        assert_eq!(by_route(&j, route).await, want, "route {route}");
     }
 }
 
@@ -385,19 +388,7 @@ async fn an_event_every_route_skips_is_journaled_finished_in_one_write() {
             ..
         }
     ));
-    let filter = EventFilter {
-        limit: 10,
-        route: Some("other".into()),
-        ..Default::default()
-    };
-    let found: Vec<String> = j
-        .list_events(&filter)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
-    assert_eq!(found, ["s1"]);
+    assert_eq!(by_route(&j, "other").await, ["s1"]);
     let pruned = j
         .prune(Retention {
             max_events: 0,

@@ -1,5 +1,7 @@
 //! The pipeline between sources and routes: accept (reserve room in the engine queue →
 //! journal → queue), and one finish path for every event, whether new, resumed or swept.
+//! An event every route skips (the routes foresee it, [`Foresight`]) is journaled finished
+//! in one write instead, and never queued.
 //!
 //! An event is *accepted* once the journal holds it: that is when a webhook answers 202.
 //! Accepting cannot be cut in half (it runs in a task of its own, whatever the caller does),

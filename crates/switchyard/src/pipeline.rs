@@ -16,8 +16,7 @@ use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
 use crate::journal::{Accepted, EventStatus, JournalError, Settlement, Store};
-pub use crate::outcome::Disposition;
-pub use crate::outcome::Skips;
+pub use crate::outcome::{Disposition, Skips};
 use crate::outcome::{RouteOutcome, Routed, skipped_routes};
 pub use crate::owned::Owned;
 

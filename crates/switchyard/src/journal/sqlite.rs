@@ -208,9 +208,7 @@ impl SqliteStore {
         self.tx.send(job).await.map_err(|_| JournalError::Closed)?;
         orx.await.map_err(|_| JournalError::Closed)?
     }
-}
 
-impl SqliteStore {
     /// Journals a received event: pending, or (`skipped`: every route skips it) finished
     /// with its skips. One statement (the insert), then reads only for an id already there.
     async fn insert(

@@ -4,6 +4,9 @@
 //!   `scripts/prefect-env.sh`, on a free loopback port with a fresh home directory. It is
 //!   killed and its directory removed when the test binary exits (an exit hook), and killed by
 //!   the kernel if the binary dies (parent-death signal).
+//!   With `SWITCHYARD_PREFECT_DATABASE=postgres` its database is a fresh PostgreSQL database on
+//!   the machine's server (127.0.0.1:5432, user `postgres`, trust auth; `SWITCHYARD_PREFECT_PG`
+//!   overrides the address), created with `psql` and dropped at exit, instead of SQLite.
 //! * [`ChildGuard`] — a child process killed when the guard drops.
 //! * [`wait_until`] — polls a condition against a deadline (tests never sleep a fixed time).
 //! * [`TempDir`], [`free_port`].
@@ -179,9 +182,79 @@ pub struct PrefectServer {
     pub home: PathBuf,
 }
 
+impl PrefectServer {
+    /// What its database is: `"PostgreSQL"` or `"SQLite"` (for benches to print).
+    pub fn database_kind(&self) -> &'static str {
+        if SERVER_DATABASE.get().is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    }
+}
+
 static SERVER: OnceLock<PrefectServer> = OnceLock::new();
 static SERVER_PID: AtomicI32 = AtomicI32::new(0);
 static SERVER_HOME: OnceLock<PathBuf> = OnceLock::new();
+static SERVER_DATABASE: OnceLock<PostgresDatabase> = OnceLock::new();
+
+/// A PostgreSQL database made for one Prefect server: created on [`PostgresDatabase::create`],
+/// dropped (with its connections) on [`PostgresDatabase::drop_now`].
+struct PostgresDatabase {
+    /// `host:port`.
+    address: String,
+    name: String,
+}
+
+impl PostgresDatabase {
+    fn create() -> Self {
+        let address =
+            std::env::var("SWITCHYARD_PREFECT_PG").unwrap_or_else(|_| "127.0.0.1:5432".into());
+        let name = format!("switchyard_prefect_{}", std::process::id());
+        let me = Self { address, name };
+        me.psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", me.name));
+        me.psql(&format!("CREATE DATABASE {}", me.name));
+        me
+    }
+
+    /// The SQLAlchemy URL Prefect connects with.
+    fn url(&self) -> String {
+        format!(
+            "postgresql+asyncpg://postgres@{}/{}",
+            self.address, self.name
+        )
+    }
+
+    fn drop_now(&self) {
+        self.psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+
+    fn psql(&self, sql: &str) {
+        let (host, port) = self
+            .address
+            .rsplit_once(':')
+            .unwrap_or((self.address.as_str(), "5432"));
+        let out = Command::new("psql")
+            .args(["-h", host, "-p", port, "-U", "postgres", "-d", "postgres"])
+            .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run psql (PostgreSQL client): {e}"));
+        assert!(
+            out.status.success(),
+            "psql {sql:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Whether the tests asked for a PostgreSQL-backed Prefect.
+fn wants_postgres() -> bool {
+    std::env::var("SWITCHYARD_PREFECT_DATABASE").is_ok_and(|v| v == "postgres")
+}
 
 extern "C" fn stop_server_at_exit() {
     let pid = SERVER_PID.load(Ordering::SeqCst);
@@ -194,6 +267,9 @@ extern "C" fn stop_server_at_exit() {
     }
     if let Some(home) = SERVER_HOME.get() {
         let _ = std::fs::remove_dir_all(home);
+    }
+    if let Some(db) = SERVER_DATABASE.get() {
+        db.drop_now();
     }
 }
 
@@ -214,6 +290,8 @@ impl PrefectServer {
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", home.display()));
         let _ = SERVER_HOME.set(home.clone());
         let port = free_port();
+        let database =
+            wants_postgres().then(|| SERVER_DATABASE.get_or_init(PostgresDatabase::create).url());
         let log_path = home.join("server.log");
         let log = std::fs::File::create(&log_path)
             .unwrap_or_else(|e| panic!("cannot create server log: {e}"));
@@ -228,6 +306,9 @@ impl PrefectServer {
         let home2 = home.clone();
         std::thread::spawn(move || {
             let mut cmd = prefect_command(&prefect, &home2, port, log, log_err);
+            if let Some(url) = &database {
+                cmd.env("PREFECT_API_DATABASE_CONNECTION_URL", url);
+            }
             die_with_parent(&mut cmd);
             match cmd.spawn() {
                 Ok(mut child) => {
@@ -269,8 +350,13 @@ impl PrefectServer {
             std::thread::sleep(Duration::from_millis(200));
         }
         eprintln!(
-            "prefect server up at {api_url} after {:.1}s",
-            start.elapsed().as_secs_f64()
+            "prefect server up at {api_url} after {:.1}s ({})",
+            start.elapsed().as_secs_f64(),
+            if wants_postgres() {
+                "PostgreSQL"
+            } else {
+                "SQLite"
+            }
         );
         PrefectServer { api_url, home }
     }

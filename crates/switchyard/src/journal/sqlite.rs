@@ -80,9 +80,9 @@ impl SqliteStore {
         conn.execute_batch(
             // temp_store: the writer runs each job in a savepoint, and a savepoint's undo
             // pages (the statement journal) otherwise spill to a temporary file.
-            // wal_autocheckpoint: a backstop only; the checkpointer thread copies the WAL into
-            // the file off the commit path (see `checkpoints`).
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 8192;",
+            // wal_autocheckpoint: a backstop only (128 MB of WAL); the checkpointer thread
+            // copies the WAL into the file off the commit path (see `checkpoints`).
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 32768;",
         )
         .map_err(|e| open_err(e.to_string()))?;
         conn.execute_batch(SCHEMA)
@@ -131,17 +131,19 @@ impl SqliteStore {
         let writer_fault = Arc::clone(&fault);
         // The checkpointer runs while the writer does (it stops when this sender drops).
         let (alive, writer_alive) = std::sync::mpsc::channel::<()>();
+        let finish_checkpoint = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let asked = Arc::clone(&finish_checkpoint);
         std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || {
                 let _alive = alive;
-                writer(conn, rx, &writer_fault);
+                writer(conn, rx, &writer_fault, &asked);
             })
             .map_err(|e| open_err(e.to_string()))?;
         let file = path.to_path_buf();
         std::thread::Builder::new()
             .name("journal-checkpoint".into())
-            .spawn(move || checkpoints(&file, &writer_alive))
+            .spawn(move || checkpoints(&file, &writer_alive, &finish_checkpoint))
             .map_err(|e| open_err(e.to_string()))?;
         Ok(Self {
             tx,
@@ -347,19 +349,57 @@ fn prune_bound(file: &Path, retention: Retention) -> rusqlite::Result<Option<(i6
 /// How often the checkpointer copies the WAL into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// How soon the checkpointer looks again after it found the WAL long.
+const CHECKPOINT_SOON: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// WAL frames (pages) past which the checkpointer asks the writer to finish a checkpoint
+/// (16 MB of 4 KiB pages).
+const WAL_RESTART_FRAMES: i64 = 4096;
+
 /// Passive WAL checkpoints on a connection of their own, until the writer stops: the copy
 /// into the database file and its fsync happen here, not inside a commit the writer's callers
-/// wait on (SQLite's automatic checkpoint runs in the committing connection). A passive
-/// checkpoint waits for no one; the writer's own automatic checkpoint (at 8,192 pages) is
-/// only a backstop should this thread fall behind.
-fn checkpoints(file: &Path, writer_alive: &std::sync::mpsc::Receiver<()>) {
+/// wait on (SQLite's automatic checkpoint runs in the committing connection).
+///
+/// A passive checkpoint waits for no one, but it finishes (every frame copied, so that the
+/// next transaction starts the WAL over instead of growing it) only if nothing was committed
+/// while it ran, which a busy writer never allows: the WAL would grow without end, and every
+/// page read searches all of its index. So when the WAL is long and a checkpoint here could
+/// not finish, the writer is asked to finish it between two transactions
+/// (`finish_checkpoint`): by then the bulk is copied and synced here, and what is left is the
+/// few frames committed meanwhile. The writer's own automatic checkpoint (at 32,768 pages) is
+/// only a backstop.
+fn checkpoints(
+    file: &Path,
+    writer_alive: &std::sync::mpsc::Receiver<()>,
+    finish_checkpoint: &std::sync::atomic::AtomicBool,
+) {
     let Ok(conn) = Connection::open(file) else {
         return;
     };
+    // A long WAL is checkpointed again soon, not after the usual pause.
+    let mut pause = CHECKPOINT_EVERY;
     loop {
-        match writer_alive.recv_timeout(CHECKPOINT_EVERY) {
+        match writer_alive.recv_timeout(pause) {
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                pause = CHECKPOINT_EVERY;
+                // (frames in the WAL, frames copied into the file); the WAL counts its frames
+                // from its last start over, so a long one has not started over.
+                let passive = || {
+                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                    })
+                };
+                if passive().is_ok_and(|(frames, _)| frames >= WAL_RESTART_FRAMES) {
+                    pause = CHECKPOINT_SOON;
+                    // Once more for what was committed during the first (a long copy), so
+                    // that what the writer is left to copy is as short as it can be; and not
+                    // while a reader on an older snapshot holds the copy back (the writer
+                    // could not finish either, and would copy the backlog the moment the
+                    // reader let go).
+                    if passive().is_ok_and(|(frames, copied)| copied == frames) {
+                        finish_checkpoint.store(true, std::sync::atomic::Ordering::Release);
+                    }
+                }
             }
             _ => return,
         }

@@ -1,6 +1,8 @@
 //! The writer thread: group commit, a savepoint per job that writes more than once, answers
 //! only after COMMIT.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rusqlite::Connection;
 use tokio::sync::mpsc;
 
@@ -11,8 +13,21 @@ use super::files::Faults;
 /// (`engine.accepts_in_flight`, 256 each by default) to share one commit.
 const MAX_JOBS: usize = 1024;
 
-pub(super) fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>, fault: &Faults) {
+/// Runs the jobs in `rx` until every sender is gone. Between two transactions, when the
+/// checkpointer has set `finish_checkpoint`, it finishes the checkpoint the checkpointer could
+/// not (see `checkpoints` in the parent module).
+pub(super) fn writer(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    fault: &Faults,
+    finish_checkpoint: &AtomicBool,
+) {
     while let Some(first) = rx.blocking_recv() {
+        if finish_checkpoint.swap(false, Ordering::AcqRel) {
+            // Passive: it copies what the checkpointer left; a reader still on an older
+            // snapshot only keeps the WAL from starting over until the next time.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        }
         let mut jobs = vec![first];
         while jobs.len() < MAX_JOBS {
             match rx.try_recv() {

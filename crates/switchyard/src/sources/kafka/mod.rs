@@ -29,6 +29,10 @@ impl SourceSpec for KafkaConfig {
         if self.topics.is_empty() {
             return Err(("topics", "expected at least one topic".into()));
         }
+        // librdkafka checks each option's name and value when it is set, without a client;
+        // an option it refuses would otherwise fail every connect, retried forever.
+        #[cfg(feature = "kafka")]
+        source::check_options(&self.options).map_err(|why| ("options", why))?;
         Ok(())
     }
 

@@ -70,6 +70,30 @@ impl ConsumerContext for LagReporter {}
 
 type Kafka = StreamConsumer<LagReporter>;
 
+/// Whether librdkafka takes every one of `options` (its name, and its value for that name),
+/// checked as it sets them, without creating a client or reaching a broker. The answer never
+/// repeats the value (it may be a password).
+pub(crate) fn check_options(
+    options: &std::collections::BTreeMap<String, String>,
+) -> Result<(), String> {
+    let mut c = ClientConfig::new();
+    for (k, v) in options {
+        c.set(k, v);
+    }
+    match c.create_native_config() {
+        Ok(_) => Ok(()),
+        Err(rdkafka::error::KafkaError::ClientConfig(_, desc, key, value)) => {
+            let desc = if value.is_empty() {
+                desc
+            } else {
+                desc.replace(&value, "(the value given)")
+            };
+            Err(format!("librdkafka refuses {key:?}: {desc}"))
+        }
+        Err(e) => Err(format!("librdkafka refuses the options: {e}")),
+    }
+}
+
 fn consumer(cfg: &KafkaConfig) -> Result<Kafka, String> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers)
@@ -220,5 +244,41 @@ impl Acker for KafkaAck {
             let _ = self.consumer.store_offsets(&list);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_options;
+
+    fn options(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn options_librdkafka_takes_pass() {
+        let ok = options(&[
+            ("fetch.max.bytes", "2097152"),
+            ("security.protocol", "sasl_plaintext"),
+            ("sasl.mechanisms", "PLAIN"),
+            ("sasl.password", "hunter2"),
+        ]);
+        assert_eq!(check_options(&ok), Ok(()));
+    }
+
+    #[test]
+    fn an_option_librdkafka_refuses_is_named_without_its_value() {
+        let unknown = check_options(&options(&[("no.such.property", "x")])).unwrap_err();
+        assert!(unknown.contains("\"no.such.property\""), "{unknown}");
+        let bad =
+            check_options(&options(&[("fetch.max.bytes", "s3cret-not-a-number")])).unwrap_err();
+        assert!(bad.contains("\"fetch.max.bytes\""), "{bad}");
+        assert!(
+            !bad.contains("s3cret"),
+            "the value must not be echoed: {bad}"
+        );
     }
 }

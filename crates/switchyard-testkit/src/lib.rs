@@ -212,7 +212,8 @@ impl PostgresDatabase {
             std::env::var("SWITCHYARD_PREFECT_PG").unwrap_or_else(|_| "127.0.0.1:5432".into());
         let name = format!("switchyard_prefect_{}", std::process::id());
         let me = Self { address, name };
-        me.psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", me.name));
+        // A database left by an earlier process with the same id goes first.
+        me.drop_now();
         me.psql(&format!("CREATE DATABASE {}", me.name));
         me
     }
@@ -349,16 +350,14 @@ impl PrefectServer {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+        let server = PrefectServer { api_url, home };
         eprintln!(
-            "prefect server up at {api_url} after {:.1}s ({})",
+            "prefect server up at {} after {:.1}s ({})",
+            server.api_url,
             start.elapsed().as_secs_f64(),
-            if wants_postgres() {
-                "PostgreSQL"
-            } else {
-                "SQLite"
-            }
+            server.database_kind()
         );
-        PrefectServer { api_url, home }
+        server
     }
 }
 

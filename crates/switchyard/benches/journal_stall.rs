@@ -2,12 +2,13 @@
 //! skip in its row, as a skipped webhook event leaves), a steady stream of webhook accepts at
 //! 5,000/s, first with retention idle (the baseline), then with retention at its cap (deleting
 //! what the accepts add, the steady state of a full journal), then with retention deleting a
-//! backlog of hundreds of thousands of events meanwhile (a lowered `max_events`). Each accept is what a webhook request waits for before its
-//! 202: for an event every route skips, `accept_skipped` (one insert of the finished event);
-//! with `SWITCHYARD_STALL_ROUTED=1`, `accept` of a pending event followed (unmeasured) by its
-//! finish, as an event a route acts on. It prints the accept latency percentiles of both phases
-//! and their ratio, in one run; then how many events a second 64 callers get journaled (the
-//! journal's ceiling).
+//! backlog of hundreds of thousands of events meanwhile (a lowered `max_events`). Each accept
+//! is what a webhook request waits for before its 202: for an event every route skips,
+//! `accept_skipped` (one insert of the finished event); with `SWITCHYARD_STALL_ROUTED=1`,
+//! `accept` of a pending event followed (unmeasured) by its finish, as an event a route acts
+//! on. It prints the accept latency percentiles of the three phases and the ratio of the last
+//! to the first, in one run; then how many events a second 64 callers get journaled (the
+//! journal's ceiling) and the WAL file's largest size.
 //! Run: `cargo bench -p switchyard --bench journal_stall`
 //! (`SWITCHYARD_STALL_EVENTS`, default 1,000,000; `SWITCHYARD_STALL_SECONDS` per phase,
 //! default 10; `SWITCHYARD_STALL_RATE`, default 5,000/s).

@@ -17,7 +17,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 (bound, read, released).
@@ -208,9 +208,12 @@ struct PostgresDatabase {
 
 impl PostgresDatabase {
     fn create() -> Self {
+        Self::named(format!("switchyard_prefect_{}", std::process::id()))
+    }
+
+    fn named(name: String) -> Self {
         let address =
             std::env::var("SWITCHYARD_PREFECT_PG").unwrap_or_else(|_| "127.0.0.1:5432".into());
-        let name = format!("switchyard_prefect_{}", std::process::id());
         let me = Self { address, name };
         // A database left by an earlier process with the same id goes first.
         me.drop_now();
@@ -249,6 +252,66 @@ impl PostgresDatabase {
             "psql {sql:?} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+/// A PostgreSQL database of one test's own on the machine's server (`SWITCHYARD_PREFECT_PG`,
+/// default `127.0.0.1:5432`, user `postgres`, trust auth): created empty, dropped with its
+/// connections when this goes.
+pub struct TestDatabase(PostgresDatabase);
+
+impl TestDatabase {
+    /// Creates `switchyard_test_<prefix>_<pid>_<n>`.
+    pub fn create(prefix: &str) -> Self {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let prefix: String = prefix
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Self(PostgresDatabase::named(format!(
+            "switchyard_test_{prefix}_{}_{n}",
+            std::process::id()
+        )))
+    }
+
+    /// Its `postgres://` URL.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@{}/{}", self.0.address, self.0.name)
+    }
+
+    /// Runs one SQL statement in it with `psql` (fails the test if it fails); returns what
+    /// psql printed, unaligned and without headers.
+    pub fn query(&self, sql: &str) -> String {
+        let (host, port) = self
+            .0
+            .address
+            .rsplit_once(':')
+            .unwrap_or((self.0.address.as_str(), "5432"));
+        let out = Command::new("psql")
+            .args(["-h", host, "-p", port, "-U", "postgres", "-d", &self.0.name])
+            .args(["-v", "ON_ERROR_STOP=1", "-q", "-A", "-t", "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run psql (PostgreSQL client): {e}"));
+        assert!(
+            out.status.success(),
+            "psql {sql:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        self.0.drop_now();
     }
 }
 

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::app;
-use crate::journal::{EventFilter, EventStatus, JournalError, SqliteStore, Store};
+use crate::journal::{EventFilter, EventStatus, JournalError, Location, Store};
 use crate::routes::{self, Loaded};
 
 /// Which journal: `--journal`, else the config's `journal.path`, else `switchyard.db`.
@@ -82,26 +82,39 @@ pub enum DlqCommand {
     },
 }
 
-/// The config (if given) and the journal `args` name.
-pub(crate) fn open(args: &JournalArgs) -> Result<(Option<Loaded>, SqliteStore), String> {
+/// The config (if given) and the journal `args` name (a file, or a `postgres://` URL; with
+/// neither, the config's, and `SWITCHYARD_JOURNAL_URL` before its `journal.url`).
+pub(crate) async fn open(
+    args: &JournalArgs,
+) -> Result<(Option<Loaded>, std::sync::Arc<dyn Store>), String> {
     let loaded = args
         .config
         .as_deref()
         .map(routes::load)
         .transpose()
         .map_err(|e| e.to_string())?;
-    let path = args
-        .journal
-        .clone()
-        .or_else(|| loaded.as_ref().map(|l| l.config.journal.path.clone()))
-        .unwrap_or_else(|| PathBuf::from("switchyard.db"));
-    if !Path::new(&path).exists() {
+    let config = loaded
+        .as_ref()
+        .map(|l| l.config.journal.clone())
+        .unwrap_or_default();
+    let location = Location::resolve(
+        &config.path,
+        config.url.as_deref(),
+        config.instance.as_deref(),
+        config.lease,
+        args.journal.as_deref(),
+    )
+    .map_err(|e| format!("journal: {e}"))?;
+    if let Location::File(path) = &location
+        && !Path::new(path).exists()
+    {
         return Err(format!(
             "no journal at {} (pass --journal PATH or --config FILE)",
             path.display()
         ));
     }
-    let store = SqliteStore::open(&path).map_err(|e| e.to_string())?;
+    // Not an instance: a command reads, or replays what it is told to.
+    let store = location.open(false).await.map_err(|e| e.to_string())?;
     Ok((loaded, store))
 }
 
@@ -167,8 +180,119 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
 }
 
 /// Runs `switchyard events`.
+/// `switchyard journal ...`
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// Copy a SQLite journal's events, history, dead letters and trigger state into a
+    /// PostgreSQL journal (made and migrated if new).
+    Migrate {
+        /// The SQLite file.
+        #[arg(long, value_name = "PATH")]
+        from: PathBuf,
+        /// The PostgreSQL journal.
+        #[arg(long, value_name = "URL", env = "SWITCHYARD_JOURNAL_URL")]
+        to: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `switchyard journal ...`
+pub async fn journal(cmd: JournalCommand) -> ExitCode {
+    let JournalCommand::Migrate { from, to, json } = cmd;
+    if let Err(e) = crate::config::check_journal_url(&to) {
+        return fail(format!("--to: {e}"));
+    }
+    #[cfg(feature = "postgres")]
+    {
+        let shown = crate::secrets::url(&to);
+        let opts = crate::journal::PostgresOptions {
+            url: to,
+            instance: None,
+            lease: std::time::Duration::from_secs(20),
+            register: false,
+        };
+        let store = match crate::journal::PostgresStore::open(&opts).await {
+            Ok(s) => s,
+            Err(e) => return fail(e.to_string()),
+        };
+        match store.import_sqlite(&from).await {
+            Ok(m) if json => print_json(&m),
+            Ok(m) => say!(
+                "copied {} events ({} pending, claimed by the first instance to start), {} decisions, {} dead letters, {} trigger buckets from {} into {}; {} were there already",
+                m.events,
+                m.pending,
+                m.decisions,
+                m.dead_letters,
+                m.trigger_states,
+                from.display(),
+                shown,
+                m.skipped
+            ),
+            Err(e) => return fail(e.to_string()),
+        }
+        ExitCode::SUCCESS
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        let _ = (from, json);
+        unreachable!("check_url refuses a URL in a build without PostgreSQL")
+    }
+}
+
+/// `switchyard status`.
+pub async fn status(args: JournalArgs) -> ExitCode {
+    let (_, store) = match open(&args).await {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    let counts = store.counts().await;
+    let instances = store.instances().await;
+    let ((pending, dead), instances) = match (counts, instances) {
+        (Ok(c), Ok(i)) => (c, i),
+        (Err(e), _) | (_, Err(e)) => return fail(e.to_string()),
+    };
+    if args.json {
+        print_json(&serde_json::json!({
+            "journal": store.describe(),
+            "pending": pending,
+            "dead_letters": dead,
+            "instances": instances,
+        }));
+        return ExitCode::SUCCESS;
+    }
+    say!("journal       {}", store.describe());
+    say!("pending       {pending}");
+    say!("dead letters  {dead} open");
+    if instances.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    say!("instances");
+    say!(
+        "  {:<32} {:<7} {:>8}  {:<24} {}",
+        "NAME",
+        "LEASE",
+        "PENDING",
+        "HOST (PID)",
+        "LAST RENEWED"
+    );
+    for i in instances {
+        say!(
+            "  {:<32} {:<7} {:>8}  {:<24} {}",
+            i.id,
+            if i.alive { "held" } else { "lapsed" },
+            i.pending,
+            format!("{} ({})", i.host, i.pid),
+            i.heartbeat_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+    }
+    ExitCode::SUCCESS
+}
+
 pub async fn events(args: JournalArgs, cmd: EventsCommand) -> ExitCode {
-    let (loaded, store) = match open(&args) {
+    let (loaded, store) = match open(&args).await {
         Ok(x) => x,
         Err(e) => return fail(e),
     };
@@ -278,7 +402,7 @@ pub async fn events(args: JournalArgs, cmd: EventsCommand) -> ExitCode {
 
 /// Runs `switchyard dlq`.
 pub async fn dlq(args: JournalArgs, cmd: DlqCommand) -> ExitCode {
-    let (loaded, store) = match open(&args) {
+    let (loaded, store) = match open(&args).await {
         Ok(x) => x,
         Err(e) => return fail(e),
     };
@@ -348,8 +472,8 @@ pub async fn dlq(args: JournalArgs, cmd: DlqCommand) -> ExitCode {
             };
             return replay(
                 &loaded,
-                &store,
-                match selected(&store, ids, all).await {
+                &*store,
+                match selected(&*store, ids, all).await {
                     Ok(ids) => ids,
                     Err(e) => return fail(e),
                 },
@@ -357,7 +481,7 @@ pub async fn dlq(args: JournalArgs, cmd: DlqCommand) -> ExitCode {
             .await;
         }
         DlqCommand::Purge { ids, all } => {
-            let ids = match selected(&store, ids, all).await {
+            let ids = match selected(&*store, ids, all).await {
                 Ok(ids) => ids,
                 Err(e) => return fail(e),
             };
@@ -372,7 +496,7 @@ pub async fn dlq(args: JournalArgs, cmd: DlqCommand) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn selected(store: &SqliteStore, ids: Vec<i64>, all: bool) -> Result<Vec<i64>, JournalError> {
+async fn selected(store: &dyn Store, ids: Vec<i64>, all: bool) -> Result<Vec<i64>, JournalError> {
     if all {
         Ok(store
             .dead_letters(false, usize::MAX >> 1)
@@ -386,7 +510,7 @@ async fn selected(store: &SqliteStore, ids: Vec<i64>, all: bool) -> Result<Vec<i
     }
 }
 
-async fn replay(loaded: &Loaded, store: &SqliteStore, ids: Vec<i64>) -> ExitCode {
+async fn replay(loaded: &Loaded, store: &dyn Store, ids: Vec<i64>) -> ExitCode {
     let prefect = match app::prefect_client(&loaded.config.prefect) {
         Ok(p) => p,
         Err(e) => return fail(format!("{e:#}")),

@@ -96,6 +96,29 @@ Examples:
         #[command(subcommand)]
         command: crate::admin::DlqCommand,
     },
+    /// Journal maintenance: move a SQLite journal into a PostgreSQL one.
+    #[command(after_help = "\
+Examples:
+  switchyard journal migrate --from switchyard.db --to postgres://switchyard@db/switchyard
+
+Stop the instance that writes the file first. Running it again after a stop finishes the copy
+(events already copied are left as they are).")]
+    Journal {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::admin::JournalCommand,
+    },
+    /// The journal at a glance: where it is, what is pending, open dead letters, and the
+    /// instances sharing it (a PostgreSQL journal) with what each owns.
+    #[command(after_help = "\
+Examples:
+  switchyard status --config app.yaml
+  SWITCHYARD_JOURNAL_URL=postgres://switchyard@db/switchyard switchyard status --json")]
+    Status {
+        /// Which journal.
+        #[command(flatten)]
+        journal: crate::admin::JournalArgs,
+    },
     /// Convert Prefect automations (JSON from the API or `prefect automation inspect --json`)
     /// or a prefect.yaml's deployment `triggers:` into Switchyard routes, printed as YAML.
     #[command(after_help = "\
@@ -348,6 +371,8 @@ async fn execute(command: Command) -> ExitCode {
         }
         Command::Events { journal, command } => crate::admin::events(journal, command).await,
         Command::Dlq { journal, command } => crate::admin::dlq(journal, command).await,
+        Command::Status { journal } => crate::admin::status(journal).await,
+        Command::Journal { command } => crate::admin::journal(command).await,
     }
 }
 

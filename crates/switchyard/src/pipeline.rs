@@ -433,6 +433,8 @@ impl Dispatcher {
         let open = match self.journal.accept(event).await? {
             Accepted::New => true,
             Accepted::Duplicate { status, .. } => status == EventStatus::Pending,
+            // Its holder ends it.
+            Accepted::Elsewhere => false,
             Accepted::Conflict => {
                 let mut kept = event.clone();
                 kept.id = conflict_id(event);
@@ -533,6 +535,13 @@ impl Dispatcher {
                 status: EventStatus::Pending,
                 settled,
             } => settled,
+            Accepted::Elsewhere => {
+                // The journal holds it durably and the instance that holds it finishes it
+                // (or, if that instance dies, the one that claims it): acknowledged here.
+                self.owned.release(&event.id);
+                tracing::info!(event_id = %event.id, source = %event.source, "event held by another instance sharing the journal; this delivery is acknowledged");
+                return Ok(Receipt::ready(event.id, Disposition::AlreadySettled));
+            }
             Accepted::Duplicate { .. } => {
                 self.owned.release(&event.id);
                 tracing::info!(event_id = %event.id, source = %event.source, "event already settled; redelivery acknowledged");

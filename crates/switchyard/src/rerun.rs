@@ -123,7 +123,7 @@ pub async fn main(args: ReplayArgs) -> ExitCode {
         eprintln!("error: {e}");
         ExitCode::from(2)
     };
-    let (loaded, store) = match crate::admin::open(&args.journal) {
+    let (loaded, store) = match crate::admin::open(&args.journal).await {
         Ok((Some(l), s)) => (l, s),
         Ok((None, _)) => {
             return fail("replay needs --config: its routes are what is replayed".into());
@@ -138,7 +138,7 @@ pub async fn main(args: ReplayArgs) -> ExitCode {
             loaded.path.display()
         ));
     }
-    let events = match history(&store, &args).await {
+    let events = match history(&*store, &args).await {
         Ok(e) => e,
         Err(e) => return fail(e),
     };
@@ -155,7 +155,7 @@ pub async fn main(args: ReplayArgs) -> ExitCode {
     if args.dry_run {
         dry_run(&loaded, &args, &events).await
     } else {
-        live(&loaded, &store, &args, &events).await
+        live(&loaded, &*store, &args, &events).await
     }
 }
 

@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use super::reload::{self, FileWatch};
 use super::{RunOptions, Stopped, jobs, prefect_client_until};
 use crate::config::{Config, SourceConfig};
-use crate::journal::{Retention, SqliteStore, Store};
+use crate::journal::{Location, Retention, Store};
 use crate::observe::{ReloadResult, Reloaded};
 use crate::outcome::Routed;
 use crate::pipeline::{Dispatcher, Inbound};
@@ -98,17 +98,22 @@ impl Topology {
             routes,
             legacy,
         } = loaded;
-        let journal_path = opts
-            .journal
-            .clone()
-            .unwrap_or_else(|| config.journal.path.clone());
+        let j = &config.journal;
+        let location = Location::resolve(
+            &j.path,
+            j.url.as_deref(),
+            j.instance.as_deref(),
+            j.lease,
+            opts.journal.as_deref(),
+        )
+        .map_err(|e| anyhow::anyhow!("journal: {e}"))?;
         crate::template::set_sandbox_threads(config.templates.threads);
-        let journal: Arc<dyn Store> = Arc::new(SqliteStore::open(&journal_path)?);
+        let journal: Arc<dyn Store> = location.open(true).await?;
         let stop = CancellationToken::new();
         let prefect_cancel = CancellationToken::new();
         let prefect = prefect_client_until(&config.prefect, prefect_cancel.clone())?;
         tracing::info!(
-            config = %path.display(), legacy, prefect = %crate::secrets::url(prefect.api_url().as_str()), journal = %journal_path.display(),
+            config = %path.display(), legacy, prefect = %crate::secrets::url(prefect.api_url().as_str()), journal = %journal.describe(),
             sources = config.sources.len(), routes = routes.len(), "switchyard starting"
         );
         warn_shadow(&routes);

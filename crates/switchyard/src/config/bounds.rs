@@ -146,6 +146,18 @@ pub fn check(c: &Config) -> Result<(), Problem> {
         DAY,
     )?;
     duration("journal.sweep_after", j.sweep_after, SECOND, DAY)?;
+    duration("journal.lease", j.lease, SECOND, HOUR)?;
+    if let Some(url) = &j.url {
+        super::check_journal_url(url).map_err(|e| ("journal.url".to_string(), e))?;
+    }
+    if let Some(name) = &j.instance
+        && (name.is_empty() || name.len() > 200 || name.chars().any(char::is_control))
+    {
+        return Err((
+            "journal.instance".into(),
+            "expected a name of 1 to 200 printable characters".into(),
+        ));
+    }
     let d = &c.delivery;
     number("delivery.max_attempts", d.max_attempts.get(), 1, 1000)?;
     duration("delivery.max_age", d.max_age, Duration::ZERO, 365 * DAY)?;

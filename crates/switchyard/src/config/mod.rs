@@ -214,14 +214,32 @@ fn default_source_stop_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
-/// The journal (SQLite).
+/// The journal: a SQLite file (the default), or a PostgreSQL database that several instances
+/// share (`url`).
 #[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JournalConfig {
     /// The database file (default `switchyard.db` in the working directory); created and
-    /// migrated on start.
+    /// migrated on start. Not used when `url` is set.
     #[serde(default = "default_journal_path")]
     pub path: PathBuf,
+    /// A PostgreSQL database (`postgres://user[:password]@host[:port]/database`) instead of
+    /// the file: every instance given the same one shares its events, its duplicate detection
+    /// and each other's leftovers. Its tables live in a schema of their own (`switchyard`),
+    /// made and migrated on start. `SWITCHYARD_JOURNAL_URL` overrides it; `${VAR}` keeps a
+    /// password out of the file.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// This instance's name among those sharing a PostgreSQL journal (default: the host name
+    /// and a random suffix, new on every start). Two live instances never share a name.
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// How long a PostgreSQL journal's instance holds its pending events without renewing
+    /// its lease (default `20s`; renewed every third of it). Once it lapses (the instance
+    /// died), another instance's sweep claims them.
+    #[serde(default = "default_lease", with = "humantime_serde")]
+    #[schemars(with = "crate::durations::HumanDuration")]
+    pub lease: Duration,
     /// How long finished events are kept.
     #[serde(default)]
     pub retention: RetentionConfig,
@@ -246,6 +264,9 @@ impl Default for JournalConfig {
     fn default() -> Self {
         Self {
             path: default_journal_path(),
+            url: None,
+            instance: None,
+            lease: default_lease(),
             retention: RetentionConfig::default(),
             check_interval: default_check_interval(),
             sweep_interval: default_sweep_interval(),
@@ -254,6 +275,31 @@ impl Default for JournalConfig {
     }
 }
 
+/// Whether `s` is meant as a PostgreSQL journal's URL (rather than a file).
+fn is_journal_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+/// Whether `url` can name a PostgreSQL journal in this build (never echoing it: it may hold a
+/// password).
+pub fn check_journal_url(url: &str) -> Result<(), String> {
+    if !is_journal_url(url) {
+        return Err("expected a postgres:// or postgresql:// URL".into());
+    }
+    if cfg!(not(feature = "postgres")) {
+        return Err("this build has no PostgreSQL journal (cargo feature `postgres`)".into());
+    }
+    #[cfg(feature = "postgres")]
+    if let Err(e) = url.parse::<tokio_postgres::Config>() {
+        // tokio-postgres names what it could not parse, never the value.
+        return Err(format!("not a PostgreSQL URL: {e}"));
+    }
+    Ok(())
+}
+
+fn default_lease() -> Duration {
+    Duration::from_secs(20)
+}
 fn default_check_interval() -> Duration {
     Duration::from_secs(5)
 }

@@ -6,6 +6,11 @@
 //! `pending` in it. The [`Store`] trait is the seam: SQLite ([`SqliteStore`], one file, no
 //! setup) today; PostgreSQL for several instances can follow behind the same trait.
 
+#[cfg(test)]
+pub(crate) mod contract;
+mod faults;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 
 use std::time::Duration;
@@ -17,7 +22,93 @@ use switchyard_core::Event;
 
 pub use crate::outcome::Settlement;
 
+#[cfg(feature = "postgres")]
+pub use postgres::{Migrated, PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
+
+/// Where the journal is: a SQLite file, or a PostgreSQL database several instances share.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// A SQLite file.
+    File(std::path::PathBuf),
+    /// A PostgreSQL database.
+    #[cfg(feature = "postgres")]
+    Postgres(PostgresOptions),
+}
+
+impl Location {
+    /// Where a run's journal is: `cli` (`--journal`: a path, or a `postgres://` URL) first,
+    /// then `SWITCHYARD_JOURNAL_URL`, then the configured `url`, then the configured `path`.
+    /// `instance` and `lease` are the configured `journal.instance` and `journal.lease`.
+    pub fn resolve(
+        path: &std::path::Path,
+        url: Option<&str>,
+        instance: Option<&str>,
+        lease: Duration,
+        cli: Option<&std::path::Path>,
+    ) -> Result<Self, String> {
+        let from_env = std::env::var("SWITCHYARD_JOURNAL_URL")
+            .ok()
+            .filter(|u| !u.is_empty());
+        let url = match cli {
+            Some(p) => match p.to_str().filter(|s| is_url(s)) {
+                Some(u) => Some(u.to_string()),
+                None => return Ok(Self::File(p.to_path_buf())),
+            },
+            None => from_env.or_else(|| url.map(str::to_string)),
+        };
+        let Some(url) = url else {
+            return Ok(Self::File(path.to_path_buf()));
+        };
+        if !is_url(&url) {
+            return Err("expected a postgres:// or postgresql:// URL".into());
+        }
+        #[cfg(feature = "postgres")]
+        {
+            Ok(Self::Postgres(PostgresOptions {
+                url,
+                instance: instance.map(str::to_string),
+                lease,
+                register: true,
+            }))
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            let _ = (instance, lease);
+            Err("this build has no PostgreSQL journal (cargo feature `postgres`)".into())
+        }
+    }
+
+    /// Opens it. `register`: whether this process is an instance that takes events (a
+    /// command that only reads or replays is not).
+    pub async fn open(&self, register: bool) -> Result<std::sync::Arc<dyn Store>, JournalError> {
+        match self {
+            Self::File(p) => Ok(std::sync::Arc::new(SqliteStore::open(p)?)),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(o) => {
+                let o = PostgresOptions {
+                    register,
+                    ..o.clone()
+                };
+                Ok(std::sync::Arc::new(PostgresStore::open(&o).await?))
+            }
+        }
+    }
+
+    /// For logs: the path, or the URL with any password masked.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::File(p) => p.display().to_string(),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(o) => crate::secrets::url(&o.url),
+        }
+    }
+}
+
+/// Whether `s` is meant as a PostgreSQL journal's URL (rather than a file).
+fn is_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
 
 /// A journal operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,6 +178,32 @@ pub enum Accepted {
     /// The id is already journaled with a different name or payload: a sender reused an id
     /// (an `Idempotency-Key`) for another message. Nothing was written.
     Conflict,
+    /// The id is already journaled, pending, and held by another live instance sharing the
+    /// journal (a sender's retry that reached another instance): that instance finishes it, or
+    /// the one that claims it when its lease runs out. Nothing was written.
+    Elsewhere,
+}
+
+/// An instance sharing the journal (see [`Store::instances`]).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Instance {
+    /// Its name (`journal.instance`, or the host name and a random suffix).
+    pub id: String,
+    /// The host it runs on.
+    pub host: String,
+    /// Its process id there.
+    pub pid: i64,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it last renewed its lease.
+    pub heartbeat_at: DateTime<Utc>,
+    /// Whether its lease holds (renewed within the lease): a lapsed instance's pending events
+    /// are claimed by the others.
+    pub alive: bool,
+    /// Pending events it owns.
+    pub pending: u64,
+    /// Whether this is the instance asking.
+    pub this: bool,
 }
 
 /// What makes two deliveries under one id the same message: a digest of the event's name and
@@ -250,8 +367,44 @@ pub struct TriggerChange {
     pub settles: Option<(String, String)>,
 }
 
+/// One step of a stateful route on buckets as the journal holds them (see
+/// [`Store::trigger_step`]): given the stored states of the keys asked for (absent keys have
+/// none), the change to record with them, if any.
+pub type TriggerStep<'a> =
+    Box<dyn FnOnce(Vec<(String, serde_json::Value)>) -> Option<TriggerChange> + Send + 'a>;
+
 /// Durable storage of events, decisions and dead letters.
 pub trait Store: Send + Sync + 'static {
+    /// Whether other instances share this journal's trigger state: a stateful route then
+    /// reads and writes each bucket through [`Store::trigger_step`], under the journal's lock,
+    /// rather than trusting what it holds in memory.
+    fn shares_trigger_state(&self) -> bool {
+        false
+    }
+    /// Runs `step` on a route's buckets `keys` as the journal holds them now, and records the
+    /// change it returns, under a lock that no other instance can take on those buckets until
+    /// the change is committed: a count spread over instances is counted once, and a deadline
+    /// two instances reach together is acted on by one (the other finds it done).
+    fn trigger_step<'a>(
+        &'a self,
+        route: &'a str,
+        keys: Vec<String>,
+        step: TriggerStep<'a>,
+    ) -> BoxFuture<'a, Result<(), JournalError>> {
+        // One process alone: what it reads is what it wrote; no lock to take.
+        Box::pin(async move {
+            let stored = self
+                .trigger_states(route)
+                .await?
+                .into_iter()
+                .filter(|(k, _)| keys.contains(k))
+                .collect();
+            match step(stored) {
+                Some(change) => self.absorb(&change).await,
+                None => Ok(()),
+            }
+        })
+    }
     /// Records a trigger step atomically (see [`TriggerChange`]).
     fn absorb<'a>(&'a self, change: &'a TriggerChange) -> BoxFuture<'a, Result<(), JournalError>>;
     /// A route's stored bucket states, by key.
@@ -351,6 +504,42 @@ pub trait Store: Send + Sync + 'static {
     /// Checks that the journal is still the file it opened and that it takes a write; sets
     /// or clears [`Store::fault`] accordingly (a file removed or replaced stays a fault).
     fn check(&self) -> BoxFuture<'_, Option<String>>;
+    /// The instances sharing this journal, with what each owns; empty for a journal only one
+    /// process opens (SQLite).
+    fn instances(&self) -> BoxFuture<'_, Result<Vec<Instance>, JournalError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    /// What the journal is, for logs and `status` (a file's path, or a database URL with any
+    /// password masked).
+    fn describe(&self) -> String;
+}
+
+/// An event's decisions and the skips recorded in its row (`skips`, a JSON array of
+/// `[route, reason]`, made at its end, `finished`), the skips in their place in time: after
+/// every decision made before the event ended.
+pub(crate) fn with_skips(
+    mut decisions: Vec<Decision>,
+    skips: Option<&str>,
+    finished: Option<DateTime<Utc>>,
+) -> Vec<Decision> {
+    let skipped: Vec<(String, String)> = skips
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    let at = finished.unwrap_or_default();
+    let place = decisions.partition_point(|d| d.at <= at);
+    let rows = skipped.into_iter().map(|(route, reason)| Decision {
+        route,
+        kind: "skipped".into(),
+        detail: Some(reason),
+        flow_run_id: None,
+        flow_run_name: None,
+        deployment: None,
+        replayed: None,
+        attempt: None,
+        at,
+    });
+    decisions.splice(place..place, rows);
+    decisions
 }
 
 #[cfg(test)]

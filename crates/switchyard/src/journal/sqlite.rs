@@ -15,11 +15,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 use switchyard_core::Event;
 use tokio::sync::{mpsc, oneshot};
 
+use super::faults::Faults;
 use super::{
     Accepted, DeadLetter, Decision, EventDetail, EventFilter, EventStatus, EventSummary,
-    JournalError, PendingEvent, Retention, Settlement, Store, TriggerChange,
+    JournalError, PendingEvent, Retention, Settlement, Store, TriggerChange, with_skips,
 };
-use files::{Faults, identity, is_storage_error, prepare_file};
+use files::{identity, is_storage_error, prepare_file};
 use rows::{
     DEAD_LETTER_COLUMNS, EVENT_COLUMNS, dead_letter_from_row, event_from_row, record_settlement,
     settled_routes,
@@ -278,34 +279,6 @@ fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, JournalError> 
     serde_json::to_string(v).map_err(|x| JournalError::Db(x.to_string()))
 }
 
-/// An event's decisions and the skips recorded in its row (`skips`, a JSON array of
-/// `[route, reason]`, made at its end, `finished`), the skips in their place in time: after
-/// every decision made before the event ended.
-fn with_skips(
-    mut decisions: Vec<Decision>,
-    skips: Option<&str>,
-    finished: Option<DateTime<Utc>>,
-) -> Vec<Decision> {
-    let skipped: Vec<(String, String)> = skips
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or_default();
-    let at = finished.unwrap_or_default();
-    let place = decisions.partition_point(|d| d.at <= at);
-    let rows = skipped.into_iter().map(|(route, reason)| Decision {
-        route,
-        kind: "skipped".into(),
-        detail: Some(reason),
-        flow_run_id: None,
-        flow_run_name: None,
-        deployment: None,
-        replayed: None,
-        attempt: None,
-        at,
-    });
-    decisions.splice(place..place, rows);
-    decisions
-}
-
 /// Finished events deleted per retention job: small enough that a job takes about a
 /// millisecond, so the accepts committed with it wait no longer than that.
 const PRUNE_CHUNK: usize = 64;
@@ -419,6 +392,10 @@ fn probe(conn: &Connection) -> rusqlite::Result<()> {
 impl Store for SqliteStore {
     fn fault(&self) -> Option<String> {
         self.fault.get()
+    }
+
+    fn describe(&self) -> String {
+        self.path.to_string()
     }
 
     fn check(&self) -> BoxFuture<'_, Option<String>> {

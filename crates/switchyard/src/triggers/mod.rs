@@ -243,12 +243,45 @@ impl Stateful {
             }
         }
         let restored = buckets.len();
+        if journal.shares_trigger_state() {
+            // Armed once for every instance: the first to start stores it, the others find it.
+            let now = self.now();
+            let mut armed = None;
+            journal
+                .trigger_step(
+                    &self.route,
+                    vec![String::new()],
+                    Box::new(|stored| {
+                        let mut local = parse_buckets(&self.route, stored);
+                        let started = self.machine.start(&mut local, now);
+                        let change = (!started.is_empty())
+                            .then(|| self.change(&local, started, Vec::new(), None));
+                        armed = local.remove("");
+                        change
+                    }),
+                )
+                .await?;
+            if let Some(b) = armed {
+                buckets.insert(String::new(), b);
+            }
+            return Ok(restored);
+        }
         let started = self.machine.start(&mut buckets, self.now());
         if !started.is_empty() {
             let change = self.change(&buckets, started, Vec::new(), None);
             journal.absorb(&change).await?;
         }
         Ok(restored)
+    }
+
+    /// Reloads the buckets other instances sharing the journal changed, so that this one's
+    /// clock knows their deadlines (the state itself is read afresh, under the journal's
+    /// lock, whenever it is acted on).
+    pub async fn refresh(&self, journal: &dyn Store) -> Result<(), JournalError> {
+        let stored = journal.trigger_states(&self.route).await?;
+        let fresh = parse_buckets(&self.route, stored);
+        *self.buckets.lock().await = fresh;
+        Ok(())
     }
 
     /// Starts with no state, deleting what the journal holds for the route (a reload changed
@@ -333,6 +366,9 @@ impl Stateful {
         // have woken yet), so the event lands in the right period.
         let due = self.tick(journal).await?;
         self.run_firings(due).await;
+        if journal.shares_trigger_state() {
+            return self.absorb_shared(event, judged, journal).await;
+        }
         let mut buckets = self.buckets.lock().await;
         let now = self.now();
         let before = buckets.clone();
@@ -367,6 +403,118 @@ impl Stateful {
         self.changed.notify_one();
         step.fired.iter().for_each(|f| self.announce(f));
         Ok(Absorbed::Recorded(note, firings))
+    }
+
+    /// [`Stateful::absorb`] on a journal other instances share: the event's bucket is read,
+    /// stepped and written back under the journal's lock, so however the events of one key
+    /// are spread over instances, each is counted once and a threshold fires once.
+    async fn absorb_shared(
+        &self,
+        event: &Arc<Event>,
+        judged: Judged,
+        journal: &dyn Store,
+    ) -> Result<Absorbed, AbsorbError> {
+        let mut buckets = self.buckets.lock().await;
+        let now = self.now();
+        let key = judged.key().to_string();
+        let mut outcome = None;
+        journal
+            .trigger_step(
+                &self.route,
+                vec![key.clone()],
+                Box::new(|stored| {
+                    let mut local = parse_buckets(&self.route, stored);
+                    let step = self
+                        .machine
+                        .on_event(&self.route, &mut local, event, judged, now);
+                    if !step.relevant {
+                        outcome = Some((step, Vec::new(), String::new(), None));
+                        return None;
+                    }
+                    let firings: Vec<Event> = step
+                        .fired
+                        .iter()
+                        .map(|f| self.firing_event(f, now))
+                        .collect();
+                    let note = match firings.first() {
+                        Some(f) => format!("{} (firing {})", step.note, f.id),
+                        None => step.note.clone(),
+                    };
+                    let change = self.change(
+                        &local,
+                        step.changed.clone(),
+                        firings.clone(),
+                        Some((event.id.clone(), note.clone())),
+                    );
+                    let bucket = local.remove(&key).filter(|b| !Machine::idle(b));
+                    outcome = Some((step, firings, note, bucket));
+                    Some(change)
+                }),
+            )
+            .await?;
+        let Some((step, firings, note, bucket)) = outcome else {
+            return Err(AbsorbError::Event("the trigger step did not run".into()));
+        };
+        if !step.relevant {
+            return Ok(Absorbed::Unmatched(step.note));
+        }
+        match bucket {
+            Some(b) => buckets.insert(key, b),
+            None => buckets.remove(&key),
+        };
+        self.hold(&firings);
+        drop(buckets);
+        self.changed.notify_one();
+        step.fired.iter().for_each(|f| self.announce(f));
+        Ok(Absorbed::Recorded(note, firings))
+    }
+
+    /// [`Stateful::tick`] on a journal other instances share: the buckets due by this
+    /// instance's view are read afresh under the journal's lock and ended there; one that
+    /// another instance ended first is found ended, and nothing fires twice.
+    async fn tick_shared(&self, journal: &dyn Store) -> Result<Vec<Event>, JournalError> {
+        let mut buckets = self.buckets.lock().await;
+        let now = self.now();
+        let due: Vec<String> = buckets
+            .iter()
+            .filter(|(k, b)| {
+                let one = BTreeMap::from([((*k).clone(), (*b).clone())]);
+                self.machine.next_deadline(&one).is_some_and(|d| d <= now)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut outcome = None;
+        journal
+            .trigger_step(
+                &self.route,
+                due.clone(),
+                Box::new(|stored| {
+                    let mut local = parse_buckets(&self.route, stored);
+                    let (changed, fired) = self.machine.tick(&self.route, &mut local, now);
+                    let firings: Vec<Event> =
+                        fired.iter().map(|f| self.firing_event(f, now)).collect();
+                    let change = (!changed.is_empty())
+                        .then(|| self.change(&local, changed, firings.clone(), None));
+                    outcome = Some((local, fired, firings));
+                    change
+                }),
+            )
+            .await?;
+        let Some((mut local, fired, firings)) = outcome else {
+            return Ok(Vec::new());
+        };
+        for key in due {
+            match local.remove(&key).filter(|b| !Machine::idle(b)) {
+                Some(b) => buckets.insert(key, b),
+                None => buckets.remove(&key),
+            };
+        }
+        self.hold(&firings);
+        fired.iter().for_each(|f| self.announce(f));
+        Ok(firings)
     }
 
     /// What the route holds open now, for the admin API: its buckets (at most 100, with
@@ -412,6 +560,9 @@ impl Stateful {
 
     /// Ends what is due now; returns the firings (already journaled).
     pub async fn tick(&self, journal: &dyn Store) -> Result<Vec<Event>, JournalError> {
+        if journal.shares_trigger_state() {
+            return self.tick_shared(journal).await;
+        }
         let mut buckets = self.buckets.lock().await;
         let now = self.now();
         let before = buckets.clone();
@@ -449,9 +600,23 @@ impl Stateful {
                     None => std::future::pending().await,
                 }
             };
+            let shared = journal.shares_trigger_state();
+            let refresh = async {
+                if shared {
+                    tokio::time::sleep(SHARED_REFRESH).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = self.changed.notified() => continue,
+                () = refresh => {
+                    if let Err(e) = self.refresh(journal.as_ref()).await {
+                        tracing::warn!(route = %self.route, error = %e, "cannot reload the trigger's shared state");
+                    }
+                    continue;
+                }
                 _ = sleep => {}
             }
             match self.tick(journal.as_ref()).await {
@@ -471,6 +636,24 @@ impl Stateful {
     pub async fn buckets(&self) -> BTreeMap<String, Bucket> {
         self.buckets.lock().await.clone()
     }
+}
+
+/// How often a stateful route on a shared journal reloads the buckets (for their deadlines:
+/// a bucket another instance opened ends on time here too, should that instance die).
+const SHARED_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Stored bucket states, parsed; one that does not parse is left out (and logged).
+fn parse_buckets(route: &str, stored: Vec<(String, Value)>) -> BTreeMap<String, Bucket> {
+    stored
+        .into_iter()
+        .filter_map(|(key, value)| match serde_json::from_value::<Bucket>(value) {
+            Ok(b) => Some((key, b)),
+            Err(e) => {
+                tracing::warn!(route = %route, %key, error = %e, "stored trigger state does not parse; starting that bucket afresh");
+                None
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use super::Job;
-use super::files::Faults;
+use crate::journal::faults::Faults;
 
 /// Jobs committed together at most: enough for every source's accepts in flight at once
 /// (`engine.accepts_in_flight`, 256 each by default) to share one commit.

@@ -166,6 +166,13 @@ pub struct Judged {
     relevant: Vec<bool>,
 }
 
+impl Judged {
+    /// The bucket the event goes to.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
 fn dur(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }

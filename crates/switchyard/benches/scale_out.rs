@@ -8,7 +8,8 @@
 //!   accepted, runs/s created, lost and duplicated.
 //!
 //! Run: `cargo bench -p switchyard --bench scale_out` (`SWITCHYARD_SCALE_EVENTS=N` for the
-//! journal's events, default 20,000; `SWITCHYARD_SCALE_RUNS=N` for the flood, default 300).
+//! journal's events, default 20,000; `SWITCHYARD_SCALE_RUNS=N` for the flood, default 300, 0
+//! for the journal alone; `SWITCHYARD_PREFECT_DATABASE=postgres` for a PostgreSQL Prefect).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -87,6 +88,7 @@ http: {{listen: "127.0.0.1:{port}"}}
 engine: {{queue_capacity: 1024, max_consumers: 8}}
 prefect: {{max_in_flight: 4}}
 journal: {{instance: "bench-{i}"}}
+admin: {{enabled: false}}
 sources: [{{type: webhook, name: load}}]
 routes:
   - name: count
@@ -148,6 +150,15 @@ routes:
     }
     let lost = (0..n as i64).filter(|k| !per_n.contains_key(k)).count();
     let duplicated = per_n.values().map(|c| c.saturating_sub(1)).sum();
+    let mut warned: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &routers {
+        for l in r.logs() {
+            if let Some(m) = l["message"].as_str() {
+                *warned.entry(m.to_string()).or_default() += 1;
+            }
+        }
+    }
+    eprintln!("  {name}: warnings {warned:?}");
     for r in routers {
         let _ = r.stop(libc::SIGTERM);
     }
@@ -194,6 +205,9 @@ fn main() {
     println!("{:<28} {:>10.0}", "PostgreSQL", pg_rate);
     println!("PostgreSQL / SQLite: {:.3}\n", pg_rate / sqlite_rate);
 
+    if runs == 0 {
+        return;
+    }
     let server = PrefectServer::shared();
     let api = server.api_url.clone();
     println!(

@@ -1036,3 +1036,83 @@ fn legacy_azure_storage_queue_thread_runs_the_named_deployment() {
     });
     assert_eq!(router.stop(libc::SIGINT), Some(0));
 }
+
+/// Kafka, 3 partitions, 3 instances in one group sharing a PostgreSQL journal, one killed -9
+/// and not restarted: every message is one run, and nothing is left pending.
+#[test]
+fn kafka_three_instances_on_a_shared_journal_with_one_killed_run_every_message_once() {
+    let api = &PrefectServer::shared().api_url;
+    let mut kafka = Kafka::new(3);
+    let flow = unique("KafkaShared");
+    let dep = deploy(
+        api,
+        &flow,
+        "counted",
+        json!({"type": "object", "properties": {"n": {"type": "integer"}}}),
+    );
+    let db = switchyard_testkit::TestDatabase::create("kafka_shared");
+    let url = db.url();
+    let source = kafka.source("bus");
+    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new("kafka-shared")).collect();
+    let mut routers: Vec<Option<Router>> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| {
+            let config = format!(
+                "journal: {{instance: k{i}, lease: 2s, sweep_interval: 300ms, sweep_after: 1s}}\nsources:\n  - {source}\nroutes:\n  - name: count\n    action: {{type: run_deployment, deployment: \"{flow}/counted\", parameters: {{n: \"{{{{ event.payload.n }}}}\"}}}}\n"
+            );
+            Some(Router::start_env(
+                dir.path(),
+                api,
+                "k.yaml",
+                &config,
+                &[],
+                &[("SWITCHYARD_JOURNAL", url.as_str())],
+            ))
+        })
+        .collect();
+    let received = |r: &Router| {
+        r.logs()
+            .iter()
+            .filter(|l| l["message"] == "event received")
+            .count()
+    };
+    // Published while the group forms, until every member has run some: the first to join
+    // may hold every partition until the others do.
+    let mut published = 0;
+    wait_until("every member to run events", DEADLINE, || {
+        if published < 200 {
+            kafka.publish(published);
+            published += 1;
+        }
+        routers
+            .iter()
+            .flatten()
+            .all(|r| received(r) > 0)
+            .then_some(())
+    });
+    routers[0].take().unwrap().kill9();
+    let total = published + 30;
+    for n in published..total {
+        kafka.publish(n);
+    }
+    let runs = common::wait_for_runs(api, dep, total as usize);
+    let mut per_n: BTreeMap<i64, usize> = BTreeMap::new();
+    for r in &runs {
+        *per_n
+            .entry(r.parameters["n"].as_i64().unwrap_or(-1))
+            .or_default() += 1;
+    }
+    assert_eq!(per_n.len(), total as usize, "every message ran: {per_n:?}");
+    assert!(
+        per_n.values().all(|c| *c == 1),
+        "no message ran twice: {per_n:?}"
+    );
+    wait_until("nothing pending in the shared journal", DEADLINE, || {
+        (db.query("SELECT COUNT(*) FROM switchyard.events WHERE status = 'pending'") == "0")
+            .then_some(())
+    });
+    for r in routers.into_iter().flatten() {
+        assert_eq!(r.stop(libc::SIGTERM), Some(0));
+    }
+}

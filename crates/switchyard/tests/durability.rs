@@ -4,14 +4,15 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{DEADLINE, Router, deploy, post_until_accepted, runs_of, switchyard, wait_for_runs};
+use common::{
+    DEADLINE, Router, assert_exactly_once, deploy, post_until_accepted, runs_of, switchyard,
+    wait_for_runs,
+};
 use serde_json::{Value, json};
 use switchyard_testkit::{OwnedPrefect, PrefectServer, TempDir, free_port, unique, wait_until};
-use uuid::Uuid;
 
 fn counted_schema() -> Value {
     json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]})
@@ -32,24 +33,6 @@ routes:
       parameters: {{n: "{{{{ event.payload.n }}}}"}}
 "#
     )
-}
-
-/// Every `n` in `0..total` has exactly one run.
-fn assert_exactly_once(api: &str, dep: Uuid, total: usize) {
-    let runs = wait_for_runs(api, dep, total);
-    let mut per_n: BTreeMap<i64, usize> = BTreeMap::new();
-    for r in &runs {
-        *per_n
-            .entry(r.parameters["n"].as_i64().unwrap())
-            .or_default() += 1;
-    }
-    let duplicated: Vec<_> = per_n.iter().filter(|(_, c)| **c > 1).collect();
-    assert!(duplicated.is_empty(), "duplicate runs: {duplicated:?}");
-    let missing: Vec<_> = (0..total as i64)
-        .filter(|n| !per_n.contains_key(n))
-        .collect();
-    assert!(missing.is_empty(), "lost events: {missing:?}");
-    assert_eq!(runs.len(), total);
 }
 
 /// Posts `total` events from a thread, each until accepted (the sender's retry uses the same

@@ -4,11 +4,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{DEADLINE, Router, deploy, post, runs_of, switchyard, wait_for_runs};
+use common::{
+    DEADLINE, Router, assert_exactly_once, deploy, post, runs_of, switchyard, wait_for_runs,
+};
 use serde_json::{Value, json};
 use switchyard_testkit::{PrefectServer, TempDir, TestDatabase, free_port, unique, wait_until};
 
@@ -101,24 +102,6 @@ impl Cluster {
             assert_eq!(r.stop(libc::SIGTERM), Some(0));
         }
     }
-}
-
-/// Every `n` in `0..total` has exactly one run.
-fn assert_exactly_once(api: &str, dep: uuid::Uuid, total: usize) {
-    let runs = wait_for_runs(api, dep, total);
-    let mut per_n: BTreeMap<i64, usize> = BTreeMap::new();
-    for r in &runs {
-        *per_n
-            .entry(r.parameters["n"].as_i64().unwrap())
-            .or_default() += 1;
-    }
-    let duplicated: Vec<_> = per_n.iter().filter(|(_, c)| **c > 1).collect();
-    assert!(duplicated.is_empty(), "duplicate runs: {duplicated:?}");
-    let missing: Vec<_> = (0..total as i64)
-        .filter(|n| !per_n.contains_key(n))
-        .collect();
-    assert!(missing.is_empty(), "lost events: {missing:?}");
-    assert_eq!(runs.len(), total);
 }
 
 #[test]
@@ -333,4 +316,153 @@ routes:
     assert_eq!(firings, "1", "fired once");
     assert_eq!(runs_of(api, dep).len(), 1, "one run");
     cluster.stop();
+}
+
+/// The README's example as written: `examples/several-instances-{a,b}.yaml` on one database,
+/// one order delivered at both, three orders of one customer spread over the two; `status`
+/// names both instances.
+#[test]
+fn the_several_instances_example_shares_one_journal() {
+    let api = &PrefectServer::shared().api_url;
+    let orders = deploy(
+        api,
+        "process-order",
+        "from-switchyard",
+        json!({"type": "object", "properties": {"order_id": {"type": "integer"}, "amount": {"type": "number"}}}),
+    );
+    let greet = deploy(api, "greet", "from-switchyard", named_schema());
+    let db = TestDatabase::create("example");
+    let url = db.url();
+    let examples = switchyard_testkit::workspace_root().join("examples");
+    let mut started = Vec::new();
+    for name in ["a", "b"] {
+        let dir = TempDir::new("example");
+        let (hooks, admin) = (free_port(), free_port());
+        let text = std::fs::read_to_string(examples.join(format!("several-instances-{name}.yaml")))
+            .unwrap();
+        let (hooks_s, admin_s) = (hooks.to_string(), admin.to_string());
+        let env = [
+            ("SWITCHYARD_JOURNAL_URL", url.as_str()),
+            ("HOOKS_PORT", hooks_s.as_str()),
+            ("ADMIN_PORT", admin_s.as_str()),
+        ];
+        // No `--journal`: the file's `journal.url`, overridden by SWITCHYARD_JOURNAL_URL.
+        let r = Router::start_env(dir.path(), api, "app.yaml", &text, &[], &env);
+        r.wait_for_http(hooks);
+        started.push((r, hooks, admin, dir));
+    }
+    let hook = |i: usize| format!("http://127.0.0.1:{}/hooks/orders", started[i].1);
+    for (at, key, id) in [
+        (0, "order-42", 42),
+        (1, "order-42", 42),
+        (1, "order-43", 43),
+        (0, "order-44", 44),
+    ] {
+        let body = format!(r#"{{"id": {id}, "amount": 120.5, "customer": "ada"}}"#);
+        let (status, answer) = post(&hook(at), &body, &[("idempotency-key", key)]);
+        assert_eq!(status, 202, "{answer}");
+    }
+    assert_eq!(wait_for_runs(api, orders, 3).len(), 3);
+    let greeted = wait_for_runs(api, greet, 1);
+    assert_eq!(greeted[0].parameters["name"], "ada ordered 3 times");
+    wait_until("nothing pending", DEADLINE, || {
+        (db.query("SELECT COUNT(*) FROM switchyard.events WHERE status = 'pending'") == "0")
+            .then_some(())
+    });
+    assert_eq!(runs_of(api, orders).len(), 3, "one run per order");
+    assert_eq!(runs_of(api, greet).len(), 1, "one firing");
+    let config = examples.join("several-instances-a.yaml");
+    let (code, out, err) = switchyard(
+        &["status", "--config", config.to_str().unwrap()],
+        &[("SWITCHYARD_JOURNAL_URL", url.as_str())],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("pending       0"), "{out}");
+    for name in ["a ", "b "] {
+        assert!(
+            out.lines()
+                .any(|l| l.trim_start().starts_with(name) && l.contains("held")),
+            "{out}"
+        );
+    }
+    // The admin API of either says the same.
+    let listed: Value = common::rt().block_on(async {
+        let url = format!("http://127.0.0.1:{}/api/v1/instances", started[1].2);
+        reqwest::get(url).await.unwrap().json().await.unwrap()
+    });
+    let names: Vec<&str> = listed["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b"], "{listed}");
+    assert_eq!(listed["instances"][1]["this"], true, "{listed}");
+    for (r, _, _, _) in started {
+        assert_eq!(r.stop(libc::SIGTERM), Some(0));
+    }
+}
+
+/// `switchyard journal migrate` as the README gives it: a SQLite journal into a fresh
+/// PostgreSQL database, then again (nothing copied twice); the events are listed from there.
+#[test]
+fn journal_migrate_moves_a_sqlite_journal_into_postgres() {
+    use switchyard::journal::{SqliteStore, Store};
+    let dir = TempDir::new("migrate");
+    let file = dir.path().join("switchyard.db");
+    common::rt().block_on(async {
+        let j = SqliteStore::open(&file).unwrap();
+        for id in ["kept", "waiting"] {
+            let e = switchyard_core::Event::builder("hooks", "order.created", json!({"id": id}))
+                .id(id)
+                .build();
+            j.accept(&e).await.unwrap();
+        }
+        j.finish("kept").await.unwrap();
+    });
+    let db = TestDatabase::create("migrate_cli");
+    let url = db.url();
+    let from = file.to_str().unwrap();
+    let (code, out, err) = switchyard(&["journal", "migrate", "--from", from, "--to", &url], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("copied 2 events (1 pending"), "{out}");
+    assert!(out.contains("0 were there already"), "{out}");
+    let (code, out, _) = switchyard(
+        &["journal", "migrate", "--from", from, "--json"],
+        &[("SWITCHYARD_JOURNAL_URL", &url)],
+    );
+    assert_eq!(code, 0);
+    let again: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (again["events"].clone(), again["skipped"].clone()),
+        (json!(0), json!(2))
+    );
+    let (code, out, _) = switchyard(&["events", "--journal", &url, "list", "--json"], &[]);
+    assert_eq!(code, 0);
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    let mut ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["kept", "waiting"]);
+    // A URL that is not PostgreSQL's is refused, naming the flag, its password unshown.
+    let (code, _, err) = switchyard(
+        &[
+            "journal",
+            "migrate",
+            "--from",
+            from,
+            "--to",
+            "mysql://u:s3cret@h/db",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--to: expected a postgres://") && !err.contains("s3cret"),
+        "{err}"
+    );
 }

@@ -244,4 +244,51 @@ mod tests {
             "expected between 1 and 4, got 5"
         );
     }
+
+    /// A journal URL that is not PostgreSQL's, or does not parse, or a name no one can read,
+    /// is a config error at its key, the password never in the message.
+    #[test]
+    fn journal_urls_and_names_are_checked_without_echoing_secrets() {
+        let with = |url: Option<&str>, instance: Option<&str>, lease: u64| {
+            let mut journal = format!("lease: {lease}s");
+            if let Some(u) = url {
+                journal.push_str(&format!(", url: {u:?}"));
+            }
+            if let Some(i) = instance {
+                journal.push_str(&format!(", instance: {i:?}"));
+            }
+            let text = format!(
+                "journal: {{{journal}}}\nsources: [{{type: webhook, name: a}}]\nroutes: [{{name: r, action: {{type: run_deployment, deployment: a/b}}}}]\n"
+            );
+            super::super::parse_str(std::path::Path::new("app.yaml"), &text, |_| None)
+                .map(|_| ())
+                .map_err(|e| (e.key.unwrap_or_default(), e.message))
+        };
+        assert!(with(Some("postgres://u:pw@127.0.0.1:5432/db"), Some("a"), 20).is_ok());
+        assert!(
+            with(
+                Some("postgresql://u@db/switchyard?connect_timeout=5"),
+                None,
+                20
+            )
+            .is_ok()
+        );
+        for (url, want) in [
+            (
+                "mysql://u:s3cret@h/db",
+                "expected a postgres:// or postgresql:// URL",
+            ),
+            ("postgres://u:s3cret@h:notaport/db", "not a PostgreSQL URL"),
+        ] {
+            let (key, message) = with(Some(url), None, 20).unwrap_err();
+            assert_eq!(key, "journal.url");
+            assert!(message.contains(want), "{message}");
+            assert!(!message.contains("s3cret"), "{message}");
+        }
+        for bad in ["", "a\nb"] {
+            assert_eq!(with(None, Some(bad), 20).unwrap_err().0, "journal.instance");
+        }
+        assert_eq!(with(None, None, 0).unwrap_err().0, "journal.lease");
+        assert_eq!(with(None, None, 7200).unwrap_err().0, "journal.lease");
+    }
 }

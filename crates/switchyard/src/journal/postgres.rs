@@ -271,7 +271,8 @@ async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), String> {
         )
         .await
         .map_err(|e| e.to_string())?
-        .and_then(|r| r.get::<_, String>(0).parse().ok())
+        .and_then(|r| r.try_get::<_, String>(0).ok())
+        .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     if version > SCHEMA_VERSION {
         return Err(format!(
@@ -344,6 +345,7 @@ async fn heartbeat(
 ) {
     let every = lease / 3;
     let mut renewed = tokio::time::Instant::now();
+    let mut tidied = renewed;
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
@@ -360,6 +362,26 @@ async fn heartbeat(
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
+        if ok.is_ok() && tidied.elapsed() >= TIDY_EVERY {
+            tidied = tokio::time::Instant::now();
+            if let Ok(c) = pool.get().await {
+                let gone = c
+                    .execute(
+                        "DELETE FROM switchyard.instances i
+                         WHERE i.heartbeat_at < now() - interval '1 hour'
+                           AND NOT EXISTS (SELECT 1 FROM switchyard.events e
+                                           WHERE e.status = 'pending' AND e.owner = i.id)",
+                        &[],
+                    )
+                    .await;
+                if let Ok(n @ 1..) = gone {
+                    tracing::info!(
+                        instances = n,
+                        "forgot instances gone for an hour that own nothing"
+                    );
+                }
+            }
+        }
         match ok {
             Ok(_) => {
                 renewed = tokio::time::Instant::now();
@@ -386,6 +408,10 @@ async fn heartbeat(
             .await;
     }
 }
+
+/// How often an instance forgets instances that have been gone an hour and own nothing (a
+/// default name is new on every start, so restarts would otherwise pile up).
+const TIDY_EVERY: Duration = Duration::from_secs(600);
 
 /// Takes batches of jobs until every sender is gone.
 async fn writer(pool: Pool, rx: Arc<Mutex<mpsc::Receiver<Job>>>, fault: Arc<Faults>, me: Arc<str>) {
@@ -500,8 +526,8 @@ impl Store for PostgresStore {
             let stored = rows
                 .iter()
                 .filter_map(|r| {
-                    let state: String = r.get(1);
-                    serde_json::from_str(&state).ok().map(|v| (r.get(0), v))
+                    let (key, state): (String, String) = (r.try_get(0).ok()?, r.try_get(1).ok()?);
+                    serde_json::from_str(&state).ok().map(|v| (key, v))
                 })
                 .collect();
             let Some(change) = step(stored) else {
@@ -590,8 +616,8 @@ impl Store for PostgresStore {
             Ok(rows
                 .iter()
                 .filter_map(|r| {
-                    let state: String = r.get(1);
-                    serde_json::from_str(&state).ok().map(|v| (r.get(0), v))
+                    let (key, state): (String, String) = (r.try_get(0).ok()?, r.try_get(1).ok()?);
+                    serde_json::from_str(&state).ok().map(|v| (key, v))
                 })
                 .collect())
         })
@@ -689,8 +715,8 @@ impl Store for PostgresStore {
                 .map_err(db)?;
             let mut events = Vec::with_capacity(rows.len());
             for r in &rows {
-                let accepted: i64 = r.get(8);
-                let seq: i64 = r.get(10);
+                let accepted: i64 = r.try_get(8).map_err(db)?;
+                let seq: i64 = r.try_get(10).map_err(db)?;
                 events.push((accepted, seq, ops::event_from_row(r).map_err(db)?));
             }
             events.sort_by_key(|(a, s, _)| (*a, *s));
@@ -706,7 +732,9 @@ impl Store for PostgresStore {
             let mut by_event: std::collections::HashMap<String, Vec<String>> =
                 std::collections::HashMap::new();
             for r in &settled {
-                by_event.entry(r.get(0)).or_default().push(r.get(1));
+                let (event, route): (String, String) =
+                    (r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?);
+                by_event.entry(event).or_default().push(route);
             }
             Ok(events
                 .into_iter()
@@ -757,21 +785,22 @@ impl Store for PostgresStore {
                 )
                 .await
                 .map_err(db)?;
-            Ok(rows
-                .iter()
+            rows.iter()
                 .map(|r| {
-                    let runs: Vec<Option<String>> = r.get(6);
-                    EventSummary {
-                        id: r.get(0),
-                        source: r.get(1),
-                        name: r.get(2),
-                        status: EventStatus::parse(r.get(3)),
-                        accepted_at: from_ms(r.get(4)),
+                    let runs: Vec<Option<String>> = r.try_get(6)?;
+                    let accepted: i64 = r.try_get(4)?;
+                    Ok(EventSummary {
+                        id: r.try_get(0)?,
+                        source: r.try_get(1)?,
+                        name: r.try_get(2)?,
+                        status: EventStatus::parse(r.try_get(3)?),
+                        accepted_at: from_ms(accepted),
                         runs: runs.into_iter().flatten().collect(),
-                        position: (r.get(4), r.get(5)),
-                    }
+                        position: (accepted, r.try_get(5)?),
+                    })
                 })
-                .collect())
+                .collect::<Result<_, tokio_postgres::Error>>()
+                .map_err(db)
         })
     }
 
@@ -793,10 +822,10 @@ impl Store for PostgresStore {
                 .map_err(db)?;
             let Some(row) = row else { return Ok(None) };
             let event = ops::event_from_row(&row).map_err(db)?;
-            let status: String = row.get(7);
-            let accepted: i64 = row.get(8);
-            let skips: Option<String> = row.get(9);
-            let finished: Option<i64> = row.get(10);
+            let status: String = row.try_get(7).map_err(db)?;
+            let accepted: i64 = row.try_get(8).map_err(db)?;
+            let skips: Option<String> = row.try_get(9).map_err(db)?;
+            let finished: Option<i64> = row.try_get(10).map_err(db)?;
             let rows = c
                 .query(
                     "SELECT route, kind, detail, flow_run_id, flow_run_name, deployment, replayed, attempt, at
@@ -807,20 +836,23 @@ impl Store for PostgresStore {
                 .map_err(db)?;
             let decisions = rows
                 .iter()
-                .map(|r| Decision {
-                    route: r.get(0),
-                    kind: r.get(1),
-                    detail: r.get(2),
-                    flow_run_id: r.get(3),
-                    flow_run_name: r.get(4),
-                    deployment: r.get(5),
-                    replayed: r.get(6),
-                    attempt: r
-                        .get::<_, Option<i64>>(7)
-                        .and_then(|a| u32::try_from(a).ok()),
-                    at: from_ms(r.get(8)),
+                .map(|r| {
+                    Ok(Decision {
+                        route: r.try_get(0)?,
+                        kind: r.try_get(1)?,
+                        detail: r.try_get(2)?,
+                        flow_run_id: r.try_get(3)?,
+                        flow_run_name: r.try_get(4)?,
+                        deployment: r.try_get(5)?,
+                        replayed: r.try_get(6)?,
+                        attempt: r
+                            .try_get::<_, Option<i64>>(7)?
+                            .and_then(|a| u32::try_from(a).ok()),
+                        at: from_ms(r.try_get(8)?),
+                    })
                 })
-                .collect();
+                .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+                .map_err(db)?;
             let decisions = super::with_skips(decisions, skips.as_deref(), finished.map(from_ms));
             Ok(Some(EventDetail {
                 event,
@@ -849,7 +881,10 @@ impl Store for PostgresStore {
                 )
                 .await
                 .map_err(db)?;
-            Ok(rows.iter().map(ops::dead_letter_from_row).collect())
+            rows.iter()
+                .map(ops::dead_letter_from_row)
+                .collect::<Result<_, _>>()
+                .map_err(db)
         })
     }
 
@@ -866,7 +901,10 @@ impl Store for PostgresStore {
                 )
                 .await
                 .map_err(db)?;
-            Ok(row.as_ref().map(ops::dead_letter_from_row))
+            row.as_ref()
+                .map(ops::dead_letter_from_row)
+                .transpose()
+                .map_err(db)
         })
     }
 
@@ -898,13 +936,16 @@ impl Store for PostgresStore {
 
     fn prune(&self, retention: Retention) -> BoxFuture<'_, Result<u64, JournalError>> {
         Box::pin(async move {
-            let c = self.client().await?;
+            // A connection of its own, closed (not returned to the pool) when this ends or is
+            // dropped halfway: the session-level lock below never outlives it.
+            let c = deadpool_postgres::Object::take(self.client().await?);
             // One instance at a time; the lock goes with the session if this one dies.
             let locked: bool = c
                 .query_one("SELECT pg_try_advisory_lock($1)", &[&RETENTION_LOCK])
                 .await
                 .map_err(db)?
-                .get(0);
+                .try_get(0)
+                .map_err(db)?;
             if !locked {
                 return Ok(0);
             }
@@ -927,8 +968,11 @@ impl Store for PostgresStore {
                 )
                 .await
                 .map_err(db)?;
-            let n = |i: usize| u64::try_from(r.get::<_, i64>(i)).unwrap_or(0);
-            Ok((n(0), n(1)))
+            let n = |i: usize| {
+                r.try_get::<_, i64>(i)
+                    .map(|v| u64::try_from(v).unwrap_or(0))
+            };
+            Ok((n(0).map_err(db)?, n(1).map_err(db)?))
         })
     }
 
@@ -945,22 +989,22 @@ impl Store for PostgresStore {
                 )
                 .await
                 .map_err(db)?;
-            Ok(rows
-                .iter()
+            rows.iter()
                 .map(|r| {
-                    let id: String = r.get(0);
-                    Instance {
+                    let id: String = r.try_get(0)?;
+                    Ok(Instance {
                         this: id == *self.me,
                         id,
-                        host: r.get(1),
-                        pid: r.get(2),
-                        started_at: r.get(3),
-                        heartbeat_at: r.get(4),
-                        alive: r.get(5),
-                        pending: u64::try_from(r.get::<_, i64>(6)).unwrap_or(0),
-                    }
+                        host: r.try_get(1)?,
+                        pid: r.try_get(2)?,
+                        started_at: r.try_get(3)?,
+                        heartbeat_at: r.try_get(4)?,
+                        alive: r.try_get(5)?,
+                        pending: u64::try_from(r.try_get::<_, i64>(6)?).unwrap_or(0),
+                    })
                 })
-                .collect())
+                .collect::<Result<_, tokio_postgres::Error>>()
+                .map_err(db)
         })
     }
 }
@@ -968,7 +1012,7 @@ impl Store for PostgresStore {
 /// Retention's deletes, once the lock is held: the bound first (the newest finished event to
 /// go), then chunks each its own statement, so accepts commit between them.
 async fn prune_locked(
-    c: &deadpool_postgres::Object,
+    c: &deadpool_postgres::ClientWrapper,
     retention: Retention,
 ) -> Result<u64, JournalError> {
     let age = i64::try_from(retention.max_age.as_millis()).unwrap_or(i64::MAX);
@@ -982,7 +1026,9 @@ async fn prune_locked(
         )
         .await
         .map_err(db)?
-        .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
+        .map(|r| Ok::<_, tokio_postgres::Error>((r.try_get::<_, i64>(0)?, r.try_get::<_, i64>(1)?)))
+        .transpose()
+        .map_err(db)?;
     let (finished, seq) = by_count.map_or(by_age, |c| c.max(by_age));
     let mut deleted = 0u64;
     loop {

@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use super::Admin;
 use super::views::{
     DeadLettersPage, DeadLettersQuery, DecisionCounts, ErrorBody, EventView, EventsPage,
-    EventsQuery, JournalView, Overview, PrefectView, Ready, ReloadResult, Reloaded, Resolved,
-    RouteCounters, RouteView, RoutesPage, RunState, RunView, SourceView,
+    EventsQuery, InstancesPage, JournalView, Overview, PrefectView, Ready, ReloadResult, Reloaded,
+    Resolved, RouteCounters, RouteView, RoutesPage, RunState, RunView, SourceView,
 };
 use crate::config::SourceConfig;
 use crate::journal::{EventFilter, EventStatus};
@@ -312,6 +312,19 @@ pub(super) async fn dead_letters(
         .await
         .map_err(unavailable)?;
     Ok(Json(DeadLettersPage { dead_letters }))
+}
+
+/// The instances sharing the journal (a PostgreSQL journal), with their leases and what each
+/// owns; empty for a journal this instance alone opens (SQLite).
+#[utoipa::path(get, path = "/api/v1/instances", tag = "api", responses(
+    (status = 200, body = InstancesPage),
+    (status = 503, description = "The journal cannot be read", body = ErrorBody)))]
+pub(super) async fn instances(State(s): State<Arc<Admin>>) -> Answer<InstancesPage> {
+    let instances = s.journal.instances().await.map_err(unavailable)?;
+    Ok(Json(InstancesPage {
+        journal: s.journal.describe(),
+        instances,
+    }))
 }
 
 async fn open_dead_letter(s: &Admin, id: i64) -> Result<(), (StatusCode, Json<ErrorBody>)> {

@@ -81,6 +81,7 @@ pub fn app(admin: Admin) -> Router {
         .route("/api/v1/dead-letters/{id}/replay", post(api::replay))
         .route("/api/v1/dead-letters/{id}", delete(api::purge))
         .route("/api/v1/routes", get(api::routes))
+        .route("/api/v1/instances", get(api::instances))
         .route("/api/v1/tap", get(api::tap))
         .route("/api/v1/reload", post(api::reload))
         .route("/api/v1/openapi.json", get(openapi::document))

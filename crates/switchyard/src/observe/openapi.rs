@@ -19,6 +19,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::api::replay,
         super::api::purge,
         super::api::routes,
+        super::api::instances,
         super::api::tap,
         super::api::reload,
         super::api::readyz,

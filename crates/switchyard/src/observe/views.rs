@@ -185,6 +185,16 @@ pub struct DeadLettersPage {
     pub dead_letters: Vec<DeadLetter>,
 }
 
+/// `GET /api/v1/instances`: the instances sharing the journal.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstancesPage {
+    /// The journal (a file's path, or a database URL with any password masked, and this
+    /// instance's name).
+    pub journal: String,
+    /// The instances, by name; empty for a journal one process opens (SQLite).
+    pub instances: Vec<crate::journal::Instance>,
+}
+
 /// A replayed or purged dead letter.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Resolved {

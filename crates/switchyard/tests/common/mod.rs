@@ -1,6 +1,7 @@
 //! Helpers shared by the black-box tests: drive the `switchyard` binary and read Prefect.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -89,6 +90,24 @@ pub fn wait_for_runs(api: &str, deployment: Uuid, n: usize) -> Vec<FlowRun> {
             (runs.len() >= n).then_some(runs)
         },
     )
+}
+
+/// Every `n` in `0..total` has exactly one run.
+pub fn assert_exactly_once(api: &str, dep: Uuid, total: usize) {
+    let runs = wait_for_runs(api, dep, total);
+    let mut per_n: BTreeMap<i64, usize> = BTreeMap::new();
+    for r in &runs {
+        *per_n
+            .entry(r.parameters["n"].as_i64().unwrap())
+            .or_default() += 1;
+    }
+    let duplicated: Vec<_> = per_n.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(duplicated.is_empty(), "duplicate runs: {duplicated:?}");
+    let missing: Vec<_> = (0..total as i64)
+        .filter(|n| !per_n.contains_key(n))
+        .collect();
+    assert!(missing.is_empty(), "lost events: {missing:?}");
+    assert_eq!(runs.len(), total);
 }
 
 /// POSTs JSON; `(0, Null)` when the connection fails (router down).
@@ -217,13 +236,19 @@ impl Router {
             .arg(&path)
             .args(extra)
             .env("PREFECT_API_URL", api)
-            .env("SWITCHYARD_JOURNAL", dir.join("journal.db"))
             .env_remove("RUST_LOG")
             .env_remove("PREFECT_API_KEY")
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
+        // `env` may name the journal itself (a file, or a database by URL).
+        if !env
+            .iter()
+            .any(|(k, _)| *k == "SWITCHYARD_JOURNAL" || *k == "SWITCHYARD_JOURNAL_URL")
+        {
+            cmd.env("SWITCHYARD_JOURNAL", dir.join("journal.db"));
+        }
         let process = ChildGuard::spawn(&mut cmd).unwrap();
         Self { process, log }
     }

@@ -136,7 +136,7 @@ pub(super) async fn exec<C: GenericClient + Sync>(
                 )
                 .await?;
             let r = c.query_one(&st, &[event_id, &now_ms(), skips]).await?;
-            Ok(Answer::Status(EventStatus::parse(r.get(0))))
+            Ok(Answer::Status(EventStatus::parse(r.try_get(0)?)))
         }
     }
 }
@@ -190,16 +190,16 @@ async fn insert<C: GenericClient + Sync>(
         )
         .await?;
     let r = c.query_one(&st, &[&e.id, &ctx.me]).await?;
-    let status = EventStatus::parse(r.get(0));
-    let digest: Option<String> = r.get(1);
+    let status = EventStatus::parse(r.try_get(0)?);
+    let digest: Option<String> = r.try_get(1)?;
     if digest.is_some_and(|d| d != e.digest) {
         return Ok(Accepted::Conflict);
     }
     if status == EventStatus::Pending {
-        if r.get::<_, bool>(3) {
+        if r.try_get::<_, bool>(3)? {
             return Ok(Accepted::Elsewhere);
         }
-        let owner: Option<String> = r.get(2);
+        let owner: Option<String> = r.try_get(2)?;
         if owner.as_deref() != Some(ctx.me) {
             // Its owner's lease lapsed: this delivery takes it over, unless another instance
             // took it first.
@@ -229,11 +229,11 @@ async fn settled_routes<C: GenericClient + Sync>(
             "SELECT route FROM switchyard.route_states WHERE event_id = $1 ORDER BY route",
         )
         .await?;
-    Ok(c.query(&st, &[&event_id])
+    c.query(&st, &[&event_id])
         .await?
         .iter()
-        .map(|r| r.get(0))
-        .collect())
+        .map(|r| r.try_get(0))
+        .collect()
 }
 
 async fn absorb<C: GenericClient + Sync>(
@@ -417,20 +417,23 @@ pub(super) const EVENT_COLUMNS: &str =
 pub(super) const EVENT_COLUMNS_EV: &str = "ev.id, ev.source, ev.name, ev.occurred, ev.received, ev.payload, ev.labels, ev.status, ev.accepted_at";
 
 pub(super) fn event_from_row(r: &Row) -> Result<Event, String> {
+    let text = |i: usize| -> Result<String, String> {
+        r.try_get(i)
+            .map_err(|e| format!("a stored event does not read: {e}"))
+    };
     let time = |i: usize| -> Result<DateTime<Utc>, String> {
-        let s: String = r.get(i);
-        DateTime::parse_from_rfc3339(&s)
+        DateTime::parse_from_rfc3339(&text(i)?)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| format!("a stored time does not parse: {e}"))
     };
     let json = |i: usize| -> Result<serde_json::Value, String> {
-        let s: String = r.get(i);
-        serde_json::from_str(&s).map_err(|e| format!("a stored document does not parse: {e}"))
+        serde_json::from_str(&text(i)?)
+            .map_err(|e| format!("a stored document does not parse: {e}"))
     };
     Ok(Event {
-        id: r.get(0),
-        source: r.get(1),
-        name: r.get(2),
+        id: text(0)?,
+        source: text(1)?,
+        name: text(2)?,
         occurred: time(3)?,
         received: time(4)?,
         payload: json(5)?,
@@ -441,15 +444,15 @@ pub(super) fn event_from_row(r: &Row) -> Result<Event, String> {
 pub(super) const DEAD_LETTER_COLUMNS: &str =
     "id, event_id, route, reason, retryable, attempts, at, resolution";
 
-pub(super) fn dead_letter_from_row(r: &Row) -> DeadLetter {
-    DeadLetter {
-        id: r.get(0),
-        event_id: r.get(1),
-        route: r.get(2),
-        reason: r.get(3),
-        retryable: r.get(4),
-        attempts: u32::try_from(r.get::<_, i64>(5)).unwrap_or(u32::MAX),
-        at: super::from_ms(r.get(6)),
-        resolution: r.get(7),
-    }
+pub(super) fn dead_letter_from_row(r: &Row) -> Result<DeadLetter, tokio_postgres::Error> {
+    Ok(DeadLetter {
+        id: r.try_get(0)?,
+        event_id: r.try_get(1)?,
+        route: r.try_get(2)?,
+        reason: r.try_get(3)?,
+        retryable: r.try_get(4)?,
+        attempts: u32::try_from(r.try_get::<_, i64>(5)?).unwrap_or(u32::MAX),
+        at: super::from_ms(r.try_get(6)?),
+        resolution: r.try_get(7)?,
+    })
 }

@@ -17,8 +17,14 @@ pub struct JournalArgs {
     /// Config file (for the journal path, and the routes and Prefect settings a replay uses).
     #[arg(long, short = 'c', value_name = "FILE", env = "SWITCHYARD_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Journal file.
-    #[arg(long, value_name = "PATH", env = "SWITCHYARD_JOURNAL")]
+    /// Journal file, or a PostgreSQL journal's `postgres://` URL (default: the config's, with
+    /// SWITCHYARD_JOURNAL_URL before its `journal.url`).
+    #[arg(
+        long,
+        value_name = "PATH|URL",
+        env = "SWITCHYARD_JOURNAL",
+        hide_env_values = true
+    )]
     pub journal: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
@@ -190,7 +196,12 @@ pub enum JournalCommand {
         #[arg(long, value_name = "PATH")]
         from: PathBuf,
         /// The PostgreSQL journal.
-        #[arg(long, value_name = "URL", env = "SWITCHYARD_JOURNAL_URL")]
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "SWITCHYARD_JOURNAL_URL",
+            hide_env_values = true
+        )]
         to: String,
         /// Print JSON instead of text.
         #[arg(long)]

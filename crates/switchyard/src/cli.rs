@@ -54,8 +54,14 @@ journal failed, 2 a config error.")]
         /// drained, instead of waiting for a signal.
         #[arg(long)]
         exit_when_sources_end: bool,
-        /// Journal file (overrides `journal.path`).
-        #[arg(long, value_name = "PATH", env = "SWITCHYARD_JOURNAL")]
+        /// Journal file, or a PostgreSQL journal's `postgres://` URL (overrides `journal.path`
+        /// and `journal.url`; SWITCHYARD_JOURNAL_URL overrides `journal.url` alone).
+        #[arg(
+            long,
+            value_name = "PATH|URL",
+            env = "SWITCHYARD_JOURNAL",
+            hide_env_values = true
+        )]
         journal: Option<PathBuf>,
         /// Every route in shadow mode: decide, render, check against the deployment's schema
         /// and record what would run, without creating any flow run.

@@ -236,14 +236,21 @@ impl PostgresDatabase {
         ));
     }
 
+    /// Runs one statement in the server's `postgres` database (to make or drop this one).
     fn psql(&self, sql: &str) {
+        self.run_sql("postgres", sql);
+    }
+
+    /// Runs one statement with `psql` in `database` (fails the test if it fails); returns
+    /// what psql printed, unaligned and without headers.
+    fn run_sql(&self, database: &str, sql: &str) -> String {
         let (host, port) = self
             .address
             .rsplit_once(':')
             .unwrap_or((self.address.as_str(), "5432"));
         let out = Command::new("psql")
-            .args(["-h", host, "-p", port, "-U", "postgres", "-d", "postgres"])
-            .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+            .args(["-h", host, "-p", port, "-U", "postgres", "-d", database])
+            .args(["-v", "ON_ERROR_STOP=1", "-q", "-A", "-t", "-c", sql])
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run psql (PostgreSQL client): {e}"));
@@ -252,6 +259,7 @@ impl PostgresDatabase {
             "psql {sql:?} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }
 
@@ -289,23 +297,7 @@ impl TestDatabase {
     /// Runs one SQL statement in it with `psql` (fails the test if it fails); returns what
     /// psql printed, unaligned and without headers.
     pub fn query(&self, sql: &str) -> String {
-        let (host, port) = self
-            .0
-            .address
-            .rsplit_once(':')
-            .unwrap_or((self.0.address.as_str(), "5432"));
-        let out = Command::new("psql")
-            .args(["-h", host, "-p", port, "-U", "postgres", "-d", &self.0.name])
-            .args(["-v", "ON_ERROR_STOP=1", "-q", "-A", "-t", "-c", sql])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run psql (PostgreSQL client): {e}"));
-        assert!(
-            out.status.success(),
-            "psql {sql:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        self.0.run_sql(&self.0.name, sql)
     }
 }
 

@@ -40,10 +40,6 @@ impl Row {
     }
 }
 
-fn schema() -> serde_json::Value {
-    json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]})
-}
-
 fn tally(api: &str, dep: Uuid, n: usize) -> (usize, usize, usize) {
     let mut per_n: BTreeMap<i64, usize> = BTreeMap::new();
     for r in runs_of(api, dep) {
@@ -58,7 +54,12 @@ fn tally(api: &str, dep: Uuid, n: usize) -> (usize, usize, usize) {
 
 /// `clients` tasks share `n` calls; each call is made once, no retries.
 fn direct(api: &str, n: usize, clients: usize, name: &'static str) -> Row {
-    let dep = deploy(api, &unique("Load Direct"), "counted", schema());
+    let dep = deploy(
+        api,
+        &unique("Load Direct"),
+        "counted",
+        common::counted_schema(),
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -113,7 +114,7 @@ fn direct(api: &str, n: usize, clients: usize, name: &'static str) -> Row {
 
 fn through_switchyard(api: &str, n: usize, max_in_flight: usize) -> Row {
     let flow = unique("Load Switchyard");
-    let dep = deploy(api, &flow, "counted", schema());
+    let dep = deploy(api, &flow, "counted", common::counted_schema());
     let dir = TempDir::new("load");
     let port = free_port();
     let config = format!(

@@ -73,9 +73,7 @@ struct Row {
 /// each its own SQLite file).
 fn flood(api: &str, n: usize, instances: usize, journal: Option<&str>, name: &str) -> Row {
     let flow = unique("Scale");
-    let schema =
-        json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]});
-    let dep = deploy(api, &flow, "counted", schema);
+    let dep = deploy(api, &flow, "counted", common::counted_schema());
     let mut dirs = Vec::new();
     let mut routers = Vec::new();
     let mut urls = Vec::new();

@@ -103,14 +103,7 @@ pub(crate) async fn open(
         .as_ref()
         .map(|l| l.config.journal.clone())
         .unwrap_or_default();
-    let location = Location::resolve(
-        &config.path,
-        config.url.as_deref(),
-        config.instance.as_deref(),
-        config.lease,
-        args.journal.as_deref(),
-    )
-    .map_err(|e| format!("journal: {e}"))?;
+    let location = crate::app::journal_location(&config, args.journal.as_deref())?;
     if let Location::File(path) = &location
         && !Path::new(path).exists()
     {

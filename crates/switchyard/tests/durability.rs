@@ -8,15 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{
-    DEADLINE, Router, assert_exactly_once, deploy, post_until_accepted, runs_of, switchyard,
-    wait_for_runs,
+    DEADLINE, Router, assert_exactly_once, counted_schema, deploy, post_until_accepted, runs_of,
+    switchyard, wait_for_runs,
 };
 use serde_json::{Value, json};
 use switchyard_testkit::{OwnedPrefect, PrefectServer, TempDir, free_port, unique, wait_until};
-
-fn counted_schema() -> Value {
-    json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]})
-}
 
 fn config(port: u16, flow: &str, extra: &str) -> String {
     format!(

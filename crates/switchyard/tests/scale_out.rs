@@ -8,14 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{
-    DEADLINE, Router, assert_exactly_once, deploy, post, runs_of, switchyard, wait_for_runs,
+    DEADLINE, Router, assert_exactly_once, counted_schema, deploy, post, runs_of, switchyard,
+    wait_for_runs,
 };
 use serde_json::{Value, json};
 use switchyard_testkit::{PrefectServer, TempDir, TestDatabase, free_port, unique, wait_until};
-
-fn counted_schema() -> Value {
-    json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]})
-}
 
 /// One instance's config: its own port and name, a short lease and a quick sweep, so that a
 /// dead instance's events are claimed within seconds; `rest` is the sources and routes.

@@ -41,6 +41,22 @@ pub struct Stopped {
     pub journal_fault: Option<String>,
 }
 
+/// Where the configured journal is (`cli`: `--journal`, a path or a `postgres://` URL, wins);
+/// the error names the key, as a config error would.
+pub fn journal_location(
+    j: &crate::config::JournalConfig,
+    cli: Option<&std::path::Path>,
+) -> Result<crate::journal::Location, String> {
+    crate::journal::Location::resolve(
+        &j.path,
+        j.url.as_deref(),
+        j.instance.as_deref(),
+        j.lease,
+        cli,
+    )
+    .map_err(|e| format!("journal: {e}"))
+}
+
 /// The Prefect client for a config: the file's values, else the `PREFECT_*` environment.
 pub fn prefect_client(cfg: &PrefectConfig) -> anyhow::Result<PrefectClient> {
     prefect_client_until(cfg, tokio_util::sync::CancellationToken::new())

@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use super::reload::{self, FileWatch};
 use super::{RunOptions, Stopped, jobs, prefect_client_until};
 use crate::config::{Config, SourceConfig};
-use crate::journal::{Location, Retention, Store};
+use crate::journal::{Retention, Store};
 use crate::observe::{ReloadResult, Reloaded};
 use crate::outcome::Routed;
 use crate::pipeline::{Dispatcher, Inbound};
@@ -98,15 +98,8 @@ impl Topology {
             routes,
             legacy,
         } = loaded;
-        let j = &config.journal;
-        let location = Location::resolve(
-            &j.path,
-            j.url.as_deref(),
-            j.instance.as_deref(),
-            j.lease,
-            opts.journal.as_deref(),
-        )
-        .map_err(|e| anyhow::anyhow!("journal: {e}"))?;
+        let location = super::journal_location(&config.journal, opts.journal.as_deref())
+            .map_err(anyhow::Error::msg)?;
         crate::template::set_sandbox_threads(config.templates.threads);
         let journal: Arc<dyn Store> = location.open(true).await?;
         let stop = CancellationToken::new();

@@ -94,15 +94,6 @@ impl Location {
             }
         }
     }
-
-    /// For logs: the path, or the URL with any password masked.
-    pub fn describe(&self) -> String {
-        match self {
-            Self::File(p) => p.display().to_string(),
-            #[cfg(feature = "postgres")]
-            Self::Postgres(o) => crate::secrets::url(&o.url),
-        }
-    }
 }
 
 /// Whether `s` is meant as a PostgreSQL journal's URL (rather than a file).
@@ -517,6 +508,15 @@ pub trait Store: Send + Sync + 'static {
 /// An event's decisions and the skips recorded in its row (`skips`, a JSON array of
 /// `[route, reason]`, made at its end, `finished`), the skips in their place in time: after
 /// every decision made before the event ended.
+/// How a failed attempt reads in an event's history (every store writes the same).
+pub(crate) fn attempt_detail(error: &str, retryable: bool) -> String {
+    if retryable {
+        format!("{error} (will retry)")
+    } else {
+        error.to_string()
+    }
+}
+
 pub(crate) fn with_skips(
     mut decisions: Vec<Decision>,
     skips: Option<&str>,

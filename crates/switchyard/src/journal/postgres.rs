@@ -131,14 +131,17 @@ impl PostgresStore {
             .map_err(|e| open_err(format!("cannot connect: {e}")))?;
         migrate(&mut client).await.map_err(open_err)?;
         let lease = opts.lease.max(Duration::from_secs(1));
+        let host: Arc<str> = Arc::from(host());
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let me: Arc<str> = Arc::from(match &opts.instance {
             Some(name) if opts.register => name.clone(),
-            _ if !opts.register => format!("cli-{}-{}", host(), std::process::id()),
-            _ => format!("{}-{}", host(), suffix.get(..8).unwrap_or(&suffix)),
+            _ if !opts.register => format!("cli-{host}-{}", std::process::id()),
+            _ => format!("{host}-{}", suffix.get(..8).unwrap_or(&suffix)),
         });
         if opts.register {
-            register(&client, &me, lease).await.map_err(open_err)?;
+            register(&client, &me, &host, lease)
+                .await
+                .map_err(open_err)?;
         }
         drop(client);
 
@@ -159,6 +162,7 @@ impl PostgresStore {
             tokio::spawn(heartbeat(
                 pool.clone(),
                 Arc::clone(&me),
+                host,
                 lease,
                 Arc::clone(&lease_lost),
                 stop.clone(),
@@ -174,11 +178,6 @@ impl PostgresStore {
             lease_lost,
             _alive: Arc::new(stop.drop_guard()),
         })
-    }
-
-    /// This instance's name in the journal.
-    pub fn instance(&self) -> &str {
-        &self.me
     }
 
     async fn submit(&self, op: Op) -> Result<Answer, JournalError> {
@@ -208,28 +207,23 @@ impl PostgresStore {
         e: &Event,
         skipped: Option<&[(String, String)]>,
     ) -> Result<Op, JournalError> {
-        let payload = serde_json::to_string(&e.payload).map_err(db)?;
-        let labels = serde_json::to_string(&e.labels).map_err(db)?;
         let skips = match skipped {
             Some(s) if !s.is_empty() => Some(serde_json::to_string(s).map_err(db)?),
             _ => None,
         };
         Ok(Op::Insert {
-            row: Arc::new(ops::EventRow::new(e, payload, labels)),
+            row: Arc::new(ops::EventRow::new(e)?),
             done: skipped.is_some(),
             skips,
         })
     }
-}
 
-impl PostgresStore {
     fn absorb_op(&self, change: &TriggerChange) -> Result<Op, JournalError> {
-        let mut firings = Vec::with_capacity(change.firings.len());
-        for e in &change.firings {
-            let payload = serde_json::to_string(&e.payload).map_err(db)?;
-            let labels = serde_json::to_string(&e.labels).map_err(db)?;
-            firings.push(ops::EventRow::new(e, payload, labels));
-        }
+        let firings = change
+            .firings
+            .iter()
+            .map(ops::EventRow::new)
+            .collect::<Result<_, _>>()?;
         let states = change
             .states
             .iter()
@@ -242,6 +236,17 @@ impl PostgresStore {
             settles: change.settles.clone(),
         })))
     }
+}
+
+/// Rows of `(key, state)` from `switchyard.trigger_states`, parsed; a state that does not
+/// read or parse is left out (the route starts that bucket afresh).
+fn stored_states(rows: &[tokio_postgres::Row]) -> Vec<(String, serde_json::Value)> {
+    rows.iter()
+        .filter_map(|r| {
+            let (key, state): (String, String) = (r.try_get(0).ok()?, r.try_get(1).ok()?);
+            serde_json::from_str(&state).ok().map(|v| (key, v))
+        })
+        .collect()
 }
 
 /// The host name, for an instance's default name and its row.
@@ -300,6 +305,7 @@ async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), String> {
 async fn register(
     client: &deadpool_postgres::Object,
     me: &str,
+    host: &str,
     lease: Duration,
 ) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + lease + Duration::from_secs(1);
@@ -313,7 +319,7 @@ async fn register(
                      started_at = now(), heartbeat_at = now(), lease = excluded.lease
                  WHERE switchyard.instances.heartbeat_at <= now() - make_interval(secs => switchyard.instances.lease)
                     OR (switchyard.instances.host = excluded.host AND switchyard.instances.pid = excluded.pid)",
-                &[&me, &host(), &pid, &lease.as_secs_f64()],
+                &[&me, &host, &pid, &lease.as_secs_f64()],
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -339,6 +345,7 @@ async fn register(
 async fn heartbeat(
     pool: Pool,
     me: Arc<str>,
+    host: Arc<str>,
     lease: Duration,
     lost: Arc<AtomicBool>,
     stop: CancellationToken,
@@ -356,7 +363,7 @@ async fn heartbeat(
                 .execute(
                     "INSERT INTO switchyard.instances (id, host, pid, lease) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
-                    &[&&*me, &host(), &i64::from(std::process::id()), &lease.as_secs_f64()],
+                    &[&&*me, &&*host, &i64::from(std::process::id()), &lease.as_secs_f64()],
                 )
                 .await
                 .map_err(|e| e.to_string()),
@@ -523,14 +530,7 @@ impl Store for PostgresStore {
                 )
                 .await
                 .map_err(db)?;
-            let stored = rows
-                .iter()
-                .filter_map(|r| {
-                    let (key, state): (String, String) = (r.try_get(0).ok()?, r.try_get(1).ok()?);
-                    serde_json::from_str(&state).ok().map(|v| (key, v))
-                })
-                .collect();
-            let Some(change) = step(stored) else {
+            let Some(change) = step(stored_states(&rows)) else {
                 return tx.commit().await.map_err(db);
             };
             let op = self.absorb_op(&change)?;
@@ -613,13 +613,7 @@ impl Store for PostgresStore {
                 )
                 .await
                 .map_err(db)?;
-            Ok(rows
-                .iter()
-                .filter_map(|r| {
-                    let (key, state): (String, String) = (r.try_get(0).ok()?, r.try_get(1).ok()?);
-                    serde_json::from_str(&state).ok().map(|v| (key, v))
-                })
-                .collect())
+            Ok(stored_states(&rows))
         })
     }
 
@@ -631,16 +625,11 @@ impl Store for PostgresStore {
         error: &'a str,
         retryable: bool,
     ) -> BoxFuture<'a, Result<(), JournalError>> {
-        let detail = if retryable {
-            format!("{error} (will retry)")
-        } else {
-            error.to_string()
-        };
         let op = Op::AttemptFailed {
             event_id: event_id.into(),
             route: route.into(),
             attempt: i64::from(attempt),
-            detail,
+            detail: super::attempt_detail(error, retryable),
         };
         Box::pin(async move { self.submit(op).await.map(|_| ()) })
     }

@@ -506,9 +506,9 @@ impl Store for SqliteStore {
         error: &'a str,
         retryable: bool,
     ) -> BoxFuture<'a, Result<(), JournalError>> {
-        let (event_id, route, error) = (event_id.to_string(), route.to_string(), error.to_string());
+        let (event_id, route) = (event_id.to_string(), route.to_string());
+        let detail = super::attempt_detail(error, retryable);
         Box::pin(self.run(move |conn| {
-            let detail = if retryable { format!("{error} (will retry)") } else { error };
             conn.prepare_cached(
                 "INSERT INTO decisions (event_id, route, kind, detail, attempt, at) VALUES (?1, ?2, 'attempt_failed', ?3, ?4, ?5)",
             )?

@@ -378,6 +378,26 @@ impl Stateful {
         if !step.relevant {
             return Ok(Absorbed::Unmatched(step.note));
         }
+        let (firings, note, change) = self.recorded(&step, &buckets, event, now);
+        if let Err(e) = journal.absorb(&change).await {
+            *buckets = before; // not recorded: as if the event had not arrived
+            return Err(e.into());
+        }
+        buckets.retain(|_, b| !Machine::idle(b));
+        drop(buckets);
+        self.after_recorded(&step, &firings);
+        Ok(Absorbed::Recorded(note, firings))
+    }
+
+    /// What one relevant step of an event records: its firings, the event's decision note,
+    /// and the change (the buckets it touched, the firings, the decision) to journal.
+    fn recorded(
+        &self,
+        step: &machine::Step,
+        buckets: &BTreeMap<String, Bucket>,
+        event: &Event,
+        now: DateTime<Utc>,
+    ) -> (Vec<Event>, String, TriggerChange) {
         let firings: Vec<Event> = step
             .fired
             .iter()
@@ -388,21 +408,20 @@ impl Stateful {
             None => step.note.clone(),
         };
         let change = self.change(
-            &buckets,
-            step.changed,
+            buckets,
+            step.changed.clone(),
             firings.clone(),
             Some((event.id.clone(), note.clone())),
         );
-        if let Err(e) = journal.absorb(&change).await {
-            *buckets = before; // not recorded: as if the event had not arrived
-            return Err(e.into());
-        }
-        self.hold(&firings);
-        buckets.retain(|_, b| !Machine::idle(b));
-        drop(buckets);
+        (firings, note, change)
+    }
+
+    /// Once a step is journaled: its firings are held, the clock looks again, and the
+    /// firings are announced.
+    fn after_recorded(&self, step: &machine::Step, firings: &[Event]) {
+        self.hold(firings);
         self.changed.notify_one();
         step.fired.iter().for_each(|f| self.announce(f));
-        Ok(Absorbed::Recorded(note, firings))
     }
 
     /// [`Stateful::absorb`] on a journal other instances share: the event's bucket is read,
@@ -431,21 +450,7 @@ impl Stateful {
                         outcome = Some((step, Vec::new(), String::new(), None));
                         return None;
                     }
-                    let firings: Vec<Event> = step
-                        .fired
-                        .iter()
-                        .map(|f| self.firing_event(f, now))
-                        .collect();
-                    let note = match firings.first() {
-                        Some(f) => format!("{} (firing {})", step.note, f.id),
-                        None => step.note.clone(),
-                    };
-                    let change = self.change(
-                        &local,
-                        step.changed.clone(),
-                        firings.clone(),
-                        Some((event.id.clone(), note.clone())),
-                    );
+                    let (firings, note, change) = self.recorded(&step, &local, event, now);
                     let bucket = local.remove(&key).filter(|b| !Machine::idle(b));
                     outcome = Some((step, firings, note, bucket));
                     Some(change)
@@ -462,10 +467,8 @@ impl Stateful {
             Some(b) => buckets.insert(key, b),
             None => buckets.remove(&key),
         };
-        self.hold(&firings);
         drop(buckets);
-        self.changed.notify_one();
-        step.fired.iter().for_each(|f| self.announce(f));
+        self.after_recorded(&step, &firings);
         Ok(Absorbed::Recorded(note, firings))
     }
 
@@ -477,10 +480,7 @@ impl Stateful {
         let now = self.now();
         let due: Vec<String> = buckets
             .iter()
-            .filter(|(k, b)| {
-                let one = BTreeMap::from([((*k).clone(), (*b).clone())]);
-                self.machine.next_deadline(&one).is_some_and(|d| d <= now)
-            })
+            .filter(|(_, b)| self.machine.deadline(b).is_some_and(|d| d <= now))
             .map(|(k, _)| k.clone())
             .collect();
         if due.is_empty() {

@@ -92,6 +92,11 @@ pub fn wait_for_runs(api: &str, deployment: Uuid, n: usize) -> Vec<FlowRun> {
     )
 }
 
+/// The parameter schema of a deployment that takes one integer `n`.
+pub fn counted_schema() -> Value {
+    json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]})
+}
+
 /// Every `n` in `0..total` has exactly one run.
 pub fn assert_exactly_once(api: &str, dep: Uuid, total: usize) {
     let runs = wait_for_runs(api, dep, total);

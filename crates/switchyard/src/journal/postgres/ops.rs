@@ -25,8 +25,11 @@ pub(super) struct EventRow {
 }
 
 impl EventRow {
-    pub(super) fn new(e: &Event, payload: String, labels: String) -> Self {
-        Self {
+    /// The event's row: its payload and labels as JSON text, and its digest.
+    pub(super) fn new(e: &Event) -> Result<Self, JournalError> {
+        let payload = serde_json::to_string(&e.payload).map_err(super::db)?;
+        let labels = serde_json::to_string(&e.labels).map_err(super::db)?;
+        Ok(Self {
             digest: crate::journal::digest(&e.name, &payload),
             id: e.id.clone(),
             source: e.source.clone(),
@@ -35,7 +38,7 @@ impl EventRow {
             received: e.received.to_rfc3339(),
             payload,
             labels,
-        }
+        })
     }
 }
 

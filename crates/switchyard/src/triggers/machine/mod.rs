@@ -498,28 +498,30 @@ impl Machine {
 
     /// When `tick` next has something to do.
     pub fn next_deadline(&self, buckets: &BTreeMap<String, Bucket>) -> Option<DateTime<Utc>> {
-        buckets
-            .values()
-            .filter_map(|b| match self {
-                Self::Event(spec) => spec.deadline(b),
-                Self::Joined {
-                    within, children, ..
-                } => {
-                    let first_hit = b.hits.iter().flatten().map(|(t, _)| *t).min();
-                    children
-                        .iter()
-                        .zip(&b.children)
-                        .filter_map(|(c, cb)| c.deadline(cb))
-                        .chain(
-                            first_hit
-                                .filter(|_| !within.is_zero())
-                                .map(|t| after(t, *within)),
-                        )
-                        .min()
-                }
-                Self::Batch(spec) => batch_deadline(spec, b),
-            })
-            .min()
+        buckets.values().filter_map(|b| self.deadline(b)).min()
+    }
+
+    /// When this machine will next act on one bucket on its own, if ever.
+    pub fn deadline(&self, b: &Bucket) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Event(spec) => spec.deadline(b),
+            Self::Joined {
+                within, children, ..
+            } => {
+                let first_hit = b.hits.iter().flatten().map(|(t, _)| *t).min();
+                children
+                    .iter()
+                    .zip(&b.children)
+                    .filter_map(|(c, cb)| c.deadline(cb))
+                    .chain(
+                        first_hit
+                            .filter(|_| !within.is_zero())
+                            .map(|t| after(t, *within)),
+                    )
+                    .min()
+            }
+            Self::Batch(spec) => batch_deadline(spec, b),
+        }
     }
 
     /// The only event names that can matter to this machine, when that set is known exactly

@@ -16,6 +16,9 @@ use crate::types::{
 };
 use crate::{PrefectError, RetryPolicy};
 
+/// Most flow runs one [`PrefectClient::flow_runs_by_id`] reads (Prefect's page size).
+pub const MAX_RUNS_PER_READ: usize = 200;
+
 /// How to reach Prefect.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -332,6 +335,16 @@ impl PrefectClient {
             .await?;
         expect_ok(&a, "flow_runs/filter")?;
         decode(&a, "flow_runs/filter")
+    }
+
+    /// The runs among `ids` that exist (at most [`MAX_RUNS_PER_READ`] ids: one call).
+    pub async fn flow_runs_by_id(&self, ids: &[Uuid]) -> Result<Vec<FlowRun>, PrefectError> {
+        let ids = &ids[..ids.len().min(MAX_RUNS_PER_READ)];
+        let filter = serde_json::json!({
+            "flow_runs": {"id": {"any_": ids}},
+            "limit": ids.len(),
+        });
+        self.filter_flow_runs(&filter).await
     }
 
     /// `POST /flow_runs/count` with a raw filter body.

@@ -35,10 +35,11 @@ mod limit;
 mod retry;
 mod types;
 
-pub use client::{ClientConfig, Observer, PrefectClient};
+pub use client::{ClientConfig, MAX_RUNS_PER_READ, Observer, PrefectClient};
 pub use error::PrefectError;
 pub use limit::{AdaptiveLimit, LimitPermit, RateLimiter};
 pub use retry::RetryPolicy;
 pub use types::{
     CreatedRun, Deployment, DeploymentCreate, DeploymentRef, Flow, FlowRun, FlowRunCreate,
+    TERMINAL_STATES,
 };

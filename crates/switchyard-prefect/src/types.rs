@@ -171,6 +171,24 @@ pub struct FlowRun {
     /// Display name of the state.
     #[serde(default)]
     pub state_name: Option<String>,
+    /// When it started running (RFC 3339), once it has.
+    #[serde(default)]
+    pub start_time: Option<String>,
+    /// When it ended (RFC 3339), once it has.
+    #[serde(default)]
+    pub end_time: Option<String>,
+}
+
+/// The state types after which a flow run does not change again.
+pub const TERMINAL_STATES: [&str; 4] = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"];
+
+impl FlowRun {
+    /// Whether the run has ended: Completed, Failed, Crashed or Cancelled.
+    pub fn is_terminal(&self) -> bool {
+        self.state_type
+            .as_deref()
+            .is_some_and(|t| TERMINAL_STATES.contains(&t))
+    }
 }
 
 /// The result of `create_flow_run`.

@@ -426,7 +426,8 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-fn prefect_executable() -> PathBuf {
+/// The Prefect executable: `$SWITCHYARD_PREFECT` or `.prefect-venv/bin/prefect`.
+pub fn prefect_executable() -> PathBuf {
     let prefect = std::env::var_os("SWITCHYARD_PREFECT")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join(".prefect-venv/bin/prefect"));
@@ -552,6 +553,83 @@ impl OwnedPrefect {
         self.process = Some(guard);
         // SAFETY: signal 0 only checks that the process exists.
         wait_healthy(self.port, &log_path, || unsafe { libc::kill(pid, 0) == 0 });
+    }
+}
+
+/// A real Prefect process worker serving one work pool, in a process group of its own so
+/// the flow-run subprocesses it starts are stopped with it (SIGTERM, then SIGKILL) on drop.
+pub struct PrefectWorker {
+    pid: i32,
+    child: Option<Child>,
+    /// Its home and log.
+    pub home: TempDir,
+}
+
+impl PrefectWorker {
+    /// Starts `prefect worker start --pool POOL` against `api_url`, polling every second and
+    /// not prefetching (a run is picked up within about a second). The pool must exist.
+    pub fn start(api_url: &str, pool: &str) -> Self {
+        use std::os::unix::process::CommandExt;
+        let home = TempDir::new("switchyard-worker");
+        let log = std::fs::File::create(home.path().join("worker.log"))
+            .unwrap_or_else(|e| panic!("cannot create the worker log: {e}"));
+        let err = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot clone log handle: {e}"));
+        let mut cmd = Command::new(prefect_executable());
+        cmd.args(["worker", "start", "--pool", pool, "--name", pool])
+            .env("PREFECT_API_URL", api_url)
+            .env("PREFECT_HOME", home.path())
+            .env("DO_NOT_TRACK", "1")
+            .env("PREFECT_WORKER_QUERY_SECONDS", "1")
+            .env("PREFECT_WORKER_PREFETCH_SECONDS", "0")
+            .env_remove("PREFECT_API_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .process_group(0);
+        die_with_parent(&mut cmd);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start a Prefect worker: {e}"));
+        Self {
+            pid: child.id() as i32,
+            child: Some(child),
+            home,
+        }
+    }
+
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("worker.log")).unwrap_or_default()
+    }
+
+    /// Stops it and every run it started (SIGTERM to the group; SIGKILL after 10 s).
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on the process group this worker leads.
+        unsafe {
+            libc::kill(-self.pid, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        while child.try_wait().ok().flatten().is_none() && start.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: as above; whatever is left of the group goes.
+        unsafe {
+            libc::kill(-self.pid, libc::SIGKILL);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for PrefectWorker {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -386,6 +386,12 @@ pub async fn events(args: JournalArgs, cmd: EventsCommand) -> ExitCode {
                                 }
                             )
                         }
+                        "run_state" => format!(
+                            "flow run {} ({}) is {}",
+                            x.flow_run_id.unwrap_or_default(),
+                            x.flow_run_name.unwrap_or_default(),
+                            x.detail.unwrap_or_default()
+                        ),
                         _ => x.detail.unwrap_or_default(),
                     };
                     let attempt = x.attempt.map(|a| format!(" #{a}")).unwrap_or_default();

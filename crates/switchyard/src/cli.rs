@@ -556,6 +556,15 @@ async fn check(config: ConfigArg, online: bool, json: bool) -> ExitCode {
                 if let Some(r) = &w.rate_limit {
                     extra.push(format!("at most {}/s", r.per_second));
                 }
+                match w.respond {
+                    crate::sources::webhook::Respond::Accepted => {}
+                    crate::sources::webhook::Respond::Created => {
+                        extra.push("answers once the runs exist".into())
+                    }
+                    crate::sources::webhook::Respond::Finished => {
+                        extra.push("answers once the runs have ended".into())
+                    }
+                }
                 format!(
                     "webhook {}://{}/hooks/{} ({})",
                     scheme,
@@ -625,10 +634,23 @@ async fn check(config: ConfigArg, online: bool, json: bool) -> ExitCode {
                 .as_ref()
                 .map(|w| format!(" when {}", w.source()))
                 .unwrap_or_default(),
-            if r.shadow {
-                " (shadow: records would-runs, creates none)"
-            } else {
-                ""
+            match (r.shadow, &r.finish) {
+                (true, _) => " (shadow: records would-runs, creates none)".to_string(),
+                (false, Some(p)) => format!(
+                    " (settled when its run ends: on_failure {}{}, finish_timeout {})",
+                    match p.on_failure {
+                        config::OnFailure::DeadLetter => "dead_letter",
+                        config::OnFailure::Retry => "retry",
+                        config::OnFailure::Accept => "accept",
+                    },
+                    if p.on_failure == config::OnFailure::Retry {
+                        format!(" up to {} runs", p.max_runs)
+                    } else {
+                        String::new()
+                    },
+                    humantime_serde::re::humantime::format_duration(p.timeout)
+                ),
+                (false, None) => String::new(),
             }
         );
         let mut route = serde_json::json!({
@@ -638,6 +660,7 @@ async fn check(config: ConfigArg, online: bool, json: bool) -> ExitCode {
             "waits_for": cfg.describe_stateful(),
             "deployment": r.action.static_deployment().map(|d| d.to_string()),
             "shadow": r.shadow,
+            "settle_on": if r.finish.is_some() { "finished" } else { "created" },
         });
         if let (Some(client), Some(dep)) = (&client, r.action.static_deployment()) {
             match r.schema_problems(client).await {

@@ -23,6 +23,7 @@ pub mod cloudevents;
 pub mod codec;
 pub mod config;
 pub mod durations;
+pub mod follow;
 pub mod http;
 pub mod import;
 pub mod journal;

@@ -59,6 +59,16 @@ pub struct LagLabels {
     pub partition: String,
 }
 
+/// `{route, state}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FinishedLabels {
+    /// The route that created the run.
+    pub route: String,
+    /// `completed`, `failed`, `crashed`, `cancelled`, `not_found` (Prefect no longer has it)
+    /// or `unfollowed` (not ended within `prefect.follow.max_age`).
+    pub state: String,
+}
+
 /// `{result}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabel {
@@ -90,6 +100,10 @@ pub struct Metrics {
     pub route_decisions: Family<DecisionLabels, Counter>,
     /// New flow runs (not idempotent replays).
     pub flow_runs_created: Family<RouteLabel, Counter>,
+    /// Followed runs that ended, by how.
+    pub flow_runs_finished: Family<FinishedLabels, Counter>,
+    /// How long ended runs ran (Prefect's start to end time).
+    pub flow_run_duration: Family<RouteLabel, Histogram, fn() -> Histogram>,
     /// Prefect API attempts.
     pub prefect_requests: Family<PrefectLabels, Counter>,
     /// How long Prefect attempts took.
@@ -115,6 +129,11 @@ pub struct Metrics {
     pub refused_by_source: Family<SourceLabel, Counter>,
 }
 
+fn run_duration_histogram() -> Histogram {
+    // 100 ms to ~1.8 h.
+    Histogram::new(exponential_buckets(0.1, 2.0, 17))
+}
+
 fn seconds_buckets() -> impl Iterator<Item = f64> {
     // 1 ms to ~33 s.
     exponential_buckets(0.001, 2.0, 16)
@@ -130,6 +149,8 @@ impl Metrics {
             events_refused: Family::default(),
             route_decisions: Family::default(),
             flow_runs_created: Family::default(),
+            flow_runs_finished: Family::default(),
+            flow_run_duration: Family::new_with_constructor(run_duration_histogram),
             prefect_requests: Family::default(),
             prefect_request_duration: Histogram::new(seconds_buckets()),
             prefect_in_flight_limit: Gauge::default(),
@@ -172,6 +193,16 @@ impl Metrics {
             "flow_runs_created",
             "Flow runs created (idempotent replays not counted)",
             m.flow_runs_created.clone(),
+        );
+        registry.register(
+            "flow_runs_finished",
+            "Followed flow runs that ended, by route and final state",
+            m.flow_runs_finished.clone(),
+        );
+        registry.register(
+            "flow_run_duration_seconds",
+            "How long followed flow runs ran, from Prefect's start time to its end time",
+            m.flow_run_duration.clone(),
         );
         registry.register(
             "prefect_requests",
@@ -332,6 +363,25 @@ pub fn run_created(route: &str, since_arrival: Duration) {
         })
         .inc();
     m.event_to_run.observe(since_arrival.as_secs_f64());
+}
+
+/// A followed run ended (`state`, see [`FinishedLabels`]), after running `ran` when Prefect
+/// says how long.
+pub fn run_finished(route: &str, state: &str, ran: Option<Duration>) {
+    let m = get();
+    m.flow_runs_finished
+        .get_or_create(&FinishedLabels {
+            route: route.to_string(),
+            state: state.to_string(),
+        })
+        .inc();
+    if let Some(ran) = ran {
+        m.flow_run_duration
+            .get_or_create(&RouteLabel {
+                route: route.to_string(),
+            })
+            .observe(ran.as_secs_f64());
+    }
 }
 
 /// A config reload ended: `applied`, `unchanged` or `failed`.

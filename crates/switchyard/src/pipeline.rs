@@ -86,6 +86,7 @@ pub struct Dispatcher {
     owned: Arc<Owned>,
     accepts_in_flight: usize,
     wanted: Option<Wanted>,
+    follower: Option<Arc<crate::follow::Follower>>,
 }
 
 /// The outcome of an accepted event, to await.
@@ -274,7 +275,25 @@ impl Dispatcher {
             owned: Arc::default(),
             accepts_in_flight: DEFAULT_ACCEPTS_IN_FLIGHT,
             wanted: None,
+            follower: None,
         }
+    }
+
+    /// What follows the runs the routes create, for sources that answer with a run's end
+    /// (a webhook's `respond: finished`).
+    pub fn with_follower(mut self, follower: Arc<crate::follow::Follower>) -> Self {
+        self.follower = Some(follower);
+        self
+    }
+
+    /// What follows the runs the routes create, when something does.
+    pub fn follower(&self) -> Option<&Arc<crate::follow::Follower>> {
+        self.follower.as_ref()
+    }
+
+    /// The journal events are accepted into.
+    pub fn journal(&self) -> &Arc<dyn Store> {
+        &self.journal
     }
 
     /// What the routes will do with an event, asked before it is journaled: an event every

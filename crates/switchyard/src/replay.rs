@@ -24,17 +24,26 @@ pub async fn dead_letter(
     if let Some(r) = dl.resolution {
         return Ok(format!("already resolved ({r})"));
     }
-    let event = store
+    let detail = store
         .event(&dl.event_id)
         .await
         .map_err(|e| e.to_string())?
-        .ok_or("its event was pruned")?
-        .event;
+        .ok_or("its event was pruned")?;
+    // A route that gave up on failed runs (`settle_on: finished`) is given a new run, not
+    // the last failed one back (each run has a key of its own).
+    let runs = detail
+        .followed
+        .iter()
+        .filter(|r| r.route == dl.route)
+        .count();
+    let run = u32::try_from(runs).unwrap_or(u32::MAX).saturating_add(1);
+    let event = detail.event;
     let route = routes
         .iter()
         .find(|r| r.name == dl.route)
         .ok_or_else(|| format!("route {:?} is not in the config", dl.route))?;
-    let (settlement, resolution) = match route.attempt(&Arc::new(event.clone()), prefect).await {
+    let (settlement, resolution) = match route.attempt(&Arc::new(event.clone()), prefect, run).await
+    {
         Ok(Decision::Ran(run)) => {
             let note = format!(
                 "replayed: flow run {} ({})",

@@ -91,7 +91,7 @@ fn then(detail: &EventDetail, route: &str) -> Option<String> {
         .decisions
         .iter()
         .rev()
-        .find(|d| d.route == route)
+        .find(|d| d.route == route && d.kind != "run_state")
         .map(|d| match d.kind.as_str() {
             "run_created" => format!(
                 "ran {} (run {})",
@@ -300,7 +300,7 @@ async fn live(
         }
         for d in events.iter().filter(|d| route.receives(&d.event)) {
             let event = Arc::new(d.event.clone());
-            match route.attempt(&event, &prefect).await {
+            match route.attempt(&event, &prefect, 1).await {
                 Ok(Decision::Skip(_)) => {}
                 Ok(Decision::Ran(run)) => {
                     if run.replayed {

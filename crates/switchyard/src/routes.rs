@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actions::{Action, RunCreated};
 use crate::config::{ConfigError, DeliveryConfig, RouteConfig};
-use crate::journal::{JournalError, Settlement, Store};
+use crate::journal::{FollowedRun, JournalError, Settlement, Store};
 pub use crate::outcome::{Failure, RouteOutcome, skipped_routes};
 use crate::outcome::{Skips, WouldRun};
 use crate::template::{self, Predicate};
@@ -106,6 +106,19 @@ pub struct Route {
     pub stateful: Option<Arc<Stateful>>,
     /// A shadow route records would-runs and never creates a run.
     pub shadow: bool,
+    /// `settle_on: finished`: the event is handled once its run has ended.
+    pub finish: Option<FinishPolicy>,
+}
+
+/// How a `settle_on: finished` route waits for its runs (see `RouteConfig::settle_on`).
+#[derive(Debug, Clone, Copy)]
+pub struct FinishPolicy {
+    /// What a run that did not complete leads to.
+    pub on_failure: crate::config::OnFailure,
+    /// Most runs per event with `retry`.
+    pub max_runs: u32,
+    /// Longest wait for a run to end, from its creation.
+    pub timeout: Duration,
 }
 
 /// Why a route could not settle an event; the event stays pending and is resumed later.
@@ -138,6 +151,14 @@ pub enum Decision {
     Ran(RunCreated),
     /// A shadow route would have run.
     WouldRun(WouldRun),
+}
+
+/// What [`Route::start`] ended with.
+enum Started {
+    /// A run exists (recorded).
+    Run(RunCreated),
+    /// Anything else (recorded).
+    Other(RouteOutcome),
 }
 
 /// An action's failure as an attempt's.
@@ -185,6 +206,8 @@ pub struct RouteEnv {
     pub delivery: DeliveryPolicy,
     /// Cancelled at shutdown: a route waiting to retry stops waiting.
     pub interrupt: CancellationToken,
+    /// What follows runs to their end (for `settle_on: finished`).
+    pub follower: Option<Arc<crate::follow::Follower>>,
 }
 
 /// The routes in force and what they run with, swapped whole by a reload: every event is
@@ -347,6 +370,13 @@ impl Route {
             action,
             stateful,
             shadow: cfg.mode == crate::config::RouteMode::Shadow,
+            finish: (cfg.settle_on == crate::config::SettleOn::Finished
+                && cfg.mode != crate::config::RouteMode::Shadow)
+                .then_some(FinishPolicy {
+                    on_failure: cfg.on_failure,
+                    max_runs: cfg.max_runs.max(1),
+                    timeout: cfg.finish_timeout,
+                }),
         })
     }
 
@@ -461,11 +491,13 @@ impl Route {
         listens(&self.topics(), &crate::topic::keys_of(event))
     }
 
-    /// One attempt: evaluate `when`, run the action. Nothing is recorded.
+    /// One attempt: evaluate `when`, run the action (the route's `run`th run for the
+    /// event: 1 but for a route retrying failed runs). Nothing is recorded.
     pub async fn attempt(
         self: &Arc<Self>,
         event: &Arc<Event>,
         prefect: &PrefectClient,
+        run: u32,
     ) -> Result<Decision, Failure> {
         match self.plan_off_runtime(event).await? {
             Plan::Skip(reason) => Ok(Decision::Skip(reason)),
@@ -477,7 +509,7 @@ impl Route {
                 .map_err(failed),
             Plan::Run(rendered) => self
                 .action
-                .execute(&self.name, event, rendered, prefect)
+                .execute(&self.name, event, rendered, prefect, run)
                 .await
                 .map(Decision::Ran)
                 .map_err(failed),
@@ -532,17 +564,38 @@ impl Route {
         env: &RouteEnv,
     ) -> Result<RouteOutcome, RouteError> {
         if settled.iter().any(|r| r == &self.name) {
+            if let Some(policy) = &self.finish {
+                // Resumed or redelivered while its run was running: wait on as before.
+                return self.until_finished(event, env, policy, None).await;
+            }
             tracing::debug!(event_id = %event.id, route = %self.name, "route already settled for this event");
             return Ok(RouteOutcome::AlreadySettled);
         }
         if let Some(stateful) = self.stateful.as_ref().filter(|_| !self.is_firing(event)) {
             return self.absorb(stateful, event, env).await;
         }
+        match self.start(event, env, 1).await? {
+            Started::Run(run) => match &self.finish {
+                Some(policy) => self.until_finished(event, env, policy, Some(run)).await,
+                None => Ok(RouteOutcome::RunCreated(run)),
+            },
+            Started::Other(outcome) => Ok(outcome),
+        }
+    }
+
+    /// Decides and records the route's `run`th run for the event, retrying transient
+    /// failures (a skip, a would-run and a dead letter are recorded as well).
+    async fn start(
+        self: &Arc<Self>,
+        event: &Arc<Event>,
+        env: &RouteEnv,
+        run_number: u32,
+    ) -> Result<Started, RouteError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.attempt(event, &env.prefect).await {
-                Ok(Decision::Skip(reason)) => return self.skip(event, reason),
+            match self.attempt(event, &env.prefect, run_number).await {
+                Ok(Decision::Skip(reason)) => return self.skip(event, reason).map(Started::Other),
                 Ok(Decision::Ran(run)) => {
                     env.journal
                         .settle(&event.id, &self.name, &Settlement::Ran(run.clone()))
@@ -556,9 +609,10 @@ impl Route {
                     tracing::info!(
                         event_id = %event.id, route = %self.name, deployment = %run.deployment,
                         flow_run_id = %run.flow_run_id, flow_run_name = %run.flow_run_name, replayed = run.replayed,
+                        run = run_number,
                         "{}", if run.replayed { "flow run already existed for this event" } else { "flow run started" }
                     );
-                    return Ok(RouteOutcome::RunCreated(run));
+                    return Ok(Started::Run(run));
                 }
                 Ok(Decision::WouldRun(w)) => {
                     env.journal
@@ -569,7 +623,7 @@ impl Route {
                         idempotency_key = %w.idempotency_key, parameters = %w.parameters,
                         "shadow route: would start a flow run (none created)"
                     );
-                    return Ok(RouteOutcome::WouldRun(w));
+                    return Ok(Started::Other(RouteOutcome::WouldRun(w)));
                 }
                 Err(f) => {
                     let age = (chrono::Utc::now() - event.received)
@@ -579,7 +633,10 @@ impl Route {
                         && attempt < env.delivery.max_attempts
                         && age < env.delivery.max_age;
                     if !again {
-                        return self.dead_letter(event, env, f, attempt).await;
+                        return self
+                            .dead_letter(event, env, f, attempt)
+                            .await
+                            .map(Started::Other);
                     }
                     env.journal
                         .attempt_failed(&event.id, &self.name, attempt, &f.message, true)
@@ -593,6 +650,120 @@ impl Route {
                         _ = env.interrupt.cancelled() => return Err(RouteError::Interrupted),
                         _ = tokio::time::sleep(delay) => {}
                     }
+                }
+            }
+        }
+    }
+
+    /// `settle_on: finished`: waits for the route's last run for the event to end, and acts
+    /// on how (see `RouteConfig::on_failure`). `created`: the run this delivery created, if
+    /// it did. What is waited on is read from the journal, so a restart waits on the same run
+    /// and never starts one twice.
+    async fn until_finished(
+        self: &Arc<Self>,
+        event: &Arc<Event>,
+        env: &RouteEnv,
+        policy: &FinishPolicy,
+        mut created: Option<RunCreated>,
+    ) -> Result<RouteOutcome, RouteError> {
+        let done = |created: Option<RunCreated>| {
+            Ok(created.map_or(RouteOutcome::AlreadySettled, RouteOutcome::RunCreated))
+        };
+        let Some(follower) = env.follower.as_ref().filter(|f| f.enabled()) else {
+            return done(created);
+        };
+        loop {
+            let Some(detail) = env.journal.event(&event.id).await? else {
+                return done(created);
+            };
+            let mine = |kind: &str| {
+                detail
+                    .decisions
+                    .iter()
+                    .any(|d| d.route == self.name && d.kind == kind)
+            };
+            if mine("dead_lettered") {
+                return done(created);
+            }
+            let runs: Vec<&FollowedRun> = detail
+                .followed
+                .iter()
+                .filter(|r| r.route == self.name)
+                .collect();
+            // Settled without a run (a skip): nothing to wait for.
+            let Some(last) = runs.last().map(|r| (*r).clone()) else {
+                return done(created);
+            };
+            let count = u32::try_from(runs.len()).unwrap_or(u32::MAX);
+            let ended = match (last.ended_at, uuid::Uuid::parse_str(&last.flow_run_id)) {
+                (None, Ok(id)) => {
+                    let left = (last.created_at
+                        + chrono::Duration::from_std(policy.timeout).unwrap_or_default()
+                        - chrono::Utc::now())
+                    .to_std()
+                    .unwrap_or_default();
+                    tokio::select! {
+                        _ = env.interrupt.cancelled() => return Err(RouteError::Interrupted),
+                        run = follower.ended(id, left) => run.unwrap_or(last),
+                    }
+                }
+                _ => last,
+            };
+            if ended.ended_at.is_some() && ended.state_type == "COMPLETED" {
+                tracing::info!(event_id = %event.id, route = %self.name, flow_run_id = %ended.flow_run_id, "flow run completed; event handled");
+                return done(created);
+            }
+            if ended.ended_at.is_none() && env.interrupt.is_cancelled() {
+                return Err(RouteError::Interrupted);
+            }
+            let why = match ended.ended_at {
+                Some(_) => format!(
+                    "flow run {} ({}) ended {}",
+                    ended.flow_run_id, ended.flow_run_name, ended.state_name
+                ),
+                None => format!(
+                    "flow run {} ({}) did not end within {} (it was {})",
+                    ended.flow_run_id,
+                    ended.flow_run_name,
+                    humantime_serde::re::humantime::format_duration(policy.timeout),
+                    ended.state_name
+                ),
+            };
+            use crate::config::OnFailure;
+            match policy.on_failure {
+                OnFailure::Accept => {
+                    tracing::warn!(event_id = %event.id, route = %self.name, reason = %why, "flow run did not complete; accepted (on_failure: accept)");
+                    return done(created);
+                }
+                OnFailure::Retry if ended.ended_at.is_some() && count < policy.max_runs => {
+                    env.journal
+                        .attempt_failed(&event.id, &self.name, count, &why, true)
+                        .await?;
+                    let delay = env.delivery.backoff.delay(count - 1, None);
+                    tracing::warn!(
+                        event_id = %event.id, route = %self.name, runs = count, max_runs = policy.max_runs,
+                        retry_in_ms = delay.as_millis() as u64, reason = %why, "flow run did not complete; starting another"
+                    );
+                    tokio::select! {
+                        _ = env.interrupt.cancelled() => return Err(RouteError::Interrupted),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    match self.start(event, env, count + 1).await? {
+                        Started::Run(run) => created = Some(run),
+                        Started::Other(outcome) => return Ok(outcome),
+                    }
+                }
+                _ => {
+                    let why = if policy.on_failure == OnFailure::Retry && ended.ended_at.is_some() {
+                        format!("{why}; {count} run(s), max_runs {}", policy.max_runs)
+                    } else {
+                        why
+                    };
+                    let f = Failure {
+                        message: why,
+                        retryable: false,
+                    };
+                    return self.dead_letter(event, env, f, count).await;
                 }
             }
         }
@@ -694,6 +865,7 @@ mod wants_tests {
             journal: Arc::new(journal),
             delivery: DeliveryPolicy::from(&loaded.config.delivery),
             interrupt: CancellationToken::new(),
+            follower: None,
         };
         Routing::new(1, loaded.routes, env, loaded.config.sources)
     }

@@ -423,6 +423,7 @@ pub async fn run_events(
         journal: Arc::clone(&journal),
         delivery: DeliveryPolicy::from(&loaded.config.delivery),
         interrupt: CancellationToken::new(),
+        follower: None,
     };
     let mut sim = Simulation {
         routes: &routes,

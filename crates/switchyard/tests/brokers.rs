@@ -1116,3 +1116,191 @@ fn kafka_three_instances_on_a_shared_journal_with_one_killed_run_every_message_o
         assert_eq!(r.stop(libc::SIGTERM), Some(0));
     }
 }
+
+/// `settle_on: finished` on RabbitMQ with a real worker: a message is acknowledged only once
+/// its run has ended; a run that fails is retried (`on_failure: retry`, `max_runs: 2`) and
+/// then dead-lettered; the router killed -9 while runs are running loses nothing and starts
+/// no run twice.
+#[test]
+fn amqp_settle_on_finished_acknowledges_at_the_runs_end_and_retries_failed_runs() {
+    let api = &PrefectServer::shared().api_url;
+    let worked = common::Worked::start(api);
+    let mut amqp = Amqp::new();
+    let dir = TempDir::new("amqp-finished");
+    let config = format!(
+        r#"
+prefect: {{follow: {{interval: 200ms}}}}
+delivery: {{backoff: 100ms, max_backoff: 1s}}
+sources: [{source}]
+routes:
+  - name: jobs
+    settle_on: finished
+    on_failure: retry
+    max_runs: 2
+    action:
+      type: run_deployment
+      deployment: {reference}
+      parameters:
+        n: "{{{{ event.payload.n }}}}"
+        fail: "{{{{ event.payload.fail | default(false) }}}}"
+        seconds: "{{{{ event.payload.seconds | default(0) }}}}"
+"#,
+        source = amqp.source("jobs-in"),
+        reference = worked.reference
+    );
+    let runs_of_n = |n: i64| -> Vec<switchyard_prefect::FlowRun> {
+        runs_of(api, worked.deployment)
+            .into_iter()
+            .filter(|r| r.parameters["n"] == json!(n))
+            .collect()
+    };
+    let router = Router::start(dir.path(), api, "finished.yaml", &config, &[]);
+    router.wait_for_log(&[("message", "AMQP")]);
+    amqp.send(Some(1), r#"{"n": 1, "seconds": 5}"#);
+    amqp.send(Some(2), r#"{"n": 2, "fail": true}"#);
+    wait_until("run n=1 to be running", DEADLINE, || {
+        runs_of_n(1)
+            .iter()
+            .any(|r| r.state_type.as_deref() == Some("RUNNING"))
+            .then_some(())
+    });
+    router.kill9();
+    // Neither was acknowledged: their runs had not ended (n=2 waits on its first or second).
+    // The broker takes them back once it sees the connection gone.
+    wait_until("both messages back with the broker", DEADLINE, || {
+        (amqp.unacknowledged() == 2).then_some(())
+    });
+
+    let router = Router::start(dir.path(), api, "finished.yaml", &config, &[]);
+    let letter = wait_until("n=2 dead-lettered after two failed runs", DEADLINE, || {
+        let env = [("SWITCHYARD_JOURNAL", dir.path().join("journal.db"))];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.to_str().unwrap())).collect();
+        let (_, out, _) = switchyard(&["dlq", "list", "--json"], &env);
+        let list: Value = serde_json::from_str(&out).ok()?;
+        list.as_array()?.first().cloned()
+    });
+    assert_eq!(letter["route"], "jobs");
+    let reason = letter["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("ended Failed") && reason.contains("2 run(s)"),
+        "{reason}"
+    );
+    wait_until("run n=1 to complete", DEADLINE, || {
+        let runs = runs_of_n(1);
+        runs.iter()
+            .all(|r| r.state_type.as_deref() == Some("COMPLETED"))
+            .then_some(())
+    });
+    router.wait_for_log(&[("message", "flow run completed; event handled")]);
+    router.stop(libc::SIGINT);
+    // Both acknowledged once settled; none left with the broker.
+    assert_eq!(amqp.unacknowledged(), 0);
+    // One run for n=1, killed or not; two failed runs for n=2, each once.
+    let one = runs_of_n(1);
+    assert_eq!(one.len(), 1, "{one:?}");
+    let two = runs_of_n(2);
+    assert_eq!(two.len(), 2, "{two:?}");
+    assert!(
+        two.iter()
+            .all(|r| r.state_type.as_deref() == Some("FAILED")),
+        "{two:?}"
+    );
+}
+
+/// An AMQP message with `reply_to` and `correlation_id` gets its outcome on that queue once
+/// its run has ended: the event id, the run's id, name, final state and page.
+#[test]
+fn amqp_reply_to_gets_the_outcome_once_the_run_has_ended() {
+    let api = &PrefectServer::shared().api_url;
+    let worked = common::Worked::start(api);
+    let amqp = Amqp::new();
+    let replies = unique("switchyard-replies");
+    let dir = TempDir::new("amqp-reply");
+    let config = format!(
+        r#"
+prefect: {{follow: {{interval: 200ms}}}}
+sources: [{source}]
+routes:
+  - name: jobs
+    action:
+      type: run_deployment
+      deployment: {reference}
+      parameters: {{n: "{{{{ event.payload.n }}}}"}}
+"#,
+        source = amqp.source("asks"),
+        reference = worked.reference
+    );
+    let router = Router::start(dir.path(), api, "reply.yaml", &config, &[]);
+    router.wait_for_log(&[("message", "AMQP")]);
+    let (ch, q) = (amqp.channel.clone(), amqp.queue.clone());
+    let reply = amqp.rt.block_on(async {
+        use futures::StreamExt;
+        let options = lapin::options::QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        };
+        ch.queue_declare(replies.as_str().into(), options, Default::default())
+            .await
+            .unwrap();
+        let mut consumer = ch
+            .basic_consume(
+                replies.as_str().into(),
+                "test-replies".into(),
+                lapin::options::BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let props = lapin::BasicProperties::default()
+            .with_message_id("asked-1".into())
+            .with_reply_to(replies.as_str().into())
+            .with_correlation_id("corr-42".into());
+        ch.basic_publish(
+            "".into(),
+            q.as_str().into(),
+            Default::default(),
+            br#"{"n": 5}"#,
+            props,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+        tokio::time::timeout(DEADLINE, consumer.next())
+            .await
+            .expect("a reply within the deadline")
+            .expect("the consumer is open")
+            .expect("a delivery")
+    });
+    assert_eq!(
+        reply
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.as_str()),
+        Some("corr-42")
+    );
+    let body: Value = serde_json::from_slice(&reply.data).unwrap();
+    assert_eq!(body["id"], "asks:asked-1", "{body}");
+    assert_eq!(body["status"], "finished", "{body}");
+    let run = &body["runs"][0];
+    assert_eq!(run["state_type"], "COMPLETED", "{body}");
+    let run_id = run["flow_run_id"].as_str().unwrap();
+    assert!(
+        run["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/runs/flow-run/{run_id}")),
+        "{body}"
+    );
+    assert_eq!(
+        common::flow_run(api, run_id).state_type.as_deref(),
+        Some("COMPLETED")
+    );
+    router.wait_for_log(&[("message", "outcome replied"), ("status", "finished")]);
+    router.stop(libc::SIGINT);
+}

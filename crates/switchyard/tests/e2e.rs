@@ -392,6 +392,7 @@ fn the_examples_pass_check_online_against_the_demo_flows() {
         "stdin.yaml",
         "triggers.yaml",
         "brokers.yaml",
+        "outcomes.yaml",
     ] {
         let path = root.join("examples").join(name);
         let (code, out, err) = common::switchyard(

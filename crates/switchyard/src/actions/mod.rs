@@ -73,16 +73,17 @@ impl Action {
         }
     }
 
-    /// Does what [`Action::render`] described.
+    /// Does what [`Action::render`] described: the route's `run`th run for the event.
     pub async fn execute(
         &self,
         route: &str,
         event: &Event,
         rendered: Rendered,
         prefect: &PrefectClient,
+        run: u32,
     ) -> Result<RunCreated, ActionError> {
         match self {
-            Self::RunDeployment(a) => a.create(route, event, rendered, prefect).await,
+            Self::RunDeployment(a) => a.create(route, event, rendered, prefect, run).await,
         }
     }
 

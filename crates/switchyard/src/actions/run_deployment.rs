@@ -180,19 +180,26 @@ impl RunDeployment {
     }
 
     /// The idempotency key of the run a route starts for an event: `<route>:<event id>`
-    /// (Prefect scopes keys per flow, so a redelivered event finds the run it started).
-    fn key(route: &str, event: &Event) -> String {
-        format!("{route}:{}", event.id)
+    /// (Prefect scopes keys per flow, so a redelivered event finds the run it started), and
+    /// `<route>:<event id>#run<n>` for the `n`th run of a route that retries failed runs.
+    fn key(route: &str, event: &Event, run: u32) -> String {
+        if run <= 1 {
+            format!("{route}:{}", event.id)
+        } else {
+            format!("{route}:{}#run{run}", event.id)
+        }
     }
 
-    /// Creates the run [`RunDeployment::render`] described; a redelivered event returns the
-    /// run it already started (see [`RunDeployment::key`]).
+    /// Creates the run [`RunDeployment::render`] described, the route's `run`th for the
+    /// event (1 but for a route retrying failed runs); a redelivered event returns the run it
+    /// already started (see [`RunDeployment::key`]).
     pub async fn create(
         &self,
         route: &str,
         event: &Event,
         rendered: Rendered,
         prefect: &PrefectClient,
+        run: u32,
     ) -> Result<RunCreated, ActionError> {
         let Rendered {
             reference,
@@ -214,7 +221,7 @@ impl RunDeployment {
             None => None,
         };
         Self::checked(&reference, &body, prefect).await?;
-        let key = Self::key(route, event);
+        let key = Self::key(route, event, run);
         let (deployment, created) = prefect
             .run_deployment(&reference, &body, Some(&key))
             .await?;
@@ -243,7 +250,7 @@ impl RunDeployment {
             deployment: reference.to_string(),
             deployment_id: deployment.id,
             parameters: Value::Object(body.parameters),
-            idempotency_key: Self::key(route, event),
+            idempotency_key: Self::key(route, event, 1),
             flow_run_name: body.name,
         })
     }

@@ -38,6 +38,9 @@ pub(super) fn needs_restart(old: &Config, new: &Config) -> anyhow::Result<()> {
     if old.templates != new.templates {
         fixed.push("templates");
     }
+    if old.prefect.follow != new.prefect.follow {
+        fixed.push("prefect.follow");
+    }
     if fixed.is_empty() {
         return Ok(());
     }

@@ -110,11 +110,17 @@ impl Topology {
             sources = config.sources.len(), routes = routes.len(), "switchyard starting"
         );
         warn_shadow(&routes);
+        let follower = crate::follow::Follower::new(
+            Arc::clone(&journal),
+            prefect.clone(),
+            config.prefect.follow.clone(),
+        );
         let env = RouteEnv {
             prefect,
             journal: Arc::clone(&journal),
             delivery: DeliveryPolicy::from(&config.delivery),
             interrupt: stop.clone(),
+            follower: Some(Arc::clone(&follower)),
         };
         let live = Arc::new(Live::new(Routing::new(
             1,
@@ -141,7 +147,8 @@ impl Topology {
             finishers.clone(),
         )
         .with_accepts_in_flight(engine.accepts_in_flight.get())
-        .with_wanted(Arc::new(LiveWants(Arc::clone(&live))));
+        .with_wanted(Arc::new(LiveWants(Arc::clone(&live))))
+        .with_follower(Arc::clone(&follower));
         let (reload_tx, reload_rx) = mpsc::channel(4);
         let mut me = Self {
             path,
@@ -231,6 +238,9 @@ impl Topology {
             },
         };
         self.jobs.spawn(retention.run(stop.clone()));
+        if let Some(follower) = dispatch.follower() {
+            self.jobs.spawn(Arc::clone(follower).run(stop.clone()));
+        }
         Ok(())
     }
 
@@ -433,13 +443,18 @@ impl Topology {
         let prefect = if loaded.config.prefect == self.config.prefect {
             old.env.prefect.clone()
         } else {
-            prefect_client_until(&loaded.config.prefect, self.prefect_cancel.clone())?
+            let client = prefect_client_until(&loaded.config.prefect, self.prefect_cancel.clone())?;
+            if let Some(follower) = self.dispatch.follower() {
+                follower.use_prefect(client.clone());
+            }
+            client
         };
         let env = RouteEnv {
             prefect,
             journal: Arc::clone(&self.journal),
             delivery: DeliveryPolicy::from(&loaded.config.delivery),
             interrupt: self.stop.clone(),
+            follower: self.dispatch.follower().cloned(),
         };
         // Webhooks that are new need the server: start it before anything changes, so a
         // failure to listen leaves the running config whole.

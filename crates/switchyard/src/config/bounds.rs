@@ -88,6 +88,20 @@ pub fn check(c: &Config) -> Result<(), Problem> {
     }
     number("prefect.max_retries", p.max_retries, 0, 100)?;
     number("prefect.max_in_flight", p.max_in_flight.get(), 1, 256)?;
+    let f = &p.follow;
+    duration(
+        "prefect.follow.interval",
+        f.interval,
+        Duration::from_millis(100),
+        HOUR,
+    )?;
+    duration(
+        "prefect.follow.max_interval",
+        f.max_interval,
+        f.interval,
+        HOUR,
+    )?;
+    duration("prefect.follow.max_age", f.max_age, MINUTE, 365 * DAY)?;
     let e = &c.engine;
     number(
         "engine.queue_capacity",
@@ -205,10 +219,29 @@ pub fn check(c: &Config) -> Result<(), Problem> {
                 Duration::from_millis(10),
                 HOUR,
             )?,
+            SourceConfig::Amqp(a) => duration(&key("reply_timeout"), a.reply_timeout, SECOND, DAY)?,
+            SourceConfig::Webhook(w) => {
+                if let Some(t) = w.respond_timeout {
+                    duration(&key("respond_timeout"), t, SECOND, HOUR)?;
+                }
+            }
             _ => {}
         }
     }
     for (i, r) in c.routes.iter().enumerate() {
+        number(&format!("routes[{i}].max_runs"), r.max_runs, 1, 100)?;
+        duration(
+            &format!("routes[{i}].finish_timeout"),
+            r.finish_timeout,
+            SECOND,
+            30 * DAY,
+        )?;
+        if r.settle_on == super::SettleOn::Finished && !c.prefect.follow.enabled {
+            return Err((
+                format!("routes[{i}].settle_on"),
+                "`finished` needs the runs followed (prefect.follow.enabled: true)".into(),
+            ));
+        }
         let super::ActionConfig::RunDeployment(a) = &r.action;
         if let Some(rl) = a.rate_limit {
             rate(&format!("routes[{i}].action.rate_limit"), rl)?;
@@ -290,5 +323,61 @@ mod tests {
         }
         assert_eq!(with(None, None, 0).unwrap_err().0, "journal.lease");
         assert_eq!(with(None, None, 7200).unwrap_err().0, "journal.lease");
+    }
+
+    /// Following runs and waiting on them take only numbers in range, and `settle_on:
+    /// finished` only with runs followed; each error names its key.
+    #[test]
+    fn following_and_waiting_are_bounded() {
+        let check = |prefect: &str, source: &str, route: &str| {
+            let text = format!(
+                "prefect: {{{prefect}}}\nsources: [{{type: webhook, name: a{source}}}]\nroutes: [{{name: r{route}, action: {{type: run_deployment, deployment: a/b}}}}]\n"
+            );
+            super::super::parse_str(std::path::Path::new("app.yaml"), &text, |_| None)
+                .map(|_| ())
+                .map_err(|e| (e.key.unwrap_or_default(), e.message))
+        };
+        assert!(check("", ", respond: finished", ", settle_on: finished").is_ok());
+        for (prefect, source, route, key) in [
+            (
+                "follow: {interval: 10ms}",
+                "",
+                "",
+                "prefect.follow.interval",
+            ),
+            (
+                "follow: {interval: 5s, max_interval: 1s}",
+                "",
+                "",
+                "prefect.follow.max_interval",
+            ),
+            ("follow: {max_age: 1s}", "", "", "prefect.follow.max_age"),
+            (
+                "",
+                ", respond_timeout: 0s",
+                "",
+                "sources[0].respond_timeout",
+            ),
+            (
+                "",
+                ", respond_timeout: 2h",
+                "",
+                "sources[0].respond_timeout",
+            ),
+            ("", "", ", max_runs: 0", "routes[0].max_runs"),
+            ("", "", ", max_runs: 101", "routes[0].max_runs"),
+            ("", "", ", finish_timeout: 0s", "routes[0].finish_timeout"),
+            (
+                "follow: {enabled: false}",
+                "",
+                ", settle_on: finished",
+                "routes[0].settle_on",
+            ),
+        ] {
+            let (k, message) = check(prefect, source, route).unwrap_err();
+            assert_eq!(k, key, "{message}");
+        }
+        let (_, message) = check("", ", respond: later", "").unwrap_err();
+        assert!(message.contains("accepted"), "{message}");
     }
 }

@@ -167,6 +167,10 @@ pub(super) fn translate(path: &Path, text: &str) -> Result<Config, ConfigError> 
             trigger: None,
             batch: None,
             mode: Default::default(),
+            settle_on: Default::default(),
+            on_failure: Default::default(),
+            max_runs: 3,
+            finish_timeout: std::time::Duration::from_secs(3600),
             action: ActionConfig::RunDeployment(RunDeploymentConfig {
                 deployment: "{{ event.payload.flow_name }}/{{ event.payload.deployment_name }}"
                     .into(),

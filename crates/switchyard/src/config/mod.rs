@@ -126,7 +126,12 @@ pub struct PrefectConfig {
     /// (default 8: after 25 ms, doubling, ±50 % jitter; ~6.4 s in all).
     #[serde(default = "default_retries")]
     pub max_retries: u32,
+    /// Following the runs Switchyard creates until they end.
+    #[serde(default)]
+    pub follow: FollowConfig,
 }
+
+pub use crate::follow::FollowConfig;
 
 impl Default for PrefectConfig {
     fn default() -> Self {
@@ -138,6 +143,7 @@ impl Default for PrefectConfig {
             rate_limit: None,
             request_timeout: default_request_timeout(),
             max_retries: default_retries(),
+            follow: FollowConfig::default(),
         }
     }
 }
@@ -457,8 +463,59 @@ pub struct RouteConfig {
     /// deployment's schema, record it as a would-run, and never create it.
     #[serde(default)]
     pub mode: RouteMode,
+    /// When the event counts as handled, and so when its source's message is acknowledged:
+    /// `created` (the default: once the run exists) or `finished` (once the run has ended;
+    /// see `on_failure`). Each event waiting holds one of `engine.max_consumers`.
+    #[serde(default)]
+    pub settle_on: SettleOn,
+    /// With `settle_on: finished`, what a run that does not complete (Failed, Crashed,
+    /// Cancelled, gone from Prefect) leads to: `dead_letter` (the default: a dead letter with
+    /// the run and its state; the message is acknowledged), `retry` (a new run, up to
+    /// `max_runs`, after the `delivery` backoff; then a dead letter) or `accept` (acknowledged
+    /// as if it had completed). A run not ended within `finish_timeout` is never retried.
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    /// Most runs per event with `on_failure: retry`, the first included (default 3; 1 to 100).
+    #[serde(default = "default_max_runs")]
+    pub max_runs: u32,
+    /// With `settle_on: finished`, the longest wait for a run to end, from its creation
+    /// (default `1h`; `1s` to `30d`); then `dead_letter`, or `accept` with `on_failure: accept`.
+    #[serde(default = "default_finish_timeout", with = "humantime_serde")]
+    #[schemars(with = "crate::durations::HumanDuration")]
+    pub finish_timeout: Duration,
     /// What to do.
     pub action: ActionConfig,
+}
+
+/// When a route's event counts as handled (see [`RouteConfig::settle_on`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SettleOn {
+    /// Once the flow run exists.
+    #[default]
+    Created,
+    /// Once the flow run has ended.
+    Finished,
+}
+
+/// What a run that did not complete leads to (see [`RouteConfig::on_failure`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// A dead letter.
+    #[default]
+    DeadLetter,
+    /// Another run, up to `max_runs`.
+    Retry,
+    /// Acknowledged as if it had completed.
+    Accept,
+}
+
+fn default_max_runs() -> u32 {
+    3
+}
+fn default_finish_timeout() -> Duration {
+    Duration::from_secs(3600)
 }
 
 impl RouteConfig {

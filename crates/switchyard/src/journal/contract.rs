@@ -33,6 +33,7 @@ macro_rules! journal_contract {
             a_trigger_step_is_recorded_whole,
             a_failed_write_takes_no_neighbour_with_it,
             listing_filters_and_pages,
+            runs_are_followed_until_they_end,
         );
     };
     (@each $backend:expr; $($name:ident),* $(,)?) => {
@@ -601,4 +602,115 @@ pub(crate) async fn an_event_every_route_skips_is_journaled_finished_in_one_writ
         pruned, 2,
         "both finished events retired, the pending one kept"
     );
+}
+
+/// What a look found: `state` now, ended or not, due again at once.
+fn seen(id: &str, state: (&str, &str), ended: bool) -> RunSeen {
+    RunSeen {
+        flow_run_id: id.into(),
+        state: (state.0.into(), state.1.into()),
+        ended,
+        next_check: chrono::Utc::now() - chrono::Duration::seconds(1),
+    }
+}
+
+pub(crate) async fn runs_are_followed_until_they_end(b: &dyn Backend) {
+    let j = b.open().await;
+    j.accept(&event("e1")).await.unwrap();
+    let created = run("r1");
+    let Settlement::Ran(r) = &created else {
+        unreachable!()
+    };
+    let id = r.flow_run_id.to_string();
+    j.settle("e1", "a", &created).await.unwrap();
+    // The same run recorded again (a redelivery) is one run.
+    j.settle("e1", "a", &created).await.unwrap();
+    let followed = j.followed_run(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            followed.state_type.as_str(),
+            followed.event_id.as_str(),
+            followed.route.as_str()
+        ),
+        ("SCHEDULED", "e1", "a")
+    );
+    assert!(followed.ended_at.is_none());
+    // Due at once, then held: asked again within the hold, it is not given out twice.
+    let hold = Duration::from_secs(60);
+    let due = j.runs_due(10, hold).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].flow_run_id, id);
+    assert!(j.runs_due(10, hold).await.unwrap().is_empty());
+    // An unchanged state records nothing; a new one is a decision of the event.
+    let changed = j
+        .runs_seen(vec![seen(&id, ("SCHEDULED", "Scheduled"), false)])
+        .await
+        .unwrap();
+    assert!(changed.is_empty());
+    let changed = j
+        .runs_seen(vec![seen(&id, ("RUNNING", "Running"), false)])
+        .await
+        .unwrap();
+    assert_eq!(changed.len(), 1);
+    assert!(!changed[0].ended);
+    // Seen again by another look (another instance): recorded once.
+    assert!(
+        j.runs_seen(vec![seen(&id, ("RUNNING", "Running"), false)])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Its next look is due (next_check in the past).
+    assert_eq!(j.runs_due(10, hold).await.unwrap().len(), 1);
+    let changed = j
+        .runs_seen(vec![seen(&id, ("COMPLETED", "Completed"), true)])
+        .await
+        .unwrap();
+    assert_eq!(changed.len(), 1);
+    assert!(changed[0].ended);
+    assert_eq!(changed[0].run.state_name, "Completed");
+    // Ended: never due again, and a late look changes nothing.
+    assert!(j.runs_due(10, Duration::ZERO).await.unwrap().is_empty());
+    assert!(
+        j.runs_seen(vec![seen(&id, ("CRASHED", "Crashed"), true)])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let detail = j.event("e1").await.unwrap().unwrap();
+    let states: Vec<_> = detail
+        .decisions
+        .iter()
+        .filter(|d| d.kind == "run_state")
+        .map(|d| (d.detail.clone().unwrap_or_default(), d.flow_run_id.clone()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("Running".to_string(), Some(id.clone())),
+            ("Completed".to_string(), Some(id.clone()))
+        ]
+    );
+    assert_eq!(detail.followed.len(), 1);
+    assert_eq!(detail.followed[0].state_type, "COMPLETED");
+    assert!(detail.followed[0].ended_at.is_some());
+    // A run given up on (past following) ends with its state as it was.
+    j.accept(&event("e2")).await.unwrap();
+    let other = run("r2");
+    let Settlement::Ran(o) = &other else {
+        unreachable!()
+    };
+    let other_id = o.flow_run_id.to_string();
+    j.settle("e2", "a", &other).await.unwrap();
+    assert!(
+        j.runs_seen(vec![seen(&other_id, ("SCHEDULED", "Scheduled"), true)])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let given_up = j.followed_run(&other_id).await.unwrap().unwrap();
+    assert_eq!(given_up.state_type, "SCHEDULED");
+    assert!(given_up.ended_at.is_some());
+    assert!(j.runs_due(10, Duration::ZERO).await.unwrap().is_empty());
+    assert!(j.followed_run("no-such-run").await.unwrap().is_none());
 }

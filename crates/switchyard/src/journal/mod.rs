@@ -220,7 +220,8 @@ pub struct Decision {
     /// The route.
     pub route: String,
     /// `skipped`, `run_created`, `would_run` (a shadow route; `detail` is the JSON of its
-    /// `parameters` and `idempotency_key`), `attempt_failed`, `dead_lettered`, `replayed`.
+    /// `parameters` and `idempotency_key`), `attempt_failed`, `dead_lettered`, `replayed`,
+    /// `run_state` (a run it created changed state: `detail` is the state's name).
     pub kind: String,
     /// Reason or error.
     pub detail: Option<String>,
@@ -269,6 +270,59 @@ pub struct EventDetail {
     pub accepted_at: DateTime<Utc>,
     /// Decisions, oldest first.
     pub decisions: Vec<Decision>,
+    /// The flow runs it led to, followed to their end: where each stood when last looked
+    /// at, oldest first.
+    pub followed: Vec<FollowedRun>,
+}
+
+/// A flow run Switchyard created, followed to its end (see [`Store::runs_due`]).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct FollowedRun {
+    /// The run.
+    pub flow_run_id: String,
+    /// Its name.
+    pub flow_run_name: String,
+    /// The deployment as the route named it.
+    pub deployment: String,
+    /// The event that led to it.
+    pub event_id: String,
+    /// The route that created it.
+    pub route: String,
+    /// Its state's type as last seen (`SCHEDULED`, `RUNNING`, `COMPLETED`, ...; a run created
+    /// and not looked at yet is `SCHEDULED`; `NOT_FOUND` when Prefect no longer has it).
+    pub state_type: String,
+    /// Its state's name as last seen (`Scheduled`, `Late`, `Running`, `Completed`, ...).
+    pub state_name: String,
+    /// When Switchyard recorded it.
+    pub created_at: DateTime<Utc>,
+    /// When its state last changed, as Switchyard saw it.
+    pub changed_at: DateTime<Utc>,
+    /// When Switchyard stopped following it: it ended (a terminal state) or it was followed
+    /// for longer than `prefect.follow.max_age` (then its state is not terminal).
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// What one look at a followed run found (see [`Store::runs_seen`]).
+#[derive(Debug, Clone)]
+pub struct RunSeen {
+    /// The run.
+    pub flow_run_id: String,
+    /// Its state's type and name now.
+    pub state: (String, String),
+    /// Whether to stop following it: its state is terminal, or it is past following.
+    pub ended: bool,
+    /// When to look at it again (when it did not end).
+    pub next_check: DateTime<Utc>,
+}
+
+/// A followed run whose state changed (see [`Store::runs_seen`]): the one instance whose
+/// write recorded the change is told, so it is counted once however many looked.
+#[derive(Debug, Clone)]
+pub struct RunChanged {
+    /// The run as it is now.
+    pub run: FollowedRun,
+    /// Whether it ended with this change.
+    pub ended: bool,
 }
 
 /// A dead letter.
@@ -495,6 +549,25 @@ pub trait Store: Send + Sync + 'static {
     /// Checks that the journal is still the file it opened and that it takes a write; sets
     /// or clears [`Store::fault`] accordingly (a file removed or replaced stays a fault).
     fn check(&self) -> BoxFuture<'_, Option<String>>;
+    /// At most `limit` followed runs that have not ended and are due for a look, the longest
+    /// due first; each is not due again for `hold` (so instances sharing the journal look at
+    /// different runs, and a look that never reports back is retried after `hold`).
+    fn runs_due(
+        &self,
+        limit: usize,
+        hold: Duration,
+    ) -> BoxFuture<'_, Result<Vec<FollowedRun>, JournalError>>;
+    /// Records what looks at followed runs found, in one transaction: a state that differs
+    /// from the recorded one is written to the run and as a `run_state` decision of its
+    /// event; a run that ended is followed no more; every run is next due at its
+    /// `next_check`. Returns the runs whose state this write changed.
+    fn runs_seen(&self, seen: Vec<RunSeen>)
+    -> BoxFuture<'_, Result<Vec<RunChanged>, JournalError>>;
+    /// One followed run.
+    fn followed_run<'a>(
+        &'a self,
+        flow_run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<FollowedRun>, JournalError>>;
     /// The instances sharing this journal, with what each owns; empty for a journal only one
     /// process opens (SQLite).
     fn instances(&self) -> BoxFuture<'_, Result<Vec<Instance>, JournalError>> {

@@ -25,8 +25,9 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::faults::Faults;
 use super::{
-    Accepted, DeadLetter, Decision, EventDetail, EventFilter, EventStatus, EventSummary, Instance,
-    JournalError, PendingEvent, Retention, Settlement, Store, TriggerChange,
+    Accepted, DeadLetter, Decision, EventDetail, EventFilter, EventStatus, EventSummary,
+    FollowedRun, Instance, JournalError, PendingEvent, Retention, RunChanged, RunSeen, Settlement,
+    Store, TriggerChange,
 };
 use schema::{MIGRATION_LOCK, MIGRATIONS, RETENTION_LOCK, SCHEMA_VERSION};
 
@@ -90,8 +91,17 @@ pub(super) fn from_ms(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
-fn db(e: impl std::fmt::Display) -> JournalError {
-    JournalError::Db(e.to_string())
+/// A driver error with its causes (tokio-postgres says only "db error" itself; the server's
+/// message is its source).
+fn db(e: impl std::error::Error) -> JournalError {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cause = c.source();
+    }
+    JournalError::Db(message)
 }
 
 impl PostgresStore {
@@ -706,7 +716,11 @@ impl Store for PostgresStore {
             for r in &rows {
                 let accepted: i64 = r.try_get(8).map_err(db)?;
                 let seq: i64 = r.try_get(10).map_err(db)?;
-                events.push((accepted, seq, ops::event_from_row(r).map_err(db)?));
+                events.push((
+                    accepted,
+                    seq,
+                    ops::event_from_row(r).map_err(JournalError::Db)?,
+                ));
             }
             events.sort_by_key(|(a, s, _)| (*a, *s));
             let ids: Vec<&str> = events.iter().map(|(_, _, e)| e.id.as_str()).collect();
@@ -810,7 +824,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(db)?;
             let Some(row) = row else { return Ok(None) };
-            let event = ops::event_from_row(&row).map_err(db)?;
+            let event = ops::event_from_row(&row).map_err(JournalError::Db)?;
             let status: String = row.try_get(7).map_err(db)?;
             let accepted: i64 = row.try_get(8).map_err(db)?;
             let skips: Option<String> = row.try_get(9).map_err(db)?;
@@ -843,11 +857,26 @@ impl Store for PostgresStore {
                 .collect::<Result<Vec<_>, tokio_postgres::Error>>()
                 .map_err(db)?;
             let decisions = super::with_skips(decisions, skips.as_deref(), finished.map(from_ms));
+            let followed = c
+                .query(
+                    &format!(
+                        "SELECT {} FROM switchyard.runs WHERE event_id = $1 ORDER BY created_at, flow_run_id",
+                        ops::RUN_COLUMNS
+                    ),
+                    &[&id],
+                )
+                .await
+                .map_err(db)?
+                .iter()
+                .map(ops::run_from_row)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?;
             Ok(Some(EventDetail {
                 event,
                 status: EventStatus::parse(&status),
                 accepted_at: from_ms(accepted),
                 decisions,
+                followed,
             }))
         })
     }
@@ -943,6 +972,145 @@ impl Store for PostgresStore {
                 .execute("SELECT pg_advisory_unlock($1)", &[&RETENTION_LOCK])
                 .await;
             result
+        })
+    }
+
+    fn runs_due(
+        &self,
+        limit: usize,
+        hold: Duration,
+    ) -> BoxFuture<'_, Result<Vec<FollowedRun>, JournalError>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let hold = i64::try_from(hold.as_millis()).unwrap_or(i64::MAX);
+        Box::pin(async move {
+            let c = self.client().await?;
+            let now = now_ms();
+            // SKIP LOCKED: instances asking together are given different runs.
+            let rows = c
+                .query(
+                    &format!(
+                        "UPDATE switchyard.runs r SET next_check_at = $1 FROM (
+                            SELECT flow_run_id FROM switchyard.runs
+                            WHERE ended_at IS NULL AND next_check_at <= $2
+                            ORDER BY next_check_at LIMIT $3 FOR UPDATE SKIP LOCKED) d
+                         WHERE r.flow_run_id = d.flow_run_id RETURNING {}",
+                        ops::RUN_COLUMNS_R
+                    ),
+                    &[&now.saturating_add(hold), &now, &limit],
+                )
+                .await
+                .map_err(db)?;
+            let mut runs = rows
+                .iter()
+                .map(ops::run_from_row)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?;
+            runs.sort_by_key(|r| r.changed_at);
+            Ok(runs)
+        })
+    }
+
+    fn runs_seen(
+        &self,
+        seen: Vec<RunSeen>,
+    ) -> BoxFuture<'_, Result<Vec<RunChanged>, JournalError>> {
+        Box::pin(async move {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await.map_err(db)?;
+            let now = now_ms();
+            let changed_st = tx
+                .prepare_cached(&format!(
+                    "UPDATE switchyard.runs r SET state_type = $2, state_name = $3, changed_at = $4, next_check_at = $5,
+                         ended_at = CASE WHEN $6::BOOLEAN THEN $4::BIGINT END
+                     WHERE flow_run_id = $1 AND ended_at IS NULL
+                       AND (state_type IS DISTINCT FROM $2 OR state_name IS DISTINCT FROM $3)
+                     RETURNING {}",
+                    ops::RUN_COLUMNS_R
+                ))
+                .await
+                .map_err(db)?;
+            let decision_st = tx
+                .prepare_cached(
+                    "INSERT INTO switchyard.decisions (event_id, route, kind, detail, flow_run_id, flow_run_name, deployment, at)
+                     VALUES ($1, $2, 'run_state', $3, $4, $5, $6, $7)",
+                )
+                .await
+                .map_err(db)?;
+            let same_st = tx
+                .prepare_cached(
+                    "UPDATE switchyard.runs SET next_check_at = $2, ended_at = CASE WHEN $3::BOOLEAN THEN $4::BIGINT END
+                     WHERE flow_run_id = $1 AND ended_at IS NULL",
+                )
+                .await
+                .map_err(db)?;
+            let mut changed = Vec::new();
+            for s in seen {
+                let next = s.next_check.timestamp_millis();
+                let row = tx
+                    .query_opt(
+                        &changed_st,
+                        &[
+                            &s.flow_run_id,
+                            &s.state.0,
+                            &s.state.1,
+                            &now,
+                            &next,
+                            &s.ended,
+                        ],
+                    )
+                    .await
+                    .map_err(db)?;
+                match row {
+                    Some(row) => {
+                        let run = ops::run_from_row(&row).map_err(db)?;
+                        tx.execute(
+                            &decision_st,
+                            &[
+                                &run.event_id,
+                                &run.route,
+                                &run.state_name,
+                                &run.flow_run_id,
+                                &run.flow_run_name,
+                                &run.deployment,
+                                &now,
+                            ],
+                        )
+                        .await
+                        .map_err(db)?;
+                        changed.push(RunChanged {
+                            run,
+                            ended: s.ended,
+                        });
+                    }
+                    None => {
+                        tx.execute(&same_st, &[&s.flow_run_id, &next, &s.ended, &now])
+                            .await
+                            .map_err(db)?;
+                    }
+                }
+            }
+            tx.commit().await.map_err(db)?;
+            Ok(changed)
+        })
+    }
+
+    fn followed_run<'a>(
+        &'a self,
+        flow_run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<FollowedRun>, JournalError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            let row = c
+                .query_opt(
+                    &format!(
+                        "SELECT {} FROM switchyard.runs WHERE flow_run_id = $1",
+                        ops::RUN_COLUMNS
+                    ),
+                    &[&flow_run_id],
+                )
+                .await
+                .map_err(db)?;
+            row.as_ref().map(ops::run_from_row).transpose().map_err(db)
         })
     }
 

@@ -18,12 +18,13 @@ use tokio::sync::{mpsc, oneshot};
 use super::faults::Faults;
 use super::{
     Accepted, DeadLetter, Decision, EventDetail, EventFilter, EventStatus, EventSummary,
-    JournalError, PendingEvent, Retention, Settlement, Store, TriggerChange, with_skips,
+    FollowedRun, JournalError, PendingEvent, Retention, RunChanged, RunSeen, Settlement, Store,
+    TriggerChange, with_skips,
 };
 use files::{identity, is_storage_error, prepare_file};
 use rows::{
-    DEAD_LETTER_COLUMNS, EVENT_COLUMNS, dead_letter_from_row, event_from_row, record_settlement,
-    settled_routes,
+    DEAD_LETTER_COLUMNS, EVENT_COLUMNS, RUN_COLUMNS, dead_letter_from_row, event_from_row,
+    record_settlement, run_from_row, settled_routes,
 };
 use schema::{INDEXES, MIGRATIONS, SCHEMA, SCHEMA_VERSION};
 use writer::writer;
@@ -678,7 +679,11 @@ impl Store for SqliteStore {
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let decisions = with_skips(decisions, skips.as_deref(), finished.map(from_ms));
-            Ok(Some(EventDetail { event, status: EventStatus::parse(&status), accepted_at: from_ms(accepted), decisions }))
+            let followed = conn
+                .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE event_id = ?1 ORDER BY created_at, flow_run_id"))?
+                .query_map(params![id], run_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some(EventDetail { event, status: EventStatus::parse(&status), accepted_at: from_ms(accepted), decisions, followed }))
         }))
     }
 
@@ -760,6 +765,83 @@ impl Store for SqliteStore {
                 tokio::time::sleep(PRUNE_PAUSE).await;
             }
         })
+    }
+
+    fn runs_due(
+        &self,
+        limit: usize,
+        hold: std::time::Duration,
+    ) -> BoxFuture<'_, Result<Vec<FollowedRun>, JournalError>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let hold = i64::try_from(hold.as_millis()).unwrap_or(i64::MAX);
+        Box::pin(self.run_single(move |conn| {
+            let now = now_ms();
+            let mut runs = conn
+                .prepare_cached(&format!(
+                    "UPDATE runs SET next_check_at = ?1 WHERE flow_run_id IN (
+                        SELECT flow_run_id FROM runs WHERE ended_at IS NULL AND next_check_at <= ?2
+                        ORDER BY next_check_at LIMIT ?3)
+                     RETURNING {RUN_COLUMNS}"
+                ))?
+                .query_map(params![now.saturating_add(hold), now, limit], run_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            runs.sort_by_key(|r| r.changed_at);
+            Ok(runs)
+        }))
+    }
+
+    fn runs_seen(
+        &self,
+        seen: Vec<RunSeen>,
+    ) -> BoxFuture<'_, Result<Vec<RunChanged>, JournalError>> {
+        Box::pin(self.run(move |conn| {
+            let now = now_ms();
+            let mut changed = Vec::new();
+            for s in seen {
+                let next = s.next_check.timestamp_millis();
+                let run = conn
+                    .prepare_cached(&format!(
+                        "UPDATE runs SET state_type = ?2, state_name = ?3, changed_at = ?4, next_check_at = ?5,
+                             ended_at = CASE WHEN ?6 THEN ?4 END
+                         WHERE flow_run_id = ?1 AND ended_at IS NULL AND (state_type IS NOT ?2 OR state_name IS NOT ?3)
+                         RETURNING {RUN_COLUMNS}"
+                    ))?
+                    .query_row(params![s.flow_run_id, s.state.0, s.state.1, now, next, s.ended], run_from_row)
+                    .optional()?;
+                match run {
+                    Some(run) => {
+                        conn.prepare_cached(
+                            "INSERT INTO decisions (event_id, route, kind, detail, flow_run_id, flow_run_name, deployment, at)
+                             VALUES (?1, ?2, 'run_state', ?3, ?4, ?5, ?6, ?7)",
+                        )?
+                        .execute(params![run.event_id, run.route, run.state_name, run.flow_run_id, run.flow_run_name, run.deployment, now])?;
+                        changed.push(RunChanged { run, ended: s.ended });
+                    }
+                    None => {
+                        conn.prepare_cached(
+                            "UPDATE runs SET next_check_at = ?2, ended_at = CASE WHEN ?3 THEN ?4 END
+                             WHERE flow_run_id = ?1 AND ended_at IS NULL",
+                        )?
+                        .execute(params![s.flow_run_id, next, s.ended, now])?;
+                    }
+                }
+            }
+            Ok(changed)
+        }))
+    }
+
+    fn followed_run<'a>(
+        &'a self,
+        flow_run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<FollowedRun>, JournalError>> {
+        let id = flow_run_id.to_string();
+        Box::pin(self.run_single(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE flow_run_id = ?1"
+            ))?
+            .query_row(params![id], run_from_row)
+            .optional()
+        }))
     }
 
     fn counts(&self) -> BoxFuture<'_, Result<(u64, u64), JournalError>> {

@@ -11,6 +11,7 @@ pub mod azure;
 pub mod kafka;
 pub mod mqtt;
 pub mod nats;
+pub mod outcome;
 pub mod redis_streams;
 pub mod runtime;
 pub mod stdin;

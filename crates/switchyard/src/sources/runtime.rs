@@ -36,6 +36,30 @@ pub trait Connector: super::SourceSpec + Send + Sync + 'static {
     }
     /// Connects (and subscribes); an error is retried with backoff.
     fn connect(&self) -> impl Future<Output = Result<Self::Session, String>> + Send;
+    /// The longest a reply ([`Acker::reply`]) waits for the event's runs to end.
+    fn reply_timeout(&self) -> Duration {
+        DEFAULT_REPLY_TIMEOUT
+    }
+}
+
+/// How long a reply waits for the runs to end by default.
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Most replies waiting for their runs at once, all sources together; past them a reply is
+/// sent at once with the runs as they stand.
+pub const MAX_REPLIES_WAITING: usize = 4096;
+
+static REPLIES_WAITING: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| Arc::new(tokio::sync::Semaphore::new(MAX_REPLIES_WAITING)));
+
+/// Where a message asks its outcome to be sent (an AMQP `reply_to`): the report of
+/// [`crate::sources::outcome`] as JSON, once the event's runs have ended.
+pub trait Reply: Send + 'static {
+    /// Sends `body` there.
+    fn send(
+        self: Box<Self>,
+        body: Vec<u8>,
+    ) -> futures::future::BoxFuture<'static, Result<(), String>>;
 }
 
 /// One connection to the broker.
@@ -130,6 +154,11 @@ pub trait Acker: Send + 'static {
     /// Keeps the message from being delivered elsewhere meanwhile.
     fn keep_alive(&mut self) -> impl Future<Output = ()> + Send {
         async {}
+    }
+    /// Where the message asks its outcome to be sent, if it does; taken once, before the
+    /// message is acknowledged (the reply follows the acknowledgement).
+    fn reply(&mut self) -> Option<Box<dyn Reply>> {
+        None
     }
 }
 
@@ -358,10 +387,12 @@ async fn hand_over<C: Connector, A: Acker>(
     };
     let source = source.to_string();
     let acking = Arc::clone(acking);
+    let (dispatch, reply_timeout) = (dispatch.clone(), connector.reply_timeout());
     accepts
         .submit(draft.build(&source, payload), move |receipt| async move {
             let id = receipt.id.clone();
             let mut ack = ack;
+            let reply = ack.reply();
             let outcome = receipt.outcome();
             tokio::pin!(outcome);
             let disposition = match ack.keep_alive_every().filter(|d| !d.is_zero()) {
@@ -385,8 +416,39 @@ async fn hand_over<C: Connector, A: Acker>(
             if let Err(e) = ack.settle(how).await {
                 tracing::warn!(source, event_id = %id, error = %e, "acknowledgement failed; the broker will deliver the message again and the journal recognises it");
             }
+            if let (Some(reply), Ack::Done) = (reply, how) {
+                tokio::spawn(send_reply(dispatch, source, id, reply, reply_timeout));
+            }
         })
         .await
+}
+
+/// Reports the event's outcome where its message asked, once its runs have ended (or within
+/// `timeout`, or at once when [`MAX_REPLIES_WAITING`] replies are waiting already).
+async fn send_reply(
+    dispatch: Dispatcher,
+    source: String,
+    id: String,
+    reply: Box<dyn Reply>,
+    timeout: Duration,
+) {
+    use crate::sources::outcome::{Until, report};
+    let waiting = Arc::clone(&REPLIES_WAITING).try_acquire_owned().ok();
+    let until = if waiting.is_some() {
+        Until::Finished
+    } else {
+        tracing::warn!(source, event_id = %id, "too many replies waiting for their runs; replying with the runs as they stand");
+        Until::Created
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let r = report(&dispatch, None, &id, until, deadline).await;
+    drop(waiting);
+    match reply.send(r.body.to_string().into_bytes()).await {
+        Ok(()) => tracing::info!(source, event_id = %id, status = r.status, "outcome replied"),
+        Err(e) => {
+            tracing::warn!(source, event_id = %id, error = %e, "cannot send the outcome reply")
+        }
+    }
 }
 
 #[cfg(test)]

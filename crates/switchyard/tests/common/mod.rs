@@ -321,3 +321,75 @@ pub fn settled_events(journal: &Path) -> usize {
         .map(|v| usize::try_from(v).unwrap_or(0))
         .unwrap_or(0)
 }
+
+/// A process work pool of its own with a real worker serving it, and the `outcome` flow
+/// (tests/flows/outcome.py: `n`, `fail`, `seconds`) deployed to it.
+pub struct Worked {
+    pub worker: switchyard_testkit::PrefectWorker,
+    pub pool: String,
+    /// The deployment's id, and `outcome/<name>`.
+    pub deployment: Uuid,
+    pub reference: String,
+}
+
+impl Worked {
+    pub fn start(api: &str) -> Self {
+        let pool = switchyard_testkit::unique("pool");
+        let name = switchyard_testkit::unique("worked");
+        let flows = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/flows");
+        let deployment = rt().block_on(async {
+            let resp = reqwest::Client::new()
+                .post(format!("{api}/work_pools/"))
+                .json(&json!({"name": pool, "type": "process"}))
+                .send()
+                .await
+                .unwrap();
+            assert!(resp.status().is_success(), "work pool: {}", resp.status());
+            let client = prefect(api);
+            let flow = client.create_flow("outcome").await.unwrap();
+            client
+                .create_deployment(&DeploymentCreate {
+                    name: name.clone(),
+                    flow_id: flow.id,
+                    work_pool_name: Some(pool.clone()),
+                    entrypoint: Some("outcome.py:outcome".into()),
+                    path: Some(flows.display().to_string()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .id
+        });
+        let worker = switchyard_testkit::PrefectWorker::start(api, &pool);
+        Self {
+            worker,
+            pool,
+            deployment,
+            reference: format!("outcome/{name}"),
+        }
+    }
+}
+
+/// A flow run as Prefect has it now.
+pub fn flow_run(api: &str, id: &str) -> FlowRun {
+    rt().block_on(async {
+        prefect(api)
+            .flow_run(&Uuid::parse_str(id).unwrap())
+            .await
+            .unwrap()
+    })
+}
+
+/// GET a URL's JSON (`(status, body)`).
+pub fn get_json(url: &str) -> (u16, Value) {
+    rt().block_on(async {
+        let resp = reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    })
+}

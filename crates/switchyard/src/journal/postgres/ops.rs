@@ -9,7 +9,7 @@ use switchyard_core::Event;
 use tokio_postgres::Row;
 
 use super::now_ms;
-use crate::journal::{Accepted, DeadLetter, EventStatus, JournalError, Settlement};
+use crate::journal::{Accepted, DeadLetter, EventStatus, FollowedRun, JournalError, Settlement};
 
 /// An event as its row holds it.
 #[derive(Debug)]
@@ -358,6 +358,24 @@ async fn settle<C: GenericClient + Sync>(
                 ],
             )
             .await?;
+            let st = c
+                .prepare_cached(
+                    "INSERT INTO switchyard.runs (flow_run_id, event_id, route, flow_run_name, deployment, state_type, state_name, created_at, changed_at, next_check_at)
+                     VALUES ($1, $2, $3, $4, $5, 'SCHEDULED', 'Scheduled', $6, $6, $6) ON CONFLICT (flow_run_id) DO NOTHING",
+                )
+                .await?;
+            c.execute(
+                &st,
+                &[
+                    &run.flow_run_id.to_string(),
+                    &event_id,
+                    &route,
+                    &run.flow_run_name,
+                    &run.deployment,
+                    &at,
+                ],
+            )
+            .await?;
             "ran"
         }
         Settlement::WouldRun(w) => {
@@ -457,5 +475,27 @@ pub(super) fn dead_letter_from_row(r: &Row) -> Result<DeadLetter, tokio_postgres
         attempts: u32::try_from(r.try_get::<_, i64>(5)?).unwrap_or(u32::MAX),
         at: super::from_ms(r.try_get(6)?),
         resolution: r.try_get(7)?,
+    })
+}
+
+/// The columns [`run_from_row`] reads.
+pub(super) const RUN_COLUMNS: &str = "flow_run_id, flow_run_name, deployment, event_id, route, state_type, state_name, created_at, changed_at, ended_at";
+
+/// [`RUN_COLUMNS`] of the row an `UPDATE switchyard.runs r` returns.
+pub(super) const RUN_COLUMNS_R: &str = "r.flow_run_id, r.flow_run_name, r.deployment, r.event_id, r.route, r.state_type, r.state_name, r.created_at, r.changed_at, r.ended_at";
+
+/// A followed run from [`RUN_COLUMNS`].
+pub(super) fn run_from_row(r: &Row) -> Result<FollowedRun, tokio_postgres::Error> {
+    Ok(FollowedRun {
+        flow_run_id: r.try_get(0)?,
+        flow_run_name: r.try_get(1)?,
+        deployment: r.try_get(2)?,
+        event_id: r.try_get(3)?,
+        route: r.try_get(4)?,
+        state_type: r.try_get(5)?,
+        state_name: r.try_get(6)?,
+        created_at: super::from_ms(r.try_get(7)?),
+        changed_at: super::from_ms(r.try_get(8)?),
+        ended_at: r.try_get::<_, Option<i64>>(9)?.map(super::from_ms),
     })
 }

@@ -2,7 +2,7 @@
 //! that lead a database to the current version.
 
 /// The version the steps below lead to.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// Where the version is kept; made before any step runs.
 pub(super) const META: &str = "
@@ -12,9 +12,10 @@ CREATE TABLE IF NOT EXISTS switchyard.meta (key TEXT PRIMARY KEY, value TEXT NOT
 
 /// The steps from an older database to [`SCHEMA_VERSION`]: the version each step leads to, and
 /// its statements. Each runs in one transaction with the version it leads to.
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "
 CREATE TABLE switchyard.instances (
     id TEXT PRIMARY KEY,
     host TEXT NOT NULL,
@@ -85,7 +86,29 @@ CREATE TABLE switchyard.trigger_states (
     PRIMARY KEY (route, key)
 );
 ",
-)];
+    ),
+    // Version 2 follows the runs routes create to their end.
+    (
+        2,
+        "
+CREATE TABLE switchyard.runs (
+    flow_run_id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL REFERENCES switchyard.events (id) ON DELETE CASCADE,
+    route TEXT NOT NULL,
+    flow_run_name TEXT NOT NULL,
+    deployment TEXT NOT NULL,
+    state_type TEXT NOT NULL,
+    state_name TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    changed_at BIGINT NOT NULL,
+    next_check_at BIGINT NOT NULL,
+    ended_at BIGINT
+);
+CREATE INDEX runs_due ON switchyard.runs (next_check_at) WHERE ended_at IS NULL;
+CREATE INDEX runs_event ON switchyard.runs (event_id);
+",
+    ),
+];
 
 /// The advisory lock migrations run under, so that instances starting together migrate once.
 pub(super) const MIGRATION_LOCK: i64 = 0x5377_6974_6368_0001;

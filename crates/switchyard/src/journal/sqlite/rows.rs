@@ -5,7 +5,7 @@ use rusqlite::{Connection, params};
 use switchyard_core::Event;
 
 use super::from_ms;
-use crate::journal::{DeadLetter, Settlement};
+use crate::journal::{DeadLetter, FollowedRun, Settlement};
 
 pub(super) fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
     let parse_time = |i: usize| -> rusqlite::Result<DateTime<Utc>> {
@@ -92,6 +92,18 @@ pub(super) fn record_settlement(
                 run.replayed,
                 at
             ])?;
+            conn.prepare_cached(
+                "INSERT INTO runs (flow_run_id, event_id, route, flow_run_name, deployment, state_type, state_name, created_at, changed_at, next_check_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'SCHEDULED', 'Scheduled', ?6, ?6, ?6) ON CONFLICT (flow_run_id) DO NOTHING",
+            )?
+            .execute(params![
+                run.flow_run_id.to_string(),
+                event_id,
+                route,
+                run.flow_run_name,
+                run.deployment,
+                at
+            ])?;
             "ran"
         }
         Settlement::WouldRun(w) => {
@@ -135,4 +147,23 @@ pub(super) fn record_settlement(
     )?
     .execute(params![event_id, route, status])?;
     Ok(())
+}
+
+/// The columns [`run_from_row`] reads.
+pub(super) const RUN_COLUMNS: &str = "flow_run_id, flow_run_name, deployment, event_id, route, state_type, state_name, created_at, changed_at, ended_at";
+
+/// A followed run from [`RUN_COLUMNS`].
+pub(super) fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FollowedRun> {
+    Ok(FollowedRun {
+        flow_run_id: r.get(0)?,
+        flow_run_name: r.get(1)?,
+        deployment: r.get(2)?,
+        event_id: r.get(3)?,
+        route: r.get(4)?,
+        state_type: r.get(5)?,
+        state_name: r.get(6)?,
+        created_at: from_ms(r.get(7)?),
+        changed_at: from_ms(r.get(8)?),
+        ended_at: r.get::<_, Option<i64>>(9)?.map(from_ms),
+    })
 }

@@ -1,6 +1,6 @@
 //! The journal's tables, and the version a file records.
 
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -59,6 +59,22 @@ CREATE TABLE IF NOT EXISTS trigger_states (
     state TEXT NOT NULL,
     PRIMARY KEY (route, key)
 );
+-- The flow runs routes created, followed to their end (version 4).
+CREATE TABLE IF NOT EXISTS runs (
+    flow_run_id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    route TEXT NOT NULL,
+    flow_run_name TEXT NOT NULL,
+    deployment TEXT NOT NULL,
+    state_type TEXT NOT NULL,
+    state_name TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    changed_at INTEGER NOT NULL,
+    next_check_at INTEGER NOT NULL,
+    ended_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS runs_due ON runs (next_check_at) WHERE ended_at IS NULL;
+CREATE INDEX IF NOT EXISTS runs_event ON runs (event_id);
 ";
 
 /// The steps from an older file to [`SCHEMA_VERSION`]: the version each step leads to, and
@@ -68,6 +84,9 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (2, "ALTER TABLE events ADD COLUMN digest TEXT;"),
     // Version 3 records skips in the event's own row (and has partial indexes, see INDEXES).
     (3, "ALTER TABLE events ADD COLUMN skips TEXT;"),
+    // Version 4 follows runs to their end: the `runs` table, which SCHEMA creates (runs
+    // created before it are not followed).
+    (4, ""),
 ];
 
 /// The indexes on `events`, created after the migrations (they name columns an older file

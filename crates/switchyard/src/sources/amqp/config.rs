@@ -28,6 +28,17 @@ pub struct AmqpConfig {
     pub format: PayloadFormat,
     /// Event name (default: the routing key).
     pub event: Option<String>,
+    /// A message with a `reply_to` property gets its outcome published there (to the default
+    /// exchange, with its `correlation_id`), once its runs have ended or this long after it
+    /// was acknowledged, whichever is first (default `10m`; `1s` to `1d`). The body is the
+    /// JSON a webhook's `respond: finished` answers with.
+    #[serde(default = "default_reply_timeout", with = "humantime_serde")]
+    #[schemars(with = "crate::durations::HumanDuration")]
+    pub reply_timeout: std::time::Duration,
+}
+
+fn default_reply_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(600)
 }
 
 fn default_amqp_url() -> String {

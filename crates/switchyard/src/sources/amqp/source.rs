@@ -85,8 +85,13 @@ impl Connector for AmqpConfig {
         Ok(AmqpSession {
             cfg: self.clone(),
             conn,
+            channel,
             consumer,
         })
+    }
+
+    fn reply_timeout(&self) -> std::time::Duration {
+        self.reply_timeout
     }
 }
 
@@ -94,6 +99,8 @@ impl Connector for AmqpConfig {
 pub struct AmqpSession {
     cfg: AmqpConfig,
     conn: Connection,
+    /// The consumer's channel, which replies are published on.
+    channel: lapin::Channel,
     consumer: Consumer,
 }
 
@@ -112,6 +119,20 @@ impl Session for AmqpSession {
             tracing::info!(source = %cfg.name, event_id = %id, "message redelivered by the broker");
         }
         let routing_key = delivery.routing_key.as_str().to_string();
+        let reply = delivery
+            .properties
+            .reply_to()
+            .as_ref()
+            .filter(|to| !to.as_str().is_empty())
+            .map(|to| AmqpReply {
+                channel: self.channel.clone(),
+                to: to.as_str().to_string(),
+                correlation_id: delivery
+                    .properties
+                    .correlation_id()
+                    .as_ref()
+                    .map(|c| c.as_str().to_string()),
+            });
         let draft = Draft::named(cfg.event.clone().unwrap_or_else(|| routing_key.clone()))
             .id(id)
             .label("amqp.queue", &cfg.queue)
@@ -120,7 +141,7 @@ impl Session for AmqpSession {
             body: Body::Encoded(delivery.data),
             draft,
             poison: None,
-            ack: AmqpAck(delivery.acker),
+            ack: AmqpAck(delivery.acker, reply),
         })
     }
 
@@ -134,9 +155,48 @@ impl Session for AmqpSession {
 
 /// Acks a settled delivery, nacks an unfinished one with requeue, rejects a dead-lettered one
 /// without requeue (so a queue's own dead-letter exchange receives it as well).
-pub struct AmqpAck(Delivered);
+pub struct AmqpAck(Delivered, Option<AmqpReply>);
+
+/// Where a message's `reply_to` asks its outcome to go.
+struct AmqpReply {
+    channel: lapin::Channel,
+    to: String,
+    correlation_id: Option<String>,
+}
+
+impl crate::sources::runtime::Reply for AmqpReply {
+    fn send(
+        self: Box<Self>,
+        body: Vec<u8>,
+    ) -> futures::future::BoxFuture<'static, Result<(), String>> {
+        Box::pin(async move {
+            let mut props =
+                lapin::BasicProperties::default().with_content_type("application/json".into());
+            if let Some(c) = &self.correlation_id {
+                props = props.with_correlation_id(c.as_str().into());
+            }
+            self.channel
+                .basic_publish(
+                    "".into(),
+                    self.to.as_str().into(),
+                    lapin::options::BasicPublishOptions::default(),
+                    &body,
+                    props,
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("cannot publish the reply to {}: {e}", self.to))
+        })
+    }
+}
 
 impl Acker for AmqpAck {
+    fn reply(&mut self) -> Option<Box<dyn crate::sources::runtime::Reply>> {
+        self.1
+            .take()
+            .map(|r| Box::new(r) as Box<dyn crate::sources::runtime::Reply>)
+    }
+
     async fn settle(self, ack: Ack) -> Result<(), String> {
         let done = match ack {
             Ack::Done => self.0.ack(BasicAckOptions::default()).await,

@@ -33,7 +33,37 @@ pub struct WebhookConfig {
     /// `payload`, `related`), as Prefect Cloud's webhooks do. With it the hook also takes
     /// `GET`, `PUT`, `PATCH` and `DELETE`.
     pub template: Option<String>,
+    /// What the answer to a request waits for: `accepted` (the default: 202 once the event is
+    /// in the journal), `created` (200 once every route has decided, with the flow runs
+    /// created) or `finished` (200 once those runs have ended, with their final states). An
+    /// answer that cannot wait that long (`respond_timeout`) is a 202 with where things
+    /// stand: the event is journaled and goes on. A CloudEvents batch is always answered
+    /// `accepted`.
+    #[serde(default)]
+    pub respond: Respond,
+    /// Longest a `created` or `finished` answer waits (default `30s`; `1s` to `1h`).
+    #[serde(default, with = "humantime_serde::option")]
+    #[schemars(with = "Option<crate::durations::HumanDuration>")]
+    pub respond_timeout: Option<std::time::Duration>,
 }
+
+/// What a webhook's answer waits for (see [`WebhookConfig::respond`]).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Respond {
+    /// The event is in the journal (202).
+    #[default]
+    Accepted,
+    /// Every route has decided: the runs created, with their ids and names (200).
+    Created,
+    /// The runs created have ended: their final states (200).
+    Finished,
+}
+
+/// How long a `created` or `finished` answer waits by default.
+pub const DEFAULT_RESPOND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A webhook body's form.
 #[derive(

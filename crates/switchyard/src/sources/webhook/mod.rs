@@ -4,6 +4,7 @@ mod config;
 mod limit;
 pub mod listener;
 mod request;
+mod respond;
 mod source;
 mod tls;
 mod verify;

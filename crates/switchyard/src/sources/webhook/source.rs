@@ -3,6 +3,7 @@
 //! | answer | when |
 //! |---|---|
 //! | 202 `{"id": ..., "status": "accepted"}` | the event is in the journal and queued |
+//! | 200 `{"id": ..., "status": "created" or "finished", "runs": [...]}` | with `respond: created` or `finished`, once the routes decided or the runs ended (see [`super::respond`]) |
 //! | 400 | the body is not JSON |
 //! | 401 | the hook has `verify` and the request fails it (signature, timestamp, credentials) |
 //! | 404 | no webhook source has that name (the answer does not list the others) |
@@ -437,13 +438,12 @@ async fn receive(
         }
     };
     let id = event.id.clone();
+    let (respond, respond_timeout) = (hook.respond, hook.respond_timeout);
     match state.dispatch.try_dispatch(event).await {
-        Ok(_) => {
+        Ok(receipt) => {
             tracing::info!(source = %name, event_id = %id, "event received");
-            reply(
-                StatusCode::ACCEPTED,
-                json!({"id": id, "status": "accepted"}),
-            )
+            let timeout = respond_timeout.unwrap_or(super::DEFAULT_RESPOND_TIMEOUT);
+            super::respond::answer(&state.dispatch, receipt, respond, timeout).await
         }
         Err(refused) => {
             let (status, error, retry) = refusal(&name, &id, &refused);

@@ -1,0 +1,266 @@
+//! Runs followed to their end, against the real Prefect and a real process worker running
+//! the flows (tests/flows/outcome.py): every state recorded in the journal, the end counted
+//! in the metrics, a webhook answering with the run's final state, and the following
+//! resumed by a restarted router.
+
+mod common;
+
+use common::{DEADLINE, Router, Worked, flow_run, post, switchyard};
+use serde_json::Value;
+use switchyard_testkit::{PrefectServer, TempDir, free_port, wait_until};
+
+/// The value of one series in a metrics text (0 when absent).
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .trim()
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// The states a journal recorded for an event, in order (`events show --json`).
+fn states_of(journal: &std::path::Path, event_id: &str) -> (Vec<String>, Value) {
+    let env = [("SWITCHYARD_JOURNAL", journal.to_str().unwrap())];
+    let (code, out, err) = switchyard(&["events", "show", event_id, "--json"], &env);
+    assert_eq!(code, 0, "{err}");
+    let detail: Value = serde_json::from_str(&out).unwrap();
+    let states = detail["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"] == "run_state")
+        .map(|d| d["detail"].as_str().unwrap().to_string())
+        .collect();
+    (states, detail)
+}
+
+#[test]
+fn a_webhook_answers_with_the_runs_end_and_the_journal_records_each_state() {
+    let server = PrefectServer::shared();
+    let api = &server.api_url;
+    let worked = Worked::start(api);
+    let dir = TempDir::new("outcomes-webhook");
+    let (port, admin_port) = (free_port(), free_port());
+    let config = format!(
+        r#"
+http: {{listen: "127.0.0.1:{port}"}}
+admin: {{listen: "127.0.0.1:{admin_port}", token: "outcomes-token-0123456789"}}
+prefect:
+  follow: {{interval: 200ms}}
+sources:
+  - {{type: webhook, name: finished, event: job, respond: finished, respond_timeout: 90s}}
+  - {{type: webhook, name: created, event: job, respond: created}}
+  - {{type: webhook, name: impatient, event: job, respond: finished, respond_timeout: 1s}}
+routes:
+  - name: jobs
+    action:
+      type: run_deployment
+      deployment: {reference}
+      parameters:
+        n: "{{{{ event.payload.n }}}}"
+        fail: "{{{{ event.payload.fail | default(false) }}}}"
+        seconds: "{{{{ event.payload.seconds | default(0) }}}}"
+"#,
+        reference = worked.reference
+    );
+    let router = Router::start(dir.path(), api, "outcomes.yaml", &config, &[]);
+    router.wait_for_http(port);
+    let hook = |name: &str| format!("http://127.0.0.1:{port}/hooks/{name}");
+
+    // `respond: finished` holds the answer until the run has completed...
+    let (status, body) = post(
+        &hook("finished"),
+        r#"{"n": 1, "seconds": 2}"#,
+        &[("idempotency-key", "one")],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "finished", "{body}");
+    let run = &body["runs"][0];
+    assert_eq!(run["state_type"], "COMPLETED", "{body}");
+    assert_eq!(run["state"], "Completed", "{body}");
+    assert_eq!(run["ended"], true);
+    assert_eq!(run["route"], "jobs");
+    let run_id = run["flow_run_id"].as_str().unwrap().to_string();
+    assert!(
+        run["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/runs/flow-run/{run_id}")),
+        "{body}"
+    );
+    // ...as Prefect itself says.
+    assert_eq!(
+        flow_run(api, &run_id).state_type.as_deref(),
+        Some("COMPLETED")
+    );
+
+    // A run that fails is answered with its failure.
+    let (status, body) = post(
+        &hook("finished"),
+        r#"{"n": 2, "fail": true}"#,
+        &[("idempotency-key", "two")],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "finished");
+    assert_eq!(body["runs"][0]["state_type"], "FAILED", "{body}");
+    let failed_id = body["runs"][0]["flow_run_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        flow_run(api, &failed_id).state_type.as_deref(),
+        Some("FAILED")
+    );
+
+    // The same delivery again is answered from the journal: the same run, no second one.
+    let (status, again) = post(
+        &hook("finished"),
+        r#"{"n": 1, "seconds": 2}"#,
+        &[("idempotency-key", "one")],
+    );
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["runs"][0]["flow_run_id"], run_id.as_str());
+    assert_eq!(again["runs"][0]["state_type"], "COMPLETED");
+
+    // `respond: created` answers once the run exists, before it has run.
+    let (status, body) = post(&hook("created"), r#"{"n": 3}"#, &[]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "created", "{body}");
+    assert_eq!(body["runs"][0]["ended"], false, "{body}");
+    let created_id = body["runs"][0]["flow_run_id"].as_str().unwrap().to_string();
+
+    // A wait shorter than the run is a 202 with where it stands; the run goes on.
+    let (status, body) = post(&hook("impatient"), r#"{"n": 4}"#, &[]);
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "running", "{body}");
+    assert_eq!(body["runs"][0]["ended"], false, "{body}");
+    let impatient_event = body["id"].as_str().unwrap().to_string();
+
+    // Every state each run went through is in the journal, in order, ending with its end.
+    let journal = dir.path().join("journal.db");
+    let (states, detail) = states_of(&journal, "finished:one");
+    assert_eq!(
+        states.last().map(String::as_str),
+        Some("Completed"),
+        "{states:?}"
+    );
+    assert!(
+        states.iter().any(|s| s == "Running"),
+        "the run was seen running: {states:?}"
+    );
+    assert_eq!(detail["followed"][0]["flow_run_id"], run_id.as_str());
+    assert!(detail["followed"][0]["ended_at"].is_string(), "{detail}");
+    let (failed_states, _) = states_of(&journal, "finished:two");
+    assert_eq!(failed_states.last().map(String::as_str), Some("Failed"));
+    wait_until("the impatient run to end in the journal", DEADLINE, || {
+        let (s, _) = states_of(&journal, &impatient_event);
+        (s.last().map(String::as_str) == Some("Completed")).then_some(())
+    });
+    let created_event = wait_until("the created run's event", DEADLINE, || {
+        let env = [("SWITCHYARD_JOURNAL", journal.to_str().unwrap())];
+        let (_, out, _) = switchyard(&["events", "list", "--source", "created", "--json"], &env);
+        let body: Value = serde_json::from_str(&out).ok()?;
+        body.as_array()
+            .and_then(|a| a.first())
+            .and_then(|e| e["id"].as_str().map(str::to_string))
+    });
+    wait_until("the created run to end in the journal", DEADLINE, || {
+        let (s, d) = states_of(&journal, &created_event);
+        (s.last().map(String::as_str) == Some("Completed")
+            && d["followed"][0]["flow_run_id"] == created_id.as_str())
+        .then_some(())
+    });
+
+    // The text view says it in words.
+    let env = [("SWITCHYARD_JOURNAL", journal.to_str().unwrap())];
+    let (_, text, _) = switchyard(&["events", "show", "finished:one"], &env);
+    assert!(
+        text.contains(&format!("flow run {run_id}")) && text.contains("is Completed"),
+        "{text}"
+    );
+
+    // The metrics count each end once, by state, and how long the runs ran.
+    let metrics = wait_until("the ends counted", DEADLINE, || {
+        let text = common::rt().block_on(async {
+            reqwest::Client::new()
+                .get(format!("http://127.0.0.1:{admin_port}/metrics"))
+                .bearer_auth("outcomes-token-0123456789")
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()
+        })?;
+        (sample(
+            &text,
+            r#"switchyard_flow_runs_finished_total{route="jobs",state="completed"}"#,
+        ) == 3.0)
+            .then_some(text)
+    });
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"switchyard_flow_runs_finished_total{route="jobs",state="failed"}"#
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"switchyard_flow_run_duration_seconds_count{route="jobs"}"#
+        ),
+        4.0,
+        "{metrics}"
+    );
+    router.stop(libc::SIGINT);
+}
+
+#[test]
+fn a_restarted_router_follows_the_runs_the_last_one_created() {
+    let server = PrefectServer::shared();
+    let api = &server.api_url;
+    let worked = Worked::start(api);
+    let dir = TempDir::new("outcomes-restart");
+    let config = format!(
+        r#"
+sources: [{{type: stdin, name: in}}]
+routes:
+  - name: jobs
+    action:
+      type: run_deployment
+      deployment: {reference}
+      parameters: {{n: "{{{{ event.payload.n }}}}"}}
+"#,
+        reference = worked.reference
+    );
+    // Killed as soon as the run exists: it never saw the run move.
+    let mut router = Router::start(dir.path(), api, "restart.yaml", &config, &[]);
+    router.send_line(r#"{"n": 7}"#);
+    let created = router.wait_for_log(&[("message", "flow run started")]);
+    let run_id = created["flow_run_id"].as_str().unwrap().to_string();
+    let event_id = created["event_id"].as_str().unwrap().to_string();
+    router.kill9();
+    let journal = dir.path().join("journal.db");
+    let (states, detail) = states_of(&journal, &event_id);
+    assert!(detail["followed"][0]["ended_at"].is_null(), "{detail}");
+    assert!(!states.iter().any(|s| s == "Completed"), "{states:?}");
+
+    // The run completes while no router is up; the next one records it from the journal.
+    wait_until("the run to complete in Prefect", DEADLINE, || {
+        (flow_run(api, &run_id).state_type.as_deref() == Some("COMPLETED")).then_some(())
+    });
+    let router = Router::start(dir.path(), api, "restart.yaml", &config, &[]);
+    let ended = router.wait_for_log(&[("message", "flow run state"), ("ended", "true")]);
+    assert_eq!(ended["flow_run_id"], run_id.as_str());
+    assert_eq!(ended["state"], "Completed");
+    let (states, detail) = states_of(&journal, &event_id);
+    assert_eq!(states.last().map(String::as_str), Some("Completed"));
+    assert!(detail["followed"][0]["ended_at"].is_string(), "{detail}");
+    // One run for the event, whatever was restarted.
+    assert_eq!(common::count_runs(api, worked.deployment), 1);
+    router.stop(libc::SIGINT);
+}

@@ -120,6 +120,8 @@ pub struct Metrics {
     pub event_to_run: Histogram,
     /// Whether a source is connected (1) or not (0).
     pub source_up: Family<SourceLabel, Gauge>,
+    /// Whether a route holds new runs because its deployment's backlog is at `max_backlog`.
+    pub route_held: Family<RouteLabel, Gauge>,
     /// Kafka: messages in a partition not yet read, as librdkafka last reported.
     pub source_lag: Family<LagLabels, Gauge>,
     /// Config reloads, by result.
@@ -159,6 +161,7 @@ impl Metrics {
             dead_letters_open: Gauge::default(),
             event_to_run: Histogram::new(seconds_buckets()),
             source_up: Family::default(),
+            route_held: Family::default(),
             source_lag: Family::default(),
             config_reloads: Family::default(),
             refused_by_source: Family::default(),
@@ -243,6 +246,11 @@ impl Metrics {
             "source_up",
             "Whether a source is connected (1) or not (0)",
             m.source_up.clone(),
+        );
+        registry.register(
+            "route_held",
+            "Whether a route holds new runs (1) because its deployment's backlog is at max_backlog",
+            m.route_held.clone(),
         );
         registry.register(
             "source_lag",
@@ -392,6 +400,16 @@ pub fn config_reloaded(result: &str) {
             result: result.to_string(),
         })
         .inc();
+}
+
+/// `route` holds new runs (`true`: its deployment's backlog is at `max_backlog`) or not.
+pub fn route_held(route: &str, held: bool) {
+    get()
+        .route_held
+        .get_or_create(&RouteLabel {
+            route: route.to_string(),
+        })
+        .set(i64::from(held));
 }
 
 /// `source` connected (`true`) or lost its connection.

@@ -108,6 +108,112 @@ pub struct Route {
     pub shadow: bool,
     /// `settle_on: finished`: the event is handled once its run has ended.
     pub finish: Option<FinishPolicy>,
+    /// `max_backlog`: new runs wait while the deployment has that many waiting.
+    pub backlog: Option<Backlog>,
+}
+
+/// How often a held route counts its deployment's backlog again.
+const BACKLOG_CHECK: Duration = Duration::from_secs(1);
+
+/// `max_backlog`: a route's new runs wait while its deployment has `max` runs Scheduled
+/// (Late included) or Pending. One count a second at most, shared by every event waiting;
+/// runs being created count too, so events let through together never overshoot.
+#[derive(Debug)]
+pub struct Backlog {
+    max: u64,
+    /// The count last read, and when.
+    seen: tokio::sync::Mutex<Option<(tokio::time::Instant, u64)>>,
+    /// Runs let through whose creation has not returned yet (not in the count yet).
+    creating: Arc<std::sync::atomic::AtomicU64>,
+    held: std::sync::atomic::AtomicBool,
+}
+
+/// A run let through by [`Backlog::admit`], counted until its creation returns.
+struct Admitted(Arc<std::sync::atomic::AtomicU64>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Backlog {
+    fn new(max: u64) -> Self {
+        Self {
+            max,
+            seen: tokio::sync::Mutex::new(None),
+            creating: Arc::default(),
+            held: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Waits until the deployment's backlog is below `max` (or cannot be counted: Prefect's
+    /// answer to the create then says more); `None` when `interrupt` comes first.
+    async fn admit(
+        &self,
+        route: &str,
+        deployment: &switchyard_prefect::DeploymentRef,
+        prefect: &PrefectClient,
+        interrupt: &CancellationToken,
+    ) -> Option<Admitted> {
+        use std::sync::atomic::Ordering;
+        loop {
+            {
+                let mut seen = self.seen.lock().await;
+                let fresh = seen.filter(|(at, _)| at.elapsed() < BACKLOG_CHECK);
+                let counted = match fresh {
+                    Some((_, n)) => Some(n),
+                    None => match backlog(deployment, prefect).await {
+                        Ok(n) => {
+                            *seen = Some((tokio::time::Instant::now(), n));
+                            Some(n)
+                        }
+                        Err(e) => {
+                            tracing::warn!(route, error = %e, "cannot count the deployment's backlog; not holding");
+                            None
+                        }
+                    },
+                };
+                let creating = self.creating.load(Ordering::SeqCst);
+                match counted {
+                    Some(n) if n.saturating_add(creating) >= self.max => {
+                        if !self.held.swap(true, Ordering::SeqCst) {
+                            crate::metrics::route_held(route, true);
+                            tracing::warn!(route, backlog = n, creating, max_backlog = self.max, "the deployment's backlog is at max_backlog; holding new runs");
+                        }
+                    }
+                    _ => {
+                        self.creating.fetch_add(1, Ordering::SeqCst);
+                        if self.held.swap(false, Ordering::SeqCst) {
+                            crate::metrics::route_held(route, false);
+                            tracing::info!(route, backlog = counted, max_backlog = self.max, "the deployment's backlog is below max_backlog; starting runs again");
+                        }
+                        return Some(Admitted(Arc::clone(&self.creating)));
+                    }
+                }
+            }
+            tokio::select! {
+                _ = interrupt.cancelled() => return None,
+                _ = tokio::time::sleep(BACKLOG_CHECK) => {}
+            }
+        }
+    }
+}
+
+/// Runs of `deployment` waiting: Scheduled (Late is a Scheduled state) or Pending.
+async fn backlog(
+    deployment: &switchyard_prefect::DeploymentRef,
+    prefect: &PrefectClient,
+) -> Result<u64, switchyard_prefect::PrefectError> {
+    let d = prefect.resolve(deployment).await?;
+    prefect
+        .count_flow_runs(&serde_json::json!({
+            "flow_runs": {
+                "deployment_id": {"any_": [d.id]},
+                "state": {"type": {"any_": ["SCHEDULED", "PENDING"]}},
+            }
+        }))
+        .await
 }
 
 /// How a `settle_on: finished` route waits for its runs (see `RouteConfig::settle_on`).
@@ -151,6 +257,14 @@ pub enum Decision {
     Ran(RunCreated),
     /// A shadow route would have run.
     WouldRun(WouldRun),
+}
+
+/// Why [`Route::attempt_held`] did not decide.
+enum Held {
+    /// The attempt failed.
+    Failed(Failure),
+    /// Shutdown came while the route held the run.
+    Interrupted,
 }
 
 /// What [`Route::start`] ended with.
@@ -361,6 +475,12 @@ impl Route {
             .transpose()
             .map_err(|e| ("when".to_string(), e))?;
         let action = Action::compile(&cfg.action).map_err(|(k, e)| (format!("action.{k}"), e))?;
+        if cfg.max_backlog.is_some() && action.static_deployment().is_none() {
+            return Err((
+                "max_backlog".into(),
+                "needs a fixed deployment, not one rendered from the event".into(),
+            ));
+        }
         let stateful = Machine::compile(cfg.trigger.as_ref(), cfg.batch.as_ref())?
             .map(|m| Arc::new(Stateful::new(&cfg.name, m)));
         Ok(Self {
@@ -370,6 +490,7 @@ impl Route {
             action,
             stateful,
             shadow: cfg.mode == crate::config::RouteMode::Shadow,
+            backlog: cfg.max_backlog.map(Backlog::new),
             finish: (cfg.settle_on == crate::config::SettleOn::Finished
                 && cfg.mode != crate::config::RouteMode::Shadow)
                 .then_some(FinishPolicy {
@@ -499,20 +620,49 @@ impl Route {
         prefect: &PrefectClient,
         run: u32,
     ) -> Result<Decision, Failure> {
-        match self.plan_off_runtime(event).await? {
+        self.attempt_held(event, prefect, run, None)
+            .await
+            .map_err(|e| match e {
+                Held::Failed(f) => f,
+                Held::Interrupted => Failure {
+                    message: "interrupted".into(),
+                    retryable: true,
+                },
+            })
+    }
+
+    /// [`Route::attempt`], waiting first while the deployment's backlog is at `max_backlog`
+    /// when `interrupt` is given (a live event; a replay is not held).
+    async fn attempt_held(
+        self: &Arc<Self>,
+        event: &Arc<Event>,
+        prefect: &PrefectClient,
+        run: u32,
+        interrupt: Option<&CancellationToken>,
+    ) -> Result<Decision, Held> {
+        match self.plan_off_runtime(event).await.map_err(Held::Failed)? {
             Plan::Skip(reason) => Ok(Decision::Skip(reason)),
             Plan::Run(rendered) if self.shadow => self
                 .action
                 .would_run(&self.name, event, rendered, prefect)
                 .await
                 .map(Decision::WouldRun)
-                .map_err(failed),
-            Plan::Run(rendered) => self
-                .action
-                .execute(&self.name, event, rendered, prefect, run)
-                .await
-                .map(Decision::Ran)
-                .map_err(failed),
+                .map_err(|e| Held::Failed(failed(e))),
+            Plan::Run(rendered) => {
+                let _admitted = match (&self.backlog, interrupt, self.action.static_deployment()) {
+                    (Some(b), Some(stop), Some(d)) => Some(
+                        b.admit(&self.name, d, prefect, stop)
+                            .await
+                            .ok_or(Held::Interrupted)?,
+                    ),
+                    _ => None,
+                };
+                self.action
+                    .execute(&self.name, event, rendered, prefect, run)
+                    .await
+                    .map(Decision::Ran)
+                    .map_err(|e| Held::Failed(failed(e)))
+            }
         }
     }
 
@@ -594,7 +744,15 @@ impl Route {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.attempt(event, &env.prefect, run_number).await {
+            let attempt_result = match self
+                .attempt_held(event, &env.prefect, run_number, Some(&env.interrupt))
+                .await
+            {
+                Err(Held::Interrupted) => return Err(RouteError::Interrupted),
+                Err(Held::Failed(f)) => Err(f),
+                Ok(d) => Ok(d),
+            };
+            match attempt_result {
                 Ok(Decision::Skip(reason)) => return self.skip(event, reason).map(Started::Other),
                 Ok(Decision::Ran(run)) => {
                     env.journal

@@ -264,3 +264,66 @@ routes:
     assert_eq!(common::count_runs(api, worked.deployment), 1);
     router.stop(libc::SIGINT);
 }
+
+/// `max_backlog: 3` with no worker: the route stops at three scheduled runs, the other
+/// events wait in the journal, and once a worker drains the backlog every event gets its one
+/// run.
+#[test]
+fn max_backlog_holds_new_runs_until_a_worker_drains_them() {
+    let server = PrefectServer::shared();
+    let api = &server.api_url;
+    let mut worked = Worked::idle(api);
+    let dir = TempDir::new("outcomes-backlog");
+    let config = format!(
+        r#"
+sources: [{{type: stdin, name: in}}]
+routes:
+  - name: jobs
+    max_backlog: 3
+    action:
+      type: run_deployment
+      deployment: {reference}
+      parameters: {{n: "{{{{ event.payload.n }}}}"}}
+"#,
+        reference = worked.reference
+    );
+    let mut router = Router::start(dir.path(), api, "backlog.yaml", &config, &[]);
+    for n in 0..8 {
+        router.send_line(&format!(r#"{{"n": {n}}}"#));
+    }
+    let held = router.wait_for_log(&[("message", "holding new runs")]);
+    assert_eq!(held["max_backlog"], 3);
+    let journal = dir.path().join("journal.db");
+    let env = [("SWITCHYARD_JOURNAL", journal.to_str().unwrap())];
+    let pending = || {
+        let (_, out, _) = switchyard(&["events", "list", "--status", "pending", "--json"], &env);
+        serde_json::from_str::<Value>(&out)
+            .ok()
+            .and_then(|v| v.as_array().map(Vec::len))
+    };
+    // Every event is journaled; three have runs, five wait.
+    wait_until("all eight events journaled", DEADLINE, || {
+        (pending() == Some(5) && common::count_runs(api, worked.deployment) == 3).then_some(())
+    });
+    // While held, no fourth run was started.
+    let counts = |r: &Router| {
+        r.logs()
+            .iter()
+            .filter(|l| l["message"] == "flow run started")
+            .count()
+    };
+    assert_eq!(counts(&router), 3);
+    worked.start_worker();
+    router.wait_for_log(&[("message", "starting runs again")]);
+    wait_until("every event to have its run", DEADLINE, || {
+        (common::count_runs(api, worked.deployment) == 8 && pending() == Some(0)).then_some(())
+    });
+    let mut ns: Vec<i64> = common::runs_of(api, worked.deployment)
+        .iter()
+        .map(|r| r.parameters["n"].as_i64().unwrap())
+        .collect();
+    ns.sort_unstable();
+    assert_eq!(ns, (0..8).collect::<Vec<_>>());
+    router.close_stdin();
+    router.stop(libc::SIGINT);
+}

@@ -230,6 +230,9 @@ pub fn check(c: &Config) -> Result<(), Problem> {
     }
     for (i, r) in c.routes.iter().enumerate() {
         number(&format!("routes[{i}].max_runs"), r.max_runs, 1, 100)?;
+        if let Some(n) = r.max_backlog {
+            number(&format!("routes[{i}].max_backlog"), n, 1, 1_000_000)?;
+        }
         duration(
             &format!("routes[{i}].finish_timeout"),
             r.finish_timeout,
@@ -367,6 +370,7 @@ mod tests {
             ("", "", ", max_runs: 0", "routes[0].max_runs"),
             ("", "", ", max_runs: 101", "routes[0].max_runs"),
             ("", "", ", finish_timeout: 0s", "routes[0].finish_timeout"),
+            ("", "", ", max_backlog: 0", "routes[0].max_backlog"),
             (
                 "follow: {enabled: false}",
                 "",

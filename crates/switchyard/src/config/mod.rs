@@ -483,6 +483,12 @@ pub struct RouteConfig {
     #[serde(default = "default_finish_timeout", with = "humantime_serde")]
     #[schemars(with = "crate::durations::HumanDuration")]
     pub finish_timeout: Duration,
+    /// Hold new runs while the deployment has this many runs waiting (Scheduled — Late
+    /// included — or Pending; 1 to 1,000,000; needs a fixed deployment). Counted with one
+    /// `POST /flow_runs/count` a second at most; events wait in the journal meanwhile, and
+    /// once the engine's consumers are all waiting the queue fills and sources are held back
+    /// (webhooks answer 503 with `Retry-After`). Default: no limit.
+    pub max_backlog: Option<u64>,
     /// What to do.
     pub action: ActionConfig,
 }

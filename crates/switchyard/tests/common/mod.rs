@@ -325,7 +325,8 @@ pub fn settled_events(journal: &Path) -> usize {
 /// A process work pool of its own with a real worker serving it, and the `outcome` flow
 /// (tests/flows/outcome.py: `n`, `fail`, `seconds`) deployed to it.
 pub struct Worked {
-    pub worker: switchyard_testkit::PrefectWorker,
+    pub worker: Option<switchyard_testkit::PrefectWorker>,
+    api: String,
     pub pool: String,
     /// The deployment's id, and `outcome/<name>`.
     pub deployment: Uuid,
@@ -333,7 +334,22 @@ pub struct Worked {
 }
 
 impl Worked {
+    /// The pool and deployment with a worker serving them.
     pub fn start(api: &str) -> Self {
+        let mut me = Self::idle(api);
+        me.start_worker();
+        me
+    }
+
+    /// Starts the worker (a second call does nothing).
+    pub fn start_worker(&mut self) {
+        if self.worker.is_none() {
+            self.worker = Some(switchyard_testkit::PrefectWorker::start(&self.api, &self.pool));
+        }
+    }
+
+    /// The pool and deployment, no worker yet.
+    pub fn idle(api: &str) -> Self {
         let pool = switchyard_testkit::unique("pool");
         let name = switchyard_testkit::unique("worked");
         let flows = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/flows");
@@ -360,9 +376,9 @@ impl Worked {
                 .unwrap()
                 .id
         });
-        let worker = switchyard_testkit::PrefectWorker::start(api, &pool);
         Self {
-            worker,
+            worker: None,
+            api: api.to_string(),
             pool,
             deployment,
             reference: format!("outcome/{name}"),

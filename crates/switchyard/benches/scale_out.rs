@@ -48,6 +48,7 @@ async fn journal_rate(store: Arc<dyn Store>, n: usize, tasks: usize) -> f64 {
                         flow_run_id: uuid::Uuid::new_v4(),
                         flow_run_name: "r".into(),
                         replayed: false,
+                        concurrency_key: None,
                     });
                     store.settle(&e.id, "r", &ran).await.expect("settle");
                     store.finish(&e.id).await.expect("finish");

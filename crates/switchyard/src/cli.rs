@@ -651,7 +651,7 @@ async fn check(config: ConfigArg, online: bool, json: bool) -> ExitCode {
                     humantime_serde::re::humantime::format_duration(p.timeout)
                 ),
                 (false, None) => String::new(),
-            }
+            } + &limits(cfg)
         );
         let mut route = serde_json::json!({
             "name": r.name,
@@ -709,5 +709,21 @@ async fn check(config: ConfigArg, online: bool, json: bool) -> ExitCode {
     } else {
         text!("{}: {what}", loaded.path.display());
         ExitCode::SUCCESS
+    }
+}
+
+/// A route's holds, as `check` prints them: ` (at most N runs waiting; K at a time per KEY)`.
+fn limits(cfg: &config::RouteConfig) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = cfg.max_backlog {
+        parts.push(format!("holds new runs while {n} wait"));
+    }
+    if let Some(c) = &cfg.concurrency {
+        parts.push(format!("at most {} unfinished per key {}", c.limit, c.key));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join("; "))
     }
 }

@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod observe;
 pub mod outcome;
 pub mod owned;
+pub mod per_key;
 pub mod pipeline;
 pub mod replay;
 pub mod rerun;

@@ -24,6 +24,10 @@ pub struct RunCreated {
     pub flow_run_name: String,
     /// True when Prefect returned an existing run for the idempotency key.
     pub replayed: bool,
+    /// The route's `concurrency.key` for the event, when it has one: the run counts
+    /// against that key's limit until it ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
 }
 
 /// The run a shadow route (`mode: shadow`, `run --shadow`) would have created: decided,

@@ -110,7 +110,12 @@ pub struct Route {
     pub finish: Option<FinishPolicy>,
     /// `max_backlog`: new runs wait while the deployment has that many waiting.
     pub backlog: Option<Backlog>,
+    /// `concurrency`: the key's template and the limit.
+    pub concurrency: Option<(Arc<template::TextTemplate>, Arc<crate::per_key::PerKey>)>,
 }
+
+/// The longest concurrency key, in bytes.
+pub const MAX_CONCURRENCY_KEY: usize = 1024;
 
 /// How often a held route counts its deployment's backlog again.
 const BACKLOG_CHECK: Duration = Duration::from_secs(1);
@@ -179,14 +184,25 @@ impl Backlog {
                     Some(n) if n.saturating_add(creating) >= self.max => {
                         if !self.held.swap(true, Ordering::SeqCst) {
                             crate::metrics::route_held(route, true);
-                            tracing::warn!(route, backlog = n, creating, max_backlog = self.max, "the deployment's backlog is at max_backlog; holding new runs");
+                            tracing::warn!(
+                                route,
+                                backlog = n,
+                                creating,
+                                max_backlog = self.max,
+                                "the deployment's backlog is at max_backlog; holding new runs"
+                            );
                         }
                     }
                     _ => {
                         self.creating.fetch_add(1, Ordering::SeqCst);
                         if self.held.swap(false, Ordering::SeqCst) {
                             crate::metrics::route_held(route, false);
-                            tracing::info!(route, backlog = counted, max_backlog = self.max, "the deployment's backlog is below max_backlog; starting runs again");
+                            tracing::info!(
+                                route,
+                                backlog = counted,
+                                max_backlog = self.max,
+                                "the deployment's backlog is below max_backlog; starting runs again"
+                            );
                         }
                         return Some(Admitted(Arc::clone(&self.creating)));
                     }
@@ -475,6 +491,15 @@ impl Route {
             .transpose()
             .map_err(|e| ("when".to_string(), e))?;
         let action = Action::compile(&cfg.action).map_err(|(k, e)| (format!("action.{k}"), e))?;
+        let concurrency = cfg
+            .concurrency
+            .as_ref()
+            .map(|c| {
+                template::TextTemplate::compile(&c.key)
+                    .map(|t| (Arc::new(t), crate::per_key::PerKey::new(&cfg.name, c.limit)))
+                    .map_err(|e| ("concurrency.key".to_string(), e))
+            })
+            .transpose()?;
         if cfg.max_backlog.is_some() && action.static_deployment().is_none() {
             return Err((
                 "max_backlog".into(),
@@ -491,6 +516,7 @@ impl Route {
             stateful,
             shadow: cfg.mode == crate::config::RouteMode::Shadow,
             backlog: cfg.max_backlog.map(Backlog::new),
+            concurrency,
             finish: (cfg.settle_on == crate::config::SettleOn::Finished
                 && cfg.mode != crate::config::RouteMode::Shadow)
                 .then_some(FinishPolicy {
@@ -622,6 +648,7 @@ impl Route {
     ) -> Result<Decision, Failure> {
         self.attempt_held(event, prefect, run, None)
             .await
+            .map(|(d, _)| d)
             .map_err(|e| match e {
                 Held::Failed(f) => f,
                 Held::Interrupted => Failure {
@@ -638,17 +665,22 @@ impl Route {
         event: &Arc<Event>,
         prefect: &PrefectClient,
         run: u32,
-        interrupt: Option<&CancellationToken>,
-    ) -> Result<Decision, Held> {
+        live: Option<&RouteEnv>,
+    ) -> Result<(Decision, Option<crate::per_key::Slot>), Held> {
         match self.plan_off_runtime(event).await.map_err(Held::Failed)? {
-            Plan::Skip(reason) => Ok(Decision::Skip(reason)),
+            Plan::Skip(reason) => Ok((Decision::Skip(reason), None)),
             Plan::Run(rendered) if self.shadow => self
                 .action
                 .would_run(&self.name, event, rendered, prefect)
                 .await
-                .map(Decision::WouldRun)
+                .map(|w| (Decision::WouldRun(w), None))
                 .map_err(|e| Held::Failed(failed(e))),
             Plan::Run(rendered) => {
+                let slot = match (&self.concurrency, live) {
+                    (Some((key, limit)), Some(env)) => self.slot(key, limit, event, env).await?,
+                    _ => None,
+                };
+                let interrupt = live.map(|e| &e.interrupt);
                 let _admitted = match (&self.backlog, interrupt, self.action.static_deployment()) {
                     (Some(b), Some(stop), Some(d)) => Some(
                         b.admit(&self.name, d, prefect, stop)
@@ -657,12 +689,65 @@ impl Route {
                     ),
                     _ => None,
                 };
-                self.action
+                let mut created = self
+                    .action
                     .execute(&self.name, event, rendered, prefect, run)
                     .await
-                    .map(Decision::Ran)
-                    .map_err(|e| Held::Failed(failed(e)))
+                    .map_err(|e| Held::Failed(failed(e)))?;
+                created.concurrency_key = slot.as_ref().map(|s| s.key().to_string());
+                Ok((Decision::Ran(created), slot))
             }
+        }
+    }
+
+    /// Waits for a place under the event's concurrency key.
+    async fn slot(
+        &self,
+        key: &Arc<template::TextTemplate>,
+        limit: &Arc<crate::per_key::PerKey>,
+        event: &Arc<Event>,
+        env: &RouteEnv,
+    ) -> Result<Option<crate::per_key::Slot>, Held> {
+        let Some(follower) = env.follower.as_ref().filter(|f| f.enabled()) else {
+            return Ok(None);
+        };
+        let (tpl, ev) = (Arc::clone(key), Arc::clone(event));
+        let rendered = template::sandbox(move || tpl.render(&template::context(&ev)))
+            .await
+            .and_then(|r| r)
+            .map_err(|e| {
+                Held::Failed(Failure {
+                    message: format!("cannot render concurrency.key: {e}"),
+                    retryable: false,
+                })
+            })?;
+        if rendered.len() > MAX_CONCURRENCY_KEY {
+            return Err(Held::Failed(Failure {
+                message: format!(
+                    "concurrency.key rendered to {} bytes; at most {MAX_CONCURRENCY_KEY}",
+                    rendered.len()
+                ),
+                retryable: false,
+            }));
+        }
+        use crate::per_key::Refused;
+        match limit
+            .acquire(
+                &rendered,
+                event.received,
+                &event.id,
+                &env.journal,
+                follower,
+                &env.interrupt,
+            )
+            .await
+        {
+            Ok(slot) => Ok(Some(slot)),
+            Err(Refused::Interrupted) => Err(Held::Interrupted),
+            Err(Refused::Journal(e)) => Err(Held::Failed(Failure {
+                message: format!("cannot read the key's runs from the journal: {e}"),
+                retryable: true,
+            })),
         }
     }
 
@@ -744,13 +829,13 @@ impl Route {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let attempt_result = match self
-                .attempt_held(event, &env.prefect, run_number, Some(&env.interrupt))
+            let (attempt_result, slot) = match self
+                .attempt_held(event, &env.prefect, run_number, Some(env))
                 .await
             {
                 Err(Held::Interrupted) => return Err(RouteError::Interrupted),
-                Err(Held::Failed(f)) => Err(f),
-                Ok(d) => Ok(d),
+                Err(Held::Failed(f)) => (Err(f), None),
+                Ok((d, slot)) => (Ok(d), slot),
             };
             match attempt_result {
                 Ok(Decision::Skip(reason)) => return self.skip(event, reason).map(Started::Other),
@@ -758,6 +843,10 @@ impl Route {
                     env.journal
                         .settle(&event.id, &self.name, &Settlement::Ran(run.clone()))
                         .await?;
+                    // Recorded: the run holds its key's place until it ends.
+                    if let (Some(slot), Some(follower)) = (slot, &env.follower) {
+                        slot.bind(&run.flow_run_id.to_string(), follower).await;
+                    }
                     if !run.replayed {
                         let since = (chrono::Utc::now() - event.received)
                             .to_std()

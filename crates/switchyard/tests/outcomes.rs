@@ -7,6 +7,8 @@ mod common;
 
 use common::{DEADLINE, Router, Worked, flow_run, post, switchyard};
 use serde_json::Value;
+use std::time::Duration;
+
 use switchyard_testkit::{PrefectServer, TempDir, free_port, wait_until};
 
 /// The value of one series in a metrics text (0 when absent).
@@ -324,6 +326,91 @@ routes:
         .collect();
     ns.sort_unstable();
     assert_eq!(ns, (0..8).collect::<Vec<_>>());
+    router.close_stdin();
+    router.stop(libc::SIGINT);
+}
+
+/// `concurrency: {key: customer, limit: 1}`: for 3 customers × 5 events, never two runs of
+/// one customer at once (checked from Prefect's own start and end times), and each
+/// customer's runs in the order its events arrived.
+#[test]
+fn per_key_concurrency_runs_one_at_a_time_per_key_in_arrival_order() {
+    let server = PrefectServer::shared();
+    let api = &server.api_url;
+    let worked = Worked::start(api);
+    let dir = TempDir::new("outcomes-per-key");
+    let config = format!(
+        r#"
+prefect: {{follow: {{interval: 200ms}}}}
+engine: {{max_consumers: 16}}
+sources: [{{type: stdin, name: in}}]
+routes:
+  - name: jobs
+    concurrency: {{key: "{{{{ event.payload.customer }}}}", limit: 1}}
+    action:
+      type: run_deployment
+      deployment: {reference}
+      parameters: {{n: "{{{{ event.payload.n }}}}", seconds: 1}}
+"#,
+        reference = worked.reference
+    );
+    let mut router = Router::start(dir.path(), api, "per-key.yaml", &config, &[]);
+    for n in 0..15 {
+        router.send_line(&format!(r#"{{"n": {n}, "customer": "c{}"}}"#, n % 3));
+        // One at a time, so arrival order is the order sent.
+        wait_until("the event journaled", DEADLINE, || {
+            (router
+                .logs()
+                .iter()
+                .filter(|l| l["message"] == "event received")
+                .count()
+                > n)
+                .then_some(())
+        });
+    }
+    let runs = wait_until("15 completed runs", Duration::from_secs(300), || {
+        let runs = common::runs_of(api, worked.deployment);
+        (runs.len() == 15
+            && runs
+                .iter()
+                .all(|r| r.state_type.as_deref() == Some("COMPLETED")))
+        .then_some(runs)
+    });
+    let time =
+        |t: &Option<String>| chrono::DateTime::parse_from_rfc3339(t.as_deref().unwrap()).unwrap();
+    for c in 0..3 {
+        let mut mine: Vec<_> = runs
+            .iter()
+            .filter(|r| r.parameters["n"].as_i64().unwrap() % 3 == c)
+            .map(|r| {
+                (
+                    time(&r.start_time),
+                    time(&r.end_time),
+                    r.parameters["n"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        mine.sort();
+        let order: Vec<i64> = mine.iter().map(|m| m.2).collect();
+        let sent: Vec<i64> = (0..15).filter(|n| n % 3 == c).collect();
+        assert_eq!(order, sent, "customer c{c}'s runs in arrival order");
+        for pair in mine.windows(2) {
+            assert!(
+                pair[0].1 <= pair[1].0,
+                "customer c{c}: run n={} started before n={} ended",
+                pair[1].2,
+                pair[0].2
+            );
+        }
+    }
+    // The waits were real: later events of a key waited for its run.
+    assert!(
+        router
+            .logs()
+            .iter()
+            .any(|l| l["message"] == "concurrency key busy; the event waits"),
+        "no event waited"
+    );
     router.close_stdin();
     router.stop(libc::SIGINT);
 }

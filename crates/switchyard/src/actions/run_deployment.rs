@@ -231,6 +231,7 @@ impl RunDeployment {
             flow_run_id: created.run.id,
             flow_run_name: created.run.name,
             replayed: created.replayed,
+            concurrency_key: None,
         })
     }
 

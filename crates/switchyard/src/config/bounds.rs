@@ -239,6 +239,15 @@ pub fn check(c: &Config) -> Result<(), Problem> {
             SECOND,
             30 * DAY,
         )?;
+        if let Some(k) = &r.concurrency {
+            number(&format!("routes[{i}].concurrency.limit"), k.limit, 1, 1000)?;
+            if !c.prefect.follow.enabled {
+                return Err((
+                    format!("routes[{i}].concurrency"),
+                    "needs the runs followed (prefect.follow.enabled: true)".into(),
+                ));
+            }
+        }
         if r.settle_on == super::SettleOn::Finished && !c.prefect.follow.enabled {
             return Err((
                 format!("routes[{i}].settle_on"),
@@ -371,6 +380,18 @@ mod tests {
             ("", "", ", max_runs: 101", "routes[0].max_runs"),
             ("", "", ", finish_timeout: 0s", "routes[0].finish_timeout"),
             ("", "", ", max_backlog: 0", "routes[0].max_backlog"),
+            (
+                "",
+                "",
+                ", concurrency: {key: k, limit: 0}",
+                "routes[0].concurrency.limit",
+            ),
+            (
+                "follow: {enabled: false}",
+                "",
+                ", concurrency: {key: k}",
+                "routes[0].concurrency",
+            ),
             (
                 "follow: {enabled: false}",
                 "",

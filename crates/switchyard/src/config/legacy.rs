@@ -172,6 +172,7 @@ pub(super) fn translate(path: &Path, text: &str) -> Result<Config, ConfigError> 
             max_runs: 3,
             finish_timeout: std::time::Duration::from_secs(3600),
             max_backlog: None,
+            concurrency: None,
             action: ActionConfig::RunDeployment(RunDeploymentConfig {
                 deployment: "{{ event.payload.flow_name }}/{{ event.payload.deployment_name }}"
                     .into(),

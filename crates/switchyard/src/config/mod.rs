@@ -489,8 +489,27 @@ pub struct RouteConfig {
     /// once the engine's consumers are all waiting the queue fills and sources are held back
     /// (webhooks answer 503 with `Retry-After`). Default: no limit.
     pub max_backlog: Option<u64>,
+    /// At most `limit` unfinished runs per `key` (a template over `event`, e.g.
+    /// `"{{ event.payload.customer }}"`): an event whose key is busy waits — in the order
+    /// events were received — and starts when a run of its key ends. Needs the runs followed.
+    pub concurrency: Option<ConcurrencyConfig>,
     /// What to do.
     pub action: ActionConfig,
+}
+
+/// A route's per-key concurrency (see [`RouteConfig::concurrency`]).
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConcurrencyConfig {
+    /// The key: a template over `event`.
+    pub key: String,
+    /// Unfinished runs per key at most (default 1; 1 to 1,000).
+    #[serde(default = "default_concurrency_limit")]
+    pub limit: u32,
+}
+
+fn default_concurrency_limit() -> u32 {
+    1
 }
 
 /// When a route's event counts as handled (see [`RouteConfig::settle_on`]).

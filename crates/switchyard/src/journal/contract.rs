@@ -87,6 +87,7 @@ pub(crate) fn run(name: &str) -> Settlement {
         flow_run_id: Uuid::new_v4(),
         flow_run_name: name.into(),
         replayed: false,
+        concurrency_key: None,
     })
 }
 
@@ -713,4 +714,39 @@ pub(crate) async fn runs_are_followed_until_they_end(b: &dyn Backend) {
     assert!(given_up.ended_at.is_some());
     assert!(j.runs_due(10, Duration::ZERO).await.unwrap().is_empty());
     assert!(j.followed_run("no-such-run").await.unwrap().is_none());
+    // A run under a concurrency key is the key's until it ends.
+    j.accept(&event("e3")).await.unwrap();
+    let keyed = match run("r3") {
+        Settlement::Ran(mut r) => {
+            r.concurrency_key = Some("customer-7".into());
+            r
+        }
+        _ => unreachable!(),
+    };
+    let keyed_id = keyed.flow_run_id.to_string();
+    j.settle("e3", "a", &Settlement::Ran(keyed)).await.unwrap();
+    let open = j.unfinished_runs("a", "customer-7").await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].flow_run_id, keyed_id);
+    assert!(
+        j.unfinished_runs("a", "customer-8")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        j.unfinished_runs("b", "customer-7")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    j.runs_seen(vec![seen(&keyed_id, ("COMPLETED", "Completed"), true)])
+        .await
+        .unwrap();
+    assert!(
+        j.unfinished_runs("a", "customer-7")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

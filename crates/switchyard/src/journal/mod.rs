@@ -563,6 +563,12 @@ pub trait Store: Send + Sync + 'static {
     /// `next_check`. Returns the runs whose state this write changed.
     fn runs_seen(&self, seen: Vec<RunSeen>)
     -> BoxFuture<'_, Result<Vec<RunChanged>, JournalError>>;
+    /// A route's runs for concurrency key `key` that have not ended, oldest first.
+    fn unfinished_runs<'a>(
+        &'a self,
+        route: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<FollowedRun>, JournalError>>;
     /// One followed run.
     fn followed_run<'a>(
         &'a self,

@@ -1094,6 +1094,29 @@ impl Store for PostgresStore {
         })
     }
 
+    fn unfinished_runs<'a>(
+        &'a self,
+        route: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<FollowedRun>, JournalError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            c.query(
+                &format!(
+                    "SELECT {} FROM switchyard.runs WHERE route = $1 AND concurrency_key = $2 AND ended_at IS NULL ORDER BY created_at",
+                    ops::RUN_COLUMNS
+                ),
+                &[&route, &key],
+            )
+            .await
+            .map_err(db)?
+            .iter()
+            .map(ops::run_from_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db)
+        })
+    }
+
     fn followed_run<'a>(
         &'a self,
         flow_run_id: &'a str,

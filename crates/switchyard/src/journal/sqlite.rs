@@ -830,6 +830,21 @@ impl Store for SqliteStore {
         }))
     }
 
+    fn unfinished_runs<'a>(
+        &'a self,
+        route: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<FollowedRun>, JournalError>> {
+        let (route, key) = (route.to_string(), key.to_string());
+        Box::pin(self.run_single(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE route = ?1 AND concurrency_key = ?2 AND ended_at IS NULL ORDER BY created_at"
+            ))?
+            .query_map(params![route, key], run_from_row)?
+            .collect()
+        }))
+    }
+
     fn followed_run<'a>(
         &'a self,
         flow_run_id: &'a str,

@@ -344,7 +344,9 @@ impl Worked {
     /// Starts the worker (a second call does nothing).
     pub fn start_worker(&mut self) {
         if self.worker.is_none() {
-            self.worker = Some(switchyard_testkit::PrefectWorker::start(&self.api, &self.pool));
+            self.worker = Some(switchyard_testkit::PrefectWorker::start(
+                &self.api, &self.pool,
+            ));
         }
     }
 

@@ -360,8 +360,8 @@ async fn settle<C: GenericClient + Sync>(
             .await?;
             let st = c
                 .prepare_cached(
-                    "INSERT INTO switchyard.runs (flow_run_id, event_id, route, flow_run_name, deployment, state_type, state_name, created_at, changed_at, next_check_at)
-                     VALUES ($1, $2, $3, $4, $5, 'SCHEDULED', 'Scheduled', $6, $6, $6) ON CONFLICT (flow_run_id) DO NOTHING",
+                    "INSERT INTO switchyard.runs (flow_run_id, event_id, route, flow_run_name, deployment, state_type, state_name, created_at, changed_at, next_check_at, concurrency_key)
+                     VALUES ($1, $2, $3, $4, $5, 'SCHEDULED', 'Scheduled', $6, $6, $6, $7) ON CONFLICT (flow_run_id) DO NOTHING",
                 )
                 .await?;
             c.execute(
@@ -373,6 +373,7 @@ async fn settle<C: GenericClient + Sync>(
                     &run.flow_run_name,
                     &run.deployment,
                     &at,
+                    &run.concurrency_key,
                 ],
             )
             .await?;

@@ -102,10 +102,12 @@ CREATE TABLE switchyard.runs (
     created_at BIGINT NOT NULL,
     changed_at BIGINT NOT NULL,
     next_check_at BIGINT NOT NULL,
-    ended_at BIGINT
+    ended_at BIGINT,
+    concurrency_key TEXT
 );
 CREATE INDEX runs_due ON switchyard.runs (next_check_at) WHERE ended_at IS NULL;
 CREATE INDEX runs_event ON switchyard.runs (event_id);
+CREATE INDEX runs_keyed ON switchyard.runs (route, concurrency_key) WHERE ended_at IS NULL AND concurrency_key IS NOT NULL;
 ",
     ),
 ];

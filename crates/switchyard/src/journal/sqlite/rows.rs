@@ -93,8 +93,8 @@ pub(super) fn record_settlement(
                 at
             ])?;
             conn.prepare_cached(
-                "INSERT INTO runs (flow_run_id, event_id, route, flow_run_name, deployment, state_type, state_name, created_at, changed_at, next_check_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'SCHEDULED', 'Scheduled', ?6, ?6, ?6) ON CONFLICT (flow_run_id) DO NOTHING",
+                "INSERT INTO runs (flow_run_id, event_id, route, flow_run_name, deployment, state_type, state_name, created_at, changed_at, next_check_at, concurrency_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'SCHEDULED', 'Scheduled', ?6, ?6, ?6, ?7) ON CONFLICT (flow_run_id) DO NOTHING",
             )?
             .execute(params![
                 run.flow_run_id.to_string(),
@@ -102,7 +102,8 @@ pub(super) fn record_settlement(
                 route,
                 run.flow_run_name,
                 run.deployment,
-                at
+                at,
+                run.concurrency_key
             ])?;
             "ran"
         }

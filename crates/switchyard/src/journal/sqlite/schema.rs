@@ -71,10 +71,13 @@ CREATE TABLE IF NOT EXISTS runs (
     created_at INTEGER NOT NULL,
     changed_at INTEGER NOT NULL,
     next_check_at INTEGER NOT NULL,
-    ended_at INTEGER
+    ended_at INTEGER,
+    -- The route's concurrency key for the event (`concurrency.key`), if it has one.
+    concurrency_key TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_due ON runs (next_check_at) WHERE ended_at IS NULL;
 CREATE INDEX IF NOT EXISTS runs_event ON runs (event_id);
+CREATE INDEX IF NOT EXISTS runs_keyed ON runs (route, concurrency_key) WHERE ended_at IS NULL AND concurrency_key IS NOT NULL;
 ";
 
 /// The steps from an older file to [`SCHEMA_VERSION`]: the version each step leads to, and

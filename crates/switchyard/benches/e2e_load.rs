@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Poster, Router, count_runs, deploy, runs_of};
+use common::{Router, deploy, runs_of};
 use serde_json::json;
 use switchyard_prefect::{ClientConfig, FlowRunCreate, PrefectClient, RetryPolicy};
 use switchyard_testkit::{PrefectServer, TempDir, free_port, unique};
@@ -141,33 +141,12 @@ routes:
     router.wait_for_http(port);
     let url = format!("http://127.0.0.1:{port}/hooks/load");
     let start = Instant::now();
-    let producers: Vec<_> = (0..8)
-        .map(|p| {
-            let url = url.clone();
-            std::thread::spawn(move || {
-                let poster = Poster::default();
-                for i in (p..n).step_by(8) {
-                    poster.post_until_accepted(&url, &format!(r#"{{"n": {i}}}"#), &format!("k{i}"));
-                }
-            })
-        })
-        .collect();
-    for p in producers {
-        let _ = p.join();
-    }
+    common::flood(&[url], n);
     eprintln!(
         "  all {n} events accepted after {:.1}s",
         start.elapsed().as_secs_f64()
     );
-    // A cheap count, not a listing, so the measurement does not load the server it measures.
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while count_runs(api, dep) < n as u64 {
-        assert!(
-            Instant::now() < deadline,
-            "not every run was created within 10 minutes"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    common::wait_for_count(api, dep, n, Duration::from_millis(250));
     let seconds = start.elapsed().as_secs_f64();
     let (ok, lost, duplicated) = tally(api, dep, n);
     let logs = router.logs();

@@ -12,7 +12,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Poster, Router, count_runs, deploy};
+use common::{Router, deploy};
 use switchyard_testkit::{PrefectServer, TempDir, free_port, unique};
 
 const TOKEN: &str = "follow-bench-token-0123456789";
@@ -42,28 +42,8 @@ routes:
     router.wait_for_http(port);
     let url = format!("http://127.0.0.1:{port}/hooks/load");
     let start = Instant::now();
-    let producers: Vec<_> = (0..8)
-        .map(|p| {
-            let url = url.clone();
-            std::thread::spawn(move || {
-                let poster = Poster::default();
-                for i in (p..n).step_by(8) {
-                    poster.post_until_accepted(&url, &format!(r#"{{"n": {i}}}"#), &format!("k{i}"));
-                }
-            })
-        })
-        .collect();
-    for p in producers {
-        let _ = p.join();
-    }
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while count_runs(api, dep) < n as u64 {
-        assert!(
-            Instant::now() < deadline,
-            "runs not created within 10 minutes"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    common::flood(&[url], n);
+    common::wait_for_count(api, dep, n, Duration::from_millis(250));
     let seconds = start.elapsed().as_secs_f64();
     let metrics = common::rt().block_on(async {
         reqwest::Client::new()

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Poster, Router, count_runs, deploy, runs_of};
+use common::{Router, deploy, runs_of};
 use serde_json::json;
 use switchyard::journal::{PostgresOptions, PostgresStore, Settlement, SqliteStore, Store};
 use switchyard_testkit::{PrefectServer, TempDir, TestDatabase, free_port, unique};
@@ -114,32 +114,10 @@ routes:
         routers.push(r);
         dirs.push(dir);
     }
-    let urls = Arc::new(urls);
     let start = Instant::now();
-    let producers: Vec<_> = (0..8)
-        .map(|p| {
-            let urls = Arc::clone(&urls);
-            std::thread::spawn(move || {
-                let poster = Poster::default();
-                for i in (p..n).step_by(8) {
-                    let url = &urls[i % urls.len()];
-                    poster.post_until_accepted(url, &format!(r#"{{"n": {i}}}"#), &format!("k{i}"));
-                }
-            })
-        })
-        .collect();
-    for p in producers {
-        let _ = p.join();
-    }
+    common::flood(&urls, n);
     let accepted = start.elapsed().as_secs_f64();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while count_runs(api, dep) < n as u64 {
-        assert!(
-            Instant::now() < deadline,
-            "not every run was created within 10 minutes"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_for_count(api, dep, n, Duration::from_millis(100));
     let done = start.elapsed().as_secs_f64();
     let mut per_n: BTreeMap<i64, usize> = BTreeMap::new();
     for r in runs_of(api, dep) {

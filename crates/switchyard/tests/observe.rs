@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::Router;
+use common::{Router, sample};
 use serde_json::{Value, json};
 use switchyard_testkit::{OwnedPrefect, TempDir, free_port, unique, wait_until};
 
@@ -35,20 +35,6 @@ fn json_of(url: &str) -> Value {
     let (status, body) = admin("GET", url, Some(TOKEN));
     assert_eq!(status, 200, "{url}: {body}");
     serde_json::from_str(&body).unwrap()
-}
-
-/// The value of one sample (`name{labels}`) in the metrics text; 0 when absent.
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .trim()
-                .split(' ')
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
 }
 
 #[test]

@@ -5,25 +5,11 @@
 
 mod common;
 
-use common::{DEADLINE, Router, Worked, flow_run, post, switchyard};
+use common::{DEADLINE, Router, Worked, flow_run, post, sample, switchyard};
 use serde_json::Value;
 use std::time::Duration;
 
 use switchyard_testkit::{PrefectServer, TempDir, free_port, wait_until};
-
-/// The value of one series in a metrics text (0 when absent).
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .trim()
-                .split(' ')
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
-}
 
 /// The states a journal recorded for an event, in order (`events show --json`).
 fn states_of(journal: &std::path::Path, event_id: &str) -> (Vec<String>, Value) {

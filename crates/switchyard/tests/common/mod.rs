@@ -181,6 +181,54 @@ impl Poster {
     }
 }
 
+/// `{"n": i}` for every `i` in `0..n`, from 8 producer threads, to `urls` in turn, each
+/// POSTed until accepted (with `Idempotency-Key: k<i>`).
+pub fn flood(urls: &[String], n: usize) {
+    let urls = std::sync::Arc::new(urls.to_vec());
+    let producers: Vec<_> = (0..8)
+        .map(|p| {
+            let urls = std::sync::Arc::clone(&urls);
+            std::thread::spawn(move || {
+                let poster = Poster::default();
+                for i in (p..n).step_by(8) {
+                    let url = &urls[i % urls.len()];
+                    poster.post_until_accepted(url, &format!(r#"{{"n": {i}}}"#), &format!("k{i}"));
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        let _ = p.join();
+    }
+}
+
+/// Waits (ten minutes at most) until the deployment has `n` runs, with one cheap count each
+/// `every`, so the wait does not load the server it measures.
+pub fn wait_for_count(api: &str, deployment: Uuid, n: usize, every: Duration) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    while count_runs(api, deployment) < n as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every run was created within 10 minutes"
+        );
+        std::thread::sleep(every);
+    }
+}
+
+/// The value of one series in a metrics text (0 when absent).
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .trim()
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
 /// POSTs until the router answers 202 (it may be down or full meanwhile).
 pub fn post_until_accepted(url: &str, body: &str, headers: &[(&str, &str)]) -> Value {
     wait_until(&format!("202 for {body}"), DEADLINE, || {

@@ -17,8 +17,8 @@ use switchyard_testkit::{PrefectServer, TempDir, free_port, unique};
 
 const TOKEN: &str = "follow-bench-token-0123456789";
 
-/// `(runs/s, filter reads, runs looked at per second of the flood)`.
-fn flood(api: &str, n: usize, follow: bool) -> (f64, f64) {
+/// `(runs/s, flow_runs/filter reads)`.
+fn flood(api: &str, n: usize, follow: bool) -> (f64, u64) {
     let flow = unique("Follow Bench");
     let dep = deploy(api, &flow, "counted", common::counted_schema());
     let dir = TempDir::new("follow-bench");
@@ -56,13 +56,14 @@ routes:
             .await
             .ok()
     });
-    let reads: f64 = metrics
+    let reads: u64 = metrics
         .unwrap_or_default()
         .lines()
         .filter(|l| {
             l.starts_with("switchyard_prefect_requests_total{operation=\"filter_flow_runs\"")
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
         .sum();
     let _ = router.stop(libc::SIGTERM);
     (n as f64 / seconds, reads)
@@ -86,7 +87,7 @@ fn main() {
     println!("{:<14} {:>8} {:>14}", "follow", "runs/s", "filter reads");
     let mut off = Vec::new();
     let mut on = Vec::new();
-    for round in 0..2 {
+    for round in 0..3 {
         for follow in [false, true] {
             let (rate, reads) = flood(&api, n, follow);
             println!(

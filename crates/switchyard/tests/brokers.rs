@@ -1304,3 +1304,98 @@ routes:
     router.wait_for_log(&[("message", "outcome replied"), ("status", "finished")]);
     router.stop(libc::SIGINT);
 }
+
+/// `settle_on: finished` on Kafka with a real worker: the router killed -9 while a run is
+/// running loses nothing and starts no run twice; a failing run is retried then
+/// dead-lettered; and offsets are committed only past events whose runs ended, so a third
+/// start reads only what is new.
+#[test]
+fn kafka_settle_on_finished_commits_past_ended_runs_only() {
+    let api = &PrefectServer::shared().api_url;
+    let worked = common::Worked::start(api);
+    let mut kafka = Kafka::new(1);
+    let dir = TempDir::new("kafka-finished");
+    let config = format!(
+        r#"
+prefect: {{follow: {{interval: 200ms}}}}
+delivery: {{backoff: 100ms, max_backoff: 1s}}
+sources: [{source}]
+routes:
+  - name: jobs
+    settle_on: finished
+    on_failure: retry
+    max_runs: 2
+    action:
+      type: run_deployment
+      deployment: {reference}
+      parameters:
+        n: "{{{{ event.payload.n }}}}"
+        fail: "{{{{ event.payload.fail | default(false) }}}}"
+        seconds: "{{{{ event.payload.seconds | default(0) }}}}"
+"#,
+        source = kafka.source("bus"),
+        reference = worked.reference
+    );
+    let runs_of_n = |n: i64| -> Vec<switchyard_prefect::FlowRun> {
+        runs_of(api, worked.deployment)
+            .into_iter()
+            .filter(|r| r.parameters["n"] == json!(n))
+            .collect()
+    };
+    let router = Router::start(dir.path(), api, "finished.yaml", &config, &[]);
+    router.wait_for_log(&[("message", "consuming Kafka")]);
+    kafka.send(Some(1), r#"{"n": 1, "seconds": 5}"#);
+    kafka.send(Some(2), r#"{"n": 2, "fail": true}"#);
+    wait_until("run n=1 to be running", DEADLINE, || {
+        runs_of_n(1)
+            .iter()
+            .any(|r| r.state_type.as_deref() == Some("RUNNING"))
+            .then_some(())
+    });
+    router.kill9();
+
+    let router = Router::start(dir.path(), api, "finished.yaml", &config, &[]);
+    let env = [("SWITCHYARD_JOURNAL", dir.path().join("journal.db"))];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.to_str().unwrap())).collect();
+    let letter = wait_until("n=2 dead-lettered after two failed runs", DEADLINE, || {
+        let (_, out, _) = switchyard(&["dlq", "list", "--json"], &env);
+        let list: Value = serde_json::from_str(&out).ok()?;
+        list.as_array()?.first().cloned()
+    });
+    assert!(
+        letter["reason"].as_str().unwrap().contains("ended Failed"),
+        "{letter}"
+    );
+    wait_until("run n=1 to complete", DEADLINE, || {
+        runs_of_n(1)
+            .iter()
+            .all(|r| r.state_type.as_deref() == Some("COMPLETED"))
+            .then_some(())
+    });
+    router.wait_for_log(&[("message", "flow run completed; event handled")]);
+    // The broker gives the partition to this instance once the killed one's session has
+    // expired, and delivers both messages again: the journal knows them (no new run).
+    for offset in [":0:0", ":0:1"] {
+        router.wait_for_log(&[("message", "event received"), ("event_id", offset)]);
+    }
+    assert_eq!(router.stop(libc::SIGTERM), Some(0));
+    assert_eq!(runs_of_n(1).len(), 1, "n=1 ran once, killed or not");
+    assert_eq!(runs_of_n(2).len(), 2, "n=2 ran twice (max_runs), no more");
+
+    // Committed past both: a third start reads only the new message (one partition, in order).
+    let router = Router::start(dir.path(), api, "finished.yaml", &config, &[]);
+    router.wait_for_log(&[("message", "consuming Kafka")]);
+    kafka.send(Some(3), r#"{"n": 3}"#);
+    let third = router.wait_for_log(&[("message", "event received")]);
+    assert!(
+        third["event_id"].as_str().unwrap().ends_with(":2"),
+        "the first message read is offset 2: {third}"
+    );
+    wait_until("run n=3 to complete", DEADLINE, || {
+        runs_of_n(3)
+            .iter()
+            .any(|r| r.state_type.as_deref() == Some("COMPLETED"))
+            .then_some(())
+    });
+    assert_eq!(router.stop(libc::SIGTERM), Some(0));
+}

@@ -228,9 +228,13 @@ impl Drop for Slot {
         if self.bound {
             return;
         }
-        // No run was created: the place goes to the next waiter.
+        // No run was created: the place goes to the next waiter (no runtime: the process is
+        // ending, and the place with it).
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let (limiter, key) = (Arc::clone(&self.limiter), self.key.clone());
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let mut keys = limiter.keys.lock().await;
             if let Some(k) = keys.get_mut(&key) {
                 k.reserved = k.reserved.saturating_sub(1);

@@ -82,6 +82,8 @@ impl Location {
     /// Opens it. `register`: whether this process is an instance that takes events (a
     /// command that only reads or replays is not).
     pub async fn open(&self, register: bool) -> Result<std::sync::Arc<dyn Store>, JournalError> {
+        #[cfg(not(feature = "postgres"))]
+        let _ = register;
         match self {
             Self::File(p) => Ok(std::sync::Arc::new(SqliteStore::open(p)?)),
             #[cfg(feature = "postgres")]

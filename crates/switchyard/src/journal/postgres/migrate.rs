@@ -53,7 +53,25 @@ struct Chunk {
     decisions: Vec<DecisionCols>,
     route_states: Vec<(String, String, String)>,
     dead_letters: Vec<DeadCols>,
+    runs: Vec<RunCols>,
 }
+
+/// A followed run's row: id, event, route, name, deployment, state type and name, created,
+/// changed, next check, ended, concurrency key.
+type RunCols = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+);
 
 type DecisionCols = (
     String,
@@ -110,6 +128,7 @@ fn read_chunk(c: &Connection, after: i64) -> rusqlite::Result<Chunk> {
             decisions: Vec::new(),
             route_states: Vec::new(),
             dead_letters: Vec::new(),
+            runs: Vec::new(),
         });
     };
     let (lo, hi) = (first.0, last.0);
@@ -158,11 +177,35 @@ fn read_chunk(c: &Connection, after: i64) -> rusqlite::Result<Chunk> {
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
+    let runs = c
+        .prepare(&format!(
+            "SELECT flow_run_id, event_id, route, flow_run_name, deployment, state_type, state_name,
+                    created_at, changed_at, next_check_at, ended_at, concurrency_key
+             FROM runs WHERE event_id IN {within}"
+        ))?
+        .query_map(params![lo, hi], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+                r.get(10)?,
+                r.get(11)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
     Ok(Chunk {
         events,
         decisions,
         route_states,
         dead_letters,
+        runs,
     })
 }
 
@@ -302,6 +345,19 @@ impl PostgresStore {
             .await
             .map_err(db)?;
             done.dead_letters += 1;
+        }
+        // The runs still followed go on being followed from PostgreSQL.
+        for r in chunk.runs.iter().filter(|r| fresh.contains(r.1.as_str())) {
+            tx.execute(
+                "INSERT INTO switchyard.runs (flow_run_id, event_id, route, flow_run_name, deployment, state_type,
+                     state_name, created_at, changed_at, next_check_at, ended_at, concurrency_key)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (flow_run_id) DO NOTHING",
+                &[
+                    &r.0, &r.1, &r.2, &r.3, &r.4, &r.5, &r.6, &r.7, &r.8, &r.9, &r.10, &r.11,
+                ],
+            )
+            .await
+            .map_err(db)?;
         }
         tx.commit().await.map_err(db)
     }

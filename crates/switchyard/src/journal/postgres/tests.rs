@@ -338,7 +338,13 @@ async fn a_sqlite_journal_migrates_whole_and_a_second_run_copies_nothing_twice()
                 .collect()
         };
         assert_eq!(kinds(&from), kinds(&to), "{id}");
+        // Runs being followed go on being followed.
+        assert_eq!(from.followed, to.followed, "{id}");
     }
+    assert_eq!(
+        a.runs_due(10, Duration::from_secs(60)).await.unwrap().len(),
+        2
+    );
     let dl = a.dead_letters(false, 10).await.unwrap();
     assert_eq!(dl.len(), 1);
     assert_eq!(dl[0].reason, "deployment gone");

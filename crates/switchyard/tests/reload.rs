@@ -58,7 +58,9 @@ fn a_flood_across_ten_reloads_runs_every_event_once_under_the_config_in_force() 
     let dep = deploy(&api, &flow, "d", schema);
     let (port, admin) = (free_port(), free_port());
     // Generation g's routes: `flood` stamps its runs with g; every other generation also has
-    // a route of its own name (added, then removed) that never runs.
+    // a route of its own name (added, then removed) that never runs. Runs are not followed:
+    // what generations the flood meets depends on how fast Prefect drains the queue, and
+    // reads of run states (tested in outcomes.rs) only take from that on a shared CI box.
     let config = |g: u64| {
         let extra = if g % 2 == 1 {
             format!(
@@ -71,7 +73,7 @@ fn a_flood_across_ten_reloads_runs_every_event_once_under_the_config_in_force() 
             r#"
 http: {{listen: "127.0.0.1:{port}"}}
 admin: {{listen: "127.0.0.1:{admin}"}}
-prefect: {{max_in_flight: 8}}
+prefect: {{max_in_flight: 8, follow: {{enabled: false}}}}
 sources: [{{type: webhook, name: h}}]
 routes:
   - name: flood

@@ -1117,17 +1117,10 @@ fn kafka_three_instances_on_a_shared_journal_with_one_killed_run_every_message_o
     }
 }
 
-/// `settle_on: finished` on RabbitMQ with a real worker: a message is acknowledged only once
-/// its run has ended; a run that fails is retried (`on_failure: retry`, `max_runs: 2`) and
-/// then dead-lettered; the router killed -9 while runs are running loses nothing and starts
-/// no run twice.
-#[test]
-fn amqp_settle_on_finished_acknowledges_at_the_runs_end_and_retries_failed_runs() {
-    let api = &PrefectServer::shared().api_url;
-    let worked = common::Worked::start(api);
-    let mut amqp = Amqp::new();
-    let dir = TempDir::new("amqp-finished");
-    let config = format!(
+/// A route `jobs` from `source` to the `outcome` deployment `reference`, settled when its
+/// run ends, retrying a failed run once (`max_runs: 2`), runs followed every 200 ms.
+fn retrying_finished(source: &str, reference: &str) -> String {
+    format!(
         r#"
 prefect: {{follow: {{interval: 200ms}}}}
 delivery: {{backoff: 100ms, max_backoff: 1s}}
@@ -1144,16 +1137,30 @@ routes:
         n: "{{{{ event.payload.n }}}}"
         fail: "{{{{ event.payload.fail | default(false) }}}}"
         seconds: "{{{{ event.payload.seconds | default(0) }}}}"
-"#,
-        source = amqp.source("jobs-in"),
-        reference = worked.reference
-    );
-    let runs_of_n = |n: i64| -> Vec<switchyard_prefect::FlowRun> {
-        runs_of(api, worked.deployment)
-            .into_iter()
-            .filter(|r| r.parameters["n"] == json!(n))
-            .collect()
-    };
+"#
+    )
+}
+
+/// The runs of `worked`'s deployment for event number `n`.
+fn runs_with_n(api: &str, worked: &common::Worked, n: i64) -> Vec<switchyard_prefect::FlowRun> {
+    runs_of(api, worked.deployment)
+        .into_iter()
+        .filter(|r| r.parameters["n"] == json!(n))
+        .collect()
+}
+
+/// `settle_on: finished` on RabbitMQ with a real worker: a message is acknowledged only once
+/// its run has ended; a run that fails is retried (`on_failure: retry`, `max_runs: 2`) and
+/// then dead-lettered; the router killed -9 while runs are running loses nothing and starts
+/// no run twice.
+#[test]
+fn amqp_settle_on_finished_acknowledges_at_the_runs_end_and_retries_failed_runs() {
+    let api = &PrefectServer::shared().api_url;
+    let worked = common::Worked::start(api);
+    let mut amqp = Amqp::new();
+    let dir = TempDir::new("amqp-finished");
+    let config = retrying_finished(&amqp.source("jobs-in"), &worked.reference);
+    let runs_of_n = |n: i64| runs_with_n(api, &worked, n);
     let router = Router::start(dir.path(), api, "finished.yaml", &config, &[]);
     router.wait_for_log(&[("message", "AMQP")]);
     amqp.send(Some(1), r#"{"n": 1, "seconds": 5}"#);
@@ -1315,33 +1322,8 @@ fn kafka_settle_on_finished_commits_past_ended_runs_only() {
     let worked = common::Worked::start(api);
     let mut kafka = Kafka::new(1);
     let dir = TempDir::new("kafka-finished");
-    let config = format!(
-        r#"
-prefect: {{follow: {{interval: 200ms}}}}
-delivery: {{backoff: 100ms, max_backoff: 1s}}
-sources: [{source}]
-routes:
-  - name: jobs
-    settle_on: finished
-    on_failure: retry
-    max_runs: 2
-    action:
-      type: run_deployment
-      deployment: {reference}
-      parameters:
-        n: "{{{{ event.payload.n }}}}"
-        fail: "{{{{ event.payload.fail | default(false) }}}}"
-        seconds: "{{{{ event.payload.seconds | default(0) }}}}"
-"#,
-        source = kafka.source("bus"),
-        reference = worked.reference
-    );
-    let runs_of_n = |n: i64| -> Vec<switchyard_prefect::FlowRun> {
-        runs_of(api, worked.deployment)
-            .into_iter()
-            .filter(|r| r.parameters["n"] == json!(n))
-            .collect()
-    };
+    let config = retrying_finished(&kafka.source("bus"), &worked.reference);
+    let runs_of_n = |n: i64| runs_with_n(api, &worked, n);
     let router = Router::start(dir.path(), api, "finished.yaml", &config, &[]);
     router.wait_for_log(&[("message", "consuming Kafka")]);
     kafka.send(Some(1), r#"{"n": 1, "seconds": 5}"#);
